@@ -1,0 +1,396 @@
+"""Tagged image datasets: reading image-level tags from CSV, JSON, VOC XML or COCO, and validating them.
+
+Formats (``format="auto"`` picks by the path):
+
+- **CSV** (``*.csv``): rows ``file,tags`` with ``;`` between tags; a ``file,tags`` header line is optional.
+- **JSON mapping** (``*.json``): ``{"a.jpg": ["cat", "dog"], ...}`` (a ``"cat;dog"`` string also works), or
+  ``{"classes": [...], "tags": {"a.jpg": [...]}}`` to give the class list.
+- **VOC** (a folder of ``*.xml``): each file's ``<filename>`` and the ``<object><name>`` entries as tags.
+- **COCO** (``*.json`` with ``images``, ``annotations``, ``categories``): an image's tags are the categories
+  of its annotations; the class list is the categories, in id order.
+
+The class list comes from ``classes`` if given, else from the file (COCO categories, JSON ``classes``), else
+from the tags (sorted). ``load_dataset`` validates everything before any heavy work and reports every problem
+at once: missing files, unreadable images, unknown tags, empty tags, duplicate or unsafe names. Bad entries are
+skipped with a warning listing them, or, with ``strict=True``, a ``DatasetError`` lists them all.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("auto", "csv", "json", "voc", "coco")
+PROBLEM_KINDS = (
+    "format",  # the tags file itself is malformed (bad row, bad XML)
+    "missing_file",
+    "unreadable_image",
+    "unknown_tag",
+    "empty_tags",
+    "duplicate_name",
+    "unsafe_name",  # absolute path or ".." component: would leave the image folder
+)
+TAG_FILE_NAMES = ("tags.csv", "tags.json", "annotations.json", "instances.json", "Annotations")
+IMAGE_DIR_NAMES = ("images", "JPEGImages")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One usable image: its name relative to the image folder, its path, and its tags (class names)."""
+
+    file_name: str
+    path: Path
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DatasetProblem:
+    """A problem with one entry (``file_name``) or with the tags source (``file_name`` None)."""
+
+    kind: str
+    file_name: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file_name if self.file_name is not None else "(tags file)"
+        return f"{where}: {self.kind}: {self.message}"
+
+
+@dataclass
+class TaggedDataset:
+    """A validated dataset: ``entries`` sorted by file name, ``problems`` of the skipped ones."""
+
+    image_dir: Path
+    classes: list[str]
+    entries: list[DatasetEntry]
+    problems: list[DatasetProblem] = field(default_factory=list)
+    source: Path | None = None
+
+    def class_id(self, name: str) -> int:
+        """Class id of a tag (index in ``classes`` + 1)."""
+        return self.classes.index(name) + 1
+
+    def tag_ids(self, entry: DatasetEntry) -> list[int]:
+        """Sorted class ids (>= 1) of an entry's tags."""
+        return sorted(self.class_id(t) for t in entry.tags)
+
+    def targets(self) -> np.ndarray:
+        """(M, N) float32 multi-hot matrix of the entries' tags (column j = class id j + 1)."""
+        out = np.zeros((len(self.entries), len(self.classes)), dtype=np.float32)
+        for i, entry in enumerate(self.entries):
+            for t in entry.tags:
+                out[i, self.classes.index(t)] = 1.0
+        return out
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used (or has problems, in strict mode); ``problems`` lists them all."""
+
+    def __init__(self, message: str, problems: Sequence[DatasetProblem] = ()) -> None:
+        self.problems = list(problems)
+        lines = [message] + [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+
+def _split_tags(value) -> list[str]:
+    """Tags from a ``"a;b"`` string or a list of strings, stripped, empty ones dropped."""
+    if value is None:
+        return []
+    items = value.split(";") if isinstance(value, str) else list(value)
+    return [str(t).strip() for t in items if str(t).strip()]
+
+
+def read_csv_tags(path: Path) -> tuple[list[tuple[str, list[str]]], list[DatasetProblem]]:
+    """Rows ``file,tags`` of a CSV file -> ([(file_name, tags)], problems)."""
+    rows: list[tuple[str, list[str]]] = []
+    problems: list[DatasetProblem] = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        for line_no, row in enumerate(csv.reader(handle), start=1):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if line_no == 1 and [c.strip().lower() for c in row[:2]] == ["file", "tags"]:
+                continue
+            if len(row) > 2:
+                problems.append(
+                    DatasetProblem(
+                        "format",
+                        row[0].strip() or None,
+                        f"{path.name} line {line_no}: {len(row)} columns, expected 2 (file,tags)",
+                    )
+                )
+                continue
+            rows.append((row[0].strip(), _split_tags(row[1] if len(row) > 1 else "")))
+    return rows, problems
+
+
+def read_json_tags(
+    path: Path, data: dict | None = None
+) -> tuple[list[tuple[str, list[str]]], list[str] | None, list[DatasetProblem]]:
+    """A JSON mapping file -> ([(file_name, tags)], class list or None, problems)."""
+    data = _read_json(path) if data is None else data
+    classes = None
+    mapping = data
+    if isinstance(data, dict) and "tags" in data and isinstance(data["tags"], dict):
+        mapping = data["tags"]
+        if "classes" in data:
+            classes = [str(c) for c in data["classes"]]
+    if not isinstance(mapping, dict):
+        raise DatasetError(f"{path}: expected a JSON object mapping file names to tag lists")
+    rows, problems = [], []
+    for name, value in mapping.items():
+        if not isinstance(value, (str, list)) or (
+            isinstance(value, list) and not all(isinstance(v, str) for v in value)
+        ):
+            problems.append(
+                DatasetProblem(
+                    "format", str(name), f"tags must be a list of strings or a ';' string, got {value!r}"
+                )
+            )
+            continue
+        rows.append((str(name), _split_tags(value)))
+    return rows, classes, problems
+
+
+def read_coco_tags(
+    path: Path, data: dict | None = None
+) -> tuple[list[tuple[str, list[str]]], list[str], list[DatasetProblem]]:
+    """A COCO file -> ([(file_name, categories of its annotations)], category names in id order, problems)."""
+    data = _read_json(path) if data is None else data
+    try:
+        categories = sorted(data["categories"], key=lambda c: int(c["id"]))
+        names = {int(c["id"]): str(c["name"]) for c in categories}
+        images = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
+    except (KeyError, TypeError, ValueError) as error:
+        raise DatasetError(f"{path}: malformed COCO file ({error!r})") from error
+    tags: dict[int, set[str]] = {i: set() for i in images}
+    problems: list[DatasetProblem] = []
+    for ann in data.get("annotations", []):
+        try:
+            image_id, cat = int(ann["image_id"]), int(ann["category_id"])
+        except (KeyError, TypeError, ValueError):
+            problems.append(
+                DatasetProblem("format", None, f"annotation {ann.get('id', '?')} lacks image_id/category_id")
+            )
+            continue
+        if image_id not in images:
+            problems.append(
+                DatasetProblem(
+                    "format", None, f"annotation {ann.get('id', '?')} refers to unknown image id {image_id}"
+                )
+            )
+            continue
+        tags[image_id].add(names.get(cat, f"<category {cat}>"))
+    rows = [(images[i], sorted(tags[i])) for i in sorted(images)]
+    return rows, [names[k] for k in sorted(names)], problems
+
+
+def read_voc_tags(folder: Path) -> tuple[list[tuple[str, list[str]]], list[DatasetProblem]]:
+    """A folder of VOC XML files -> ([(filename, object names)], problems)."""
+    import xml.etree.ElementTree as ET
+
+    rows, problems = [], []
+    files = sorted(folder.glob("*.xml"))
+    if not files:
+        raise DatasetError(f"{folder}: no VOC .xml files in this folder")
+    for xml in files:
+        try:
+            root = ET.parse(xml).getroot()
+        except ET.ParseError as error:
+            problems.append(DatasetProblem("format", xml.name, f"cannot parse XML: {error}"))
+            continue
+        name = (root.findtext("filename") or "").strip() or xml.stem + ".jpg"
+        objects = sorted({(o.findtext("name") or "").strip() for o in root.iter("object")} - {""})
+        rows.append((name, objects))
+    return rows, problems
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from error
+
+
+def detect_format(path: Path) -> str:
+    """ "csv", "json", "voc" or "coco" for a tags source path."""
+    if path.is_dir():
+        return "voc"
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    if path.suffix.lower() == ".json":
+        data = _read_json(path)
+        is_coco = isinstance(data, dict) and all(
+            isinstance(data.get(k), list) for k in ("images", "categories")
+        )
+        return "coco" if is_coco else "json"
+    raise DatasetError(f"{path}: unknown tags format (expected .csv, .json or a folder of VOC .xml files)")
+
+
+def resolve_sources(
+    dataset: str | Path, tags: str | Path | None = None, images: str | Path | None = None
+) -> tuple[Path, Path]:
+    """(tags source, image folder) of a dataset given as a folder or a tags file.
+
+    A folder is searched for ``tags.csv``, ``tags.json``, ``annotations.json``, ``instances.json`` or an
+    ``Annotations`` folder; images are in ``images/`` or ``JPEGImages/`` beside the tags when present, else in
+    the dataset folder itself.
+    """
+    dataset = Path(dataset)
+    if not dataset.exists():
+        raise FileNotFoundError(f"dataset not found: {dataset}")
+    if tags is not None:
+        source = Path(tags)
+    elif dataset.is_file():
+        source = dataset
+    else:
+        candidates = [dataset / n for n in TAG_FILE_NAMES if (dataset / n).exists()]
+        if not candidates and any(dataset.glob("*.xml")):
+            candidates = [dataset]
+        if not candidates:
+            raise DatasetError(
+                f"{dataset}: no tags found (looked for {', '.join(TAG_FILE_NAMES)} or *.xml files)"
+            )
+        source = candidates[0]
+    if not source.exists():
+        raise FileNotFoundError(f"tags source not found: {source}")
+    if images is not None:
+        image_dir = Path(images)
+    else:
+        base = dataset if dataset.is_dir() else dataset.parent
+        image_dir = next((base / n for n in IMAGE_DIR_NAMES if (base / n).is_dir()), base)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder not found: {image_dir}")
+    return source, image_dir
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def _unsafe(name: str) -> bool:
+    p = PurePosixPath(name.replace("\\", "/"))
+    return not name or p.is_absolute() or ".." in p.parts or (len(name) > 1 and name[1] == ":")
+
+
+def load_dataset(
+    dataset: str | Path,
+    *,
+    tags: str | Path | None = None,
+    images: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    format: str = "auto",
+    strict: bool = False,
+    check_images: str = "decode",
+    progress: bool = True,
+) -> TaggedDataset:
+    """Read and validate a tagged dataset; returns the usable entries and every problem found.
+
+    ``dataset``: a folder (see ``resolve_sources``) or a tags file / VOC folder. ``classes``: the class list
+    (tags outside it are unknown); default from the file or inferred from the tags. ``check_images``:
+    "decode" reads every image (catches truncated files), "header" reads headers only, "none" only checks
+    existence. ``strict``: raise ``DatasetError`` listing all problems instead of skipping bad entries.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown tags format {format!r}; choose one of {FORMATS}")
+    if check_images not in ("decode", "header", "none"):
+        raise ValueError(f"check_images must be 'decode', 'header' or 'none', got {check_images!r}")
+    source, image_dir = resolve_sources(dataset, tags, images)
+    fmt = detect_format(source) if format == "auto" else format
+    file_classes: list[str] | None = None
+    if fmt == "csv":
+        rows, problems = read_csv_tags(source)
+    elif fmt == "json":
+        rows, file_classes, problems = read_json_tags(source)
+    elif fmt == "coco":
+        rows, file_classes, problems = read_coco_tags(source)
+    else:
+        rows, problems = read_voc_tags(source)
+    if classes is not None:
+        class_list = [str(c).strip() for c in classes]
+    elif file_classes is not None:
+        class_list = file_classes
+    else:
+        class_list = sorted({t for _, ts in rows for t in ts})
+    if len(set(class_list)) != len(class_list):
+        raise DatasetError(f"{source}: duplicate class names in the class list {class_list}")
+    if not class_list:
+        raise DatasetError(f"{source}: no classes (no entry has a tag)", problems)
+    known = set(class_list)
+    seen: dict[str, str] = {}
+    candidates: list[tuple[str, list[str]]] = []
+    for name, row_tags in rows:
+        key = name.replace("\\", "/").lower()
+        if _unsafe(name):
+            problems.append(
+                DatasetProblem("unsafe_name", name, "absolute path or '..' would leave the image folder")
+            )
+            continue
+        if key in seen:
+            problems.append(
+                DatasetProblem(
+                    "duplicate_name", name, f"listed again (first as {seen[key]!r}); kept the first"
+                )
+            )
+            continue
+        seen[key] = name
+        if not row_tags:
+            problems.append(DatasetProblem("empty_tags", name, "no tags"))
+            continue
+        unknown = [t for t in row_tags if t not in known]
+        if unknown:
+            problems.append(
+                DatasetProblem("unknown_tag", name, f"tags not in the class list: {', '.join(unknown)}")
+            )
+            continue
+        candidates.append((name, sorted(set(row_tags), key=class_list.index)))
+    entries = _check_files(candidates, image_dir, check_images, problems, progress)
+    entries.sort(key=lambda e: e.file_name)
+    result = TaggedDataset(image_dir, class_list, entries, problems, source)
+    if problems:
+        summary = f"{source}: {len(problems)} problem(s); {len(entries)} usable image(s) of {len(rows)}"
+        if strict:
+            raise DatasetError(summary, problems)
+        for p in problems:
+            logger.warning("%s", p)
+        warnings.warn(
+            summary + " (bad entries skipped):\n" + "\n".join(f"  - {p}" for p in problems), stacklevel=2
+        )
+    if not entries:
+        raise DatasetError(f"{source}: no usable images", problems)
+    return result
+
+
+def _check_files(
+    candidates, image_dir: Path, mode: str, problems: list[DatasetProblem], progress: bool
+) -> list[DatasetEntry]:
+    from tqdm.auto import tqdm
+
+    from annotate.images import image_size, load_image
+
+    entries = []
+    for name, row_tags in tqdm(
+        candidates, desc="checking images", unit="img", disable=not progress or mode == "none"
+    ):
+        path = image_dir / name
+        if not path.is_file():
+            problems.append(DatasetProblem("missing_file", name, f"image file not found: {path}"))
+            continue
+        if mode != "none":
+            try:
+                (load_image if mode == "decode" else image_size)(path)
+            except (ValueError, OSError) as error:
+                problems.append(DatasetProblem("unreadable_image", name, str(error)))
+                continue
+        entries.append(DatasetEntry(name, path, tuple(row_tags)))
+    return entries

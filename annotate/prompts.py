@@ -1,0 +1,222 @@
+"""Segment Anything prompts from a balanced (DHR) mask: one prompt set per connected component of a class.
+
+For every tagged class, each connected component (OpenCV, 8-connectivity by default) of at least
+``min_area`` pixels becomes one ``InstancePrompt``:
+
+- **box**: the component's bounding box, XYXY in pixel edges (``x0 <= x < x1``), optionally widened by
+  ``box_margin`` pixels and clipped to the image;
+- **positive points**: deep inside the component. The Euclidean distance transform gives each pixel's
+  distance to the component's edge; the first point is its maximum, further points (one per
+  ``area_per_point`` pixels, at most ``max_positive``) are picked by farthest-point sampling among "deep"
+  pixels (distance >= ``depth_fraction`` x the maximum), so they are spread along the component and never
+  near its edge. A point closer than ``min_spacing`` to another is not added;
+- **negative points**: on neighbouring classes: other class ids found within ``neighbour_band`` pixels of
+  the component (background too if ``negatives_on_background``); for each, the pixel of that class inside
+  the band that lies deepest inside its own region; largest neighbours first, at most ``max_negatives``;
+- **mask prompt** (``use_mask_prompt``): SAM's low-resolution logit format, built exactly as SAM sees its
+  input: the component is resized with the image's ``ResizeLongestSide`` geometry to a long side of
+  ``long_side`` (1024), zero-padded to a square on the bottom/right, area-averaged down to ``mask_input_size``
+  (256) and mapped to logits ``(2 f - 1) * mask_logit`` (f = covered fraction of each low-res cell).
+
+Coordinates: points (N, 2) float XY pixel coordinates (column, row of the pixel); labels (N,) int32,
+1 = positive, 0 = negative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = 255
+
+
+@dataclass
+class PromptConfig:
+    """Knobs of ``prompts_from_mask`` (see the module docstring for what each does)."""
+
+    min_area: int = 64  # components smaller than this many pixels get no prompt
+    connectivity: int = 8  # 4 or 8
+    max_instances_per_class: int = 20  # largest components first
+    area_per_point: int = 4096  # one more positive point per this many pixels ...
+    max_positive: int = 3  # ... up to this many
+    depth_fraction: float = 0.5  # positive points lie where distance-to-edge >= this x the maximum
+    min_spacing: float = 8.0  # pixels between positive points
+    neighbour_band: int = 12  # pixels around a component searched for neighbouring classes
+    max_negatives: int = 4
+    negatives_on_background: bool = False
+    box_margin: int = 0  # pixels added on each side of the box
+    use_mask_prompt: bool = True
+    long_side: int = 1024  # SAM's input long side (image_encoder.img_size)
+    mask_input_size: int = 256  # SAM's mask prompt side (4 x the embedding side)
+    mask_logit: float = 8.0  # logit magnitude of a fully covered / empty low-res cell
+    ignore_index: int = IGNORE_INDEX
+
+    def __post_init__(self) -> None:
+        if self.connectivity not in (4, 8):
+            raise ValueError(f"connectivity must be 4 or 8, got {self.connectivity}")
+        if not 0.0 <= self.depth_fraction <= 1.0:
+            raise ValueError(f"depth_fraction must be in [0, 1], got {self.depth_fraction}")
+        for name in ("min_area", "area_per_point", "max_positive", "long_side", "mask_input_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class InstancePrompt:
+    """Prompts for one connected component of a class.
+
+    component: (H, W) bool; box: (4,) float XYXY pixel edges; points: (N, 2) float XY; labels: (N,) int32;
+    mask_input: (1, L, L) float32 SAM logits (L = ``mask_input_size``) or None; area: pixels in component.
+    """
+
+    class_id: int
+    component: np.ndarray
+    box: np.ndarray
+    points: np.ndarray
+    labels: np.ndarray
+    mask_input: np.ndarray | None
+    area: int
+
+
+def _as_numpy_mask(mask: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise TypeError(f"mask must hold integer class ids, got dtype {mask.dtype}")
+    return mask.astype(np.int64, copy=False)
+
+
+def preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) of an image resized so its long side is ``long_side``: SAM's ``ResizeLongestSide`` rule."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    return ResizeLongestSide.get_preprocess_shape(height, width, long_side)
+
+
+def mask_to_sam_logits(
+    mask: np.ndarray, long_side: int = 1024, mask_input_size: int = 256, mask_logit: float = 8.0
+) -> np.ndarray:
+    """(H, W) bool -> (1, L, L) float32 logits in SAM's mask-prompt frame (see the module docstring)."""
+    import cv2
+
+    height, width = mask.shape
+    new_h, new_w = preprocess_shape(height, width, long_side)
+    resized = cv2.resize(mask.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    padded = np.zeros((long_side, long_side), np.float32)
+    padded[:new_h, :new_w] = resized
+    low = cv2.resize(padded, (mask_input_size, mask_input_size), interpolation=cv2.INTER_AREA)
+    return ((2.0 * np.clip(low, 0.0, 1.0) - 1.0) * mask_logit)[None].astype(np.float32)
+
+
+def sam_logits_to_mask(logits: np.ndarray, original_size: tuple[int, int], long_side: int = 1024) -> np.ndarray:
+    """(1, L, L) or (L, L) SAM low-res logits -> (H, W) bool, undoing the pad and resize (as SAM's postprocess)."""
+    import cv2
+
+    logits = np.asarray(logits, np.float32).reshape(logits.shape[-2], logits.shape[-1])
+    height, width = original_size
+    new_h, new_w = preprocess_shape(height, width, long_side)
+    full = cv2.resize(logits, (long_side, long_side), interpolation=cv2.INTER_LINEAR)[:new_h, :new_w]
+    return cv2.resize(full, (width, height), interpolation=cv2.INTER_LINEAR) > 0.0
+
+
+def distance_inside(region: np.ndarray) -> np.ndarray:
+    """(H, W) float32 Euclidean distance of each region pixel to the nearest non-region pixel or image edge."""
+    import cv2
+
+    padded = np.pad(region.astype(np.uint8), 1)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+
+
+def positive_points(component: np.ndarray, config: PromptConfig) -> np.ndarray:
+    """(N, 2) float XY points deep inside ``component`` (H, W) bool, spread apart; N >= 1 for a non-empty one."""
+    depth = distance_inside(component)
+    peak = float(depth.max())
+    if peak <= 0:
+        return np.zeros((0, 2), np.float32)
+    area = int(component.sum())
+    wanted = int(min(config.max_positive, 1 + area // config.area_per_point))
+    rows, cols = np.nonzero(depth >= max(config.depth_fraction * peak, 1.0))
+    first = int(np.argmax(depth[rows, cols]))
+    chosen = [first]
+    nearest = np.hypot(rows - rows[first], cols - cols[first])
+    while len(chosen) < wanted:
+        index = int(np.argmax(nearest))
+        if nearest[index] < config.min_spacing:
+            break
+        chosen.append(index)
+        nearest = np.minimum(nearest, np.hypot(rows - rows[index], cols - cols[index]))
+    return np.stack([cols[chosen], rows[chosen]], axis=1).astype(np.float32)
+
+
+def negative_points(mask: np.ndarray, component: np.ndarray, class_id: int, config: PromptConfig) -> np.ndarray:
+    """(N, 2) float XY points on the classes neighbouring ``component`` within ``neighbour_band`` pixels."""
+    import cv2
+
+    if config.max_negatives <= 0 or config.neighbour_band <= 0:
+        return np.zeros((0, 2), np.float32)
+    size = 2 * config.neighbour_band + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    ring = cv2.dilate(component.astype(np.uint8), kernel).astype(bool) & ~component
+    values, counts = np.unique(mask[ring], return_counts=True)
+    excluded = {class_id, config.ignore_index} | (set() if config.negatives_on_background else {0})
+    order = [int(v) for v, _ in sorted(zip(values, counts), key=lambda vc: -vc[1]) if int(v) not in excluded]
+    points = []
+    for value in order[: config.max_negatives]:
+        region = mask == value
+        depth = np.where(ring & region, distance_inside(region), -1.0)
+        row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        points.append((col, row))
+    return np.asarray(points, np.float32).reshape(-1, 2)
+
+
+def prompts_from_mask(
+    mask: np.ndarray | torch.Tensor, tags: Sequence[int], config: PromptConfig | None = None
+) -> list[InstancePrompt]:
+    """Prompts for every component of every tagged class in ``mask`` (H, W) int class ids (255 = ignore).
+
+    Returned class by class in the order of ``tags``, largest component first.
+    """
+    import cv2
+
+    config = config or PromptConfig()
+    mask = _as_numpy_mask(mask)
+    height, width = mask.shape
+    prompts: list[InstancePrompt] = []
+    for tag in tags:
+        tag = int(tag)
+        if tag < 1 or tag == config.ignore_index:
+            raise ValueError(f"tags must be class ids >= 1 other than {config.ignore_index}, got {tag}")
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (mask == tag).astype(np.uint8), connectivity=config.connectivity
+        )
+        order = sorted(range(1, count), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
+        order = [i for i in order if stats[i, cv2.CC_STAT_AREA] >= config.min_area]
+        for index in order[: config.max_instances_per_class]:
+            component = labels == index
+            left, top = stats[index, cv2.CC_STAT_LEFT], stats[index, cv2.CC_STAT_TOP]
+            right = left + stats[index, cv2.CC_STAT_WIDTH]
+            bottom = top + stats[index, cv2.CC_STAT_HEIGHT]
+            margin = config.box_margin
+            box = np.array(
+                [max(0, left - margin), max(0, top - margin), min(width, right + margin), min(height, bottom + margin)],
+                np.float32,
+            )
+            positives = positive_points(component, config)
+            negatives = negative_points(mask, component, tag, config)
+            points = np.concatenate([positives, negatives]).astype(np.float32)
+            point_labels = np.concatenate([np.ones(len(positives), np.int32), np.zeros(len(negatives), np.int32)])
+            mask_input = (
+                mask_to_sam_logits(component, config.long_side, config.mask_input_size, config.mask_logit)
+                if config.use_mask_prompt
+                else None
+            )
+            prompts.append(
+                InstancePrompt(tag, component, box, points, point_labels, mask_input, int(stats[index, cv2.CC_STAT_AREA]))
+            )
+    return prompts

@@ -1,0 +1,167 @@
+"""Thin helpers over pycocotools for instance masks in COCO run-length encoding (RLE).
+
+Formats (as in pycocotools):
+
+- mask: (H, W) bool (or 0/1 integer) numpy array, True = object;
+- RLE: compressed COCO RLE dict ``{"size": [H, W], "counts": str}``; the counts string is the column-major run
+  lengths (starting with background) in pycocotools' 6-bit text encoding; ``str`` (not bytes) so it is JSON-safe;
+- uncompressed RLE: ``{"size": [H, W], "counts": [int, ...]}`` (what some tools write for ``iscrowd`` 1);
+- polygons: COCO ``[[x1, y1, x2, y2, ...], ...]`` in pixel coordinates (pixel centres at integer + 0.5 by
+  pycocotools' rasteriser convention);
+- bbox: COCO XYWH ``[x, y, width, height]`` floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+RLE = dict[str, Any]
+
+
+def encode_mask(mask: np.ndarray) -> RLE:
+    """(H, W) bool mask -> compressed RLE dict with ``str`` counts."""
+    from pycocotools import mask as mask_utils
+
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {array.shape}")
+    rle = mask_utils.encode(np.asfortranarray(array.astype(bool, copy=False).astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: RLE) -> np.ndarray:
+    """RLE dict (compressed or uncompressed) -> (H, W) bool mask."""
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode(_coco_rle(rle)).astype(bool)
+
+
+def rle_area(rle: RLE) -> int:
+    """Number of foreground pixels."""
+    from pycocotools import mask as mask_utils
+
+    return int(mask_utils.area(_coco_rle(rle)))
+
+
+def rle_bbox(rle: RLE) -> list[float]:
+    """Tight COCO XYWH box ``[x, y, w, h]`` of the foreground (all zeros for an empty mask)."""
+    from pycocotools import mask as mask_utils
+
+    return [float(v) for v in mask_utils.toBbox(_coco_rle(rle))]
+
+
+def _coco_rle(rle: RLE) -> dict:
+    """Our RLE dict -> pycocotools' form (bytes counts; uncompressed counts compressed first)."""
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        compressed = normalize_rle(rle)
+        return {"size": compressed["size"], "counts": compressed["counts"].encode("ascii")}
+    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def _string_runs(counts: bytes) -> list[int]:
+    """Run lengths of a compressed counts string (pycocotools' 6-bit, delta-coded LEB128 variant)."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                raise ValueError("counts string ends in the middle of a number")
+            code = counts[position] - 48
+            if not 0 <= code < 64:
+                raise ValueError(f"invalid character {chr(counts[position])!r} in counts string")
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            position += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def normalize_rle(rle: Any, size: Sequence[int] | None = None) -> RLE:
+    """Validate an RLE dict from any source and return it compressed with ``str`` counts.
+
+    Args:
+        rle: ``{"size": [H, W], "counts": str | bytes | list[int]}``.
+        size: expected ``(H, W)``; a different ``rle["size"]`` is an error.
+
+    Raises:
+        ValueError: not a dict, bad size, negative runs, or run lengths not summing to H * W.
+    """
+    from pycocotools import mask as mask_utils
+
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError("RLE must be a dict with 'size' and 'counts'")
+    rle_size = rle["size"]
+    if (
+        not isinstance(rle_size, (list, tuple))
+        or len(rle_size) != 2
+        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in rle_size)
+    ):
+        raise ValueError(f"RLE size must be [H, W] with positive integers, got {rle_size!r}")
+    height, width = int(rle_size[0]), int(rle_size[1])
+    if size is not None and (height, width) != (int(size[0]), int(size[1])):
+        raise ValueError(f"RLE size {height}x{width} does not match the image size {int(size[0])}x{int(size[1])}")
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        runs = counts
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in runs):
+            raise ValueError("uncompressed RLE counts must be integers")
+    elif isinstance(counts, (str, bytes)):
+        raw = counts.encode("ascii", errors="replace") if isinstance(counts, str) else counts
+        runs = _string_runs(raw)
+    else:
+        raise ValueError(f"RLE counts must be a string or a list of integers, got {type(counts).__name__}")
+    if any(v < 0 for v in runs):
+        raise ValueError("RLE has negative run lengths")
+    total = int(sum(int(v) for v in runs))
+    if total != height * width:
+        raise ValueError(f"RLE runs cover {total} pixels but its size {height}x{width} has {height * width}")
+    if isinstance(counts, list):
+        compressed = mask_utils.frPyObjects({"size": [height, width], "counts": [int(v) for v in runs]}, height, width)
+        return {"size": [height, width], "counts": compressed["counts"].decode("ascii")}
+    return {"size": [height, width], "counts": raw.decode("ascii")}
+
+
+def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> RLE:
+    """COCO polygons (one object, possibly several parts) -> one compressed RLE of size (height, width)."""
+    from pycocotools import mask as mask_utils
+
+    parts = [[float(v) for v in polygon] for polygon in polygons]
+    if not parts or any(len(p) < 6 or len(p) % 2 for p in parts):
+        raise ValueError("each polygon needs an even number of coordinates and at least 3 points")
+    if not all(np.isfinite(p).all() for p in parts):
+        raise ValueError("polygon coordinates must be finite")
+    merged = mask_utils.merge(mask_utils.frPyObjects(parts, int(height), int(width)))
+    return {"size": [int(height), int(width)], "counts": merged["counts"].decode("ascii")}
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+    """(H, W) bool mask -> COCO polygons of its outer contours (OpenCV ``findContours``).
+
+    The mask is upsampled 2x (nearest) before tracing, and the traced points mapped back with
+    ``(p + 0.5) / 2``, so the polygons run along pixel edges rather than through boundary pixel centres:
+    pycocotools rasterises them back to the same pixels (IoU about 0.999 on blobs; one-pixel parts survive).
+    Holes are not represented (that is what RLE is for). Collinear points are dropped (CHAIN_APPROX_SIMPLE).
+    """
+    import cv2
+
+    array = np.asarray(mask).astype(np.uint8)
+    if array.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {array.shape}")
+    doubled = np.ascontiguousarray(np.repeat(np.repeat(array, 2, axis=0), 2, axis=1))
+    contours, _ = cv2.findContours(doubled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polygons: list[list[float]] = []
+    for contour in contours:
+        points = (contour.reshape(-1, 2).astype(np.float64) + 0.5) / 2.0
+        if len(points) >= 3:
+            polygons.append([float(v) for v in points.reshape(-1)])
+    return polygons

@@ -1,0 +1,116 @@
+"""The one small interface every promptable segmenter follows (Segment Anything and its GrabCut stand-in)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class SegmenterOutput:
+    """Masks predicted from one prompt set.
+
+    masks: (M, H, W) bool at the image's size; scores: (M,) float32 predicted quality in [0, 1] (SAM's IoU
+    head, or the GrabCut stand-in's agreement with its prompt); low_res_logits: (M, L, L) float32 logits in
+    SAM's mask-prompt frame (L = ``Segmenter.mask_input_size``), to feed back as ``mask_input``.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+
+class Segmenter(ABC):
+    """A promptable segmenter: ``set_image`` once, then ``predict`` from points / box / mask prompts.
+
+    Attributes: ``model_id`` (names model and weights; keys the embedding cache), ``source`` (the instance
+    source it produces: "sam" or "grabcut"), ``is_fallback`` and ``message`` (a sentence for the CLI and
+    GUI saying what runs and why), ``long_side`` and ``mask_input_size`` (the geometry of mask prompts).
+    """
+
+    model_id: str = ""
+    source: str = ""
+    is_fallback: bool = False
+    message: str = ""
+    long_side: int = 1024
+    mask_input_size: int = 256
+
+    def __init__(self) -> None:
+        self._image_size: tuple[int, int] | None = None
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(H, W) of the current image, None before ``set_image``."""
+        return self._image_size
+
+    @staticmethod
+    def check_image(image: np.ndarray) -> np.ndarray:
+        """Validate an HWC uint8 RGB image; return it contiguous."""
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"image must be a numpy array (HWC uint8 RGB), got {type(image).__name__}")
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3) RGB, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise TypeError(f"image must be uint8, got {image.dtype}")
+        if min(image.shape[:2]) < 1:
+            raise ValueError(f"image is empty: shape {image.shape}")
+        return np.ascontiguousarray(image)
+
+    def check_prompts(
+        self,
+        point_coords: np.ndarray | None,
+        point_labels: np.ndarray | None,
+        box: np.ndarray | None,
+        mask_input: np.ndarray | None,
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Validate and normalise prompts: points (N, 2) float32 XY, labels (N,) int32, box (4,) float32 XYXY,
+        mask_input (1, L, L) float32."""
+        if self._image_size is None:
+            raise RuntimeError("set_image(image) must be called before predict()")
+        if point_coords is not None and len(point_coords) == 0:
+            point_coords, point_labels = None, None
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels must be given together")
+        if point_coords is not None:
+            point_coords = np.asarray(point_coords, np.float32).reshape(-1, 2)
+            point_labels = np.asarray(point_labels, np.int32).reshape(-1)
+            if len(point_labels) != len(point_coords):
+                raise ValueError(f"{len(point_coords)} points but {len(point_labels)} labels")
+            if not np.isin(point_labels, (0, 1)).all():
+                raise ValueError("point labels must be 1 (positive) or 0 (negative)")
+        if box is not None:
+            box = np.asarray(box, np.float32).reshape(-1)
+            if box.shape != (4,) or not (box[2] > box[0] and box[3] > box[1]):
+                raise ValueError(f"box must be XYXY with x1 > x0 and y1 > y0, got {box.tolist()}")
+        if mask_input is not None:
+            mask_input = np.asarray(mask_input, np.float32)
+            side = self.mask_input_size
+            if mask_input.shape not in ((side, side), (1, side, side)):
+                raise ValueError(f"mask_input must be (1, {side}, {side}) logits, got shape {mask_input.shape}")
+            mask_input = mask_input.reshape(1, side, side)
+        if point_coords is None and box is None and mask_input is None:
+            raise ValueError("predict() needs at least one prompt: points, a box or a mask")
+        return point_coords, point_labels, box, mask_input
+
+    @abstractmethod
+    def set_image(self, image: np.ndarray) -> None:
+        """Prepare for prompts on ``image`` (H, W, 3) uint8 RGB."""
+
+    @property
+    def embedding(self) -> torch.Tensor | None:
+        """(C, h, w) image embedding of the current image ((256, 64, 64) for SAM); None without one."""
+        return None
+
+    @abstractmethod
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> SegmenterOutput:
+        """Masks for the prompts: points (N, 2) XY with labels (N,) 1/0, box (4,) XYXY, mask_input (1, L, L)."""

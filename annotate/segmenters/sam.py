@@ -1,0 +1,188 @@
+"""Segment Anything (``segment-anything`` package) behind the ``Segmenter`` interface, with an embedding cache.
+
+``build_sam(name, checkpoint=None)`` builds the real ViT-B / ViT-L / ViT-H architecture (random weights when
+``checkpoint`` is None); ``load_sam`` finds and verifies the official checkpoint through ``annotate.weights``;
+``build_tiny_sam`` builds the same network parts in a tiny configuration for tests. ``SamSegmenter`` wraps a
+model in ``SamPredictor``: the image encoder runs once per image and model, and its output is stored in an
+``EmbeddingCache`` so that reopening an image only loads the embedding from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from annotate.embedding_cache import EmbeddingCache, image_hash
+from annotate.segmenters.base import Segmenter, SegmenterOutput
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
+
+logger = logging.getLogger(__name__)
+
+# Registry name -> key of ``segment_anything.sam_model_registry``; the same names key ``annotate.weights``.
+SAM_VARIANTS: dict[str, str] = {"sam_vit_b": "vit_b", "sam_vit_l": "vit_l", "sam_vit_h": "vit_h"}
+
+
+def build_sam(name: str, checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> Sam:
+    """The real-size SAM architecture ``name`` in eval mode; weights from ``checkpoint`` or random if None.
+
+    The checkpoint is read with ``torch.load(..., weights_only=True)`` (not the package's own loader).
+    """
+    from segment_anything import sam_model_registry
+
+    if name not in SAM_VARIANTS:
+        raise ValueError(f"unknown SAM model {name!r}; choose one of {sorted(SAM_VARIANTS)}")
+    model = sam_model_registry[SAM_VARIANTS[name]](checkpoint=None)
+    if checkpoint is not None:
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, ValueError) as error:
+            raise ValueError(f"SAM checkpoint {checkpoint} cannot be read as a weights-only torch file: {error}") from error
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"SAM checkpoint {checkpoint} does not fit the {name} architecture: {error}") from error
+    return model.to(device).eval()
+
+
+def build_tiny_sam(img_size: int = 256, embed_dim: int = 32, prompt_dim: int = 32, seed: int = 0) -> Sam:
+    """SAM's own network parts (``segment_anything.modeling``) in a tiny configuration, random weights.
+
+    ViT image encoder of depth 1 at ``img_size`` (patch 16 -> embedding (prompt_dim, img_size/16, img_size/16)),
+    mask prompts of side img_size/4, a one-layer two-way transformer. For tests and CPU smoke runs only.
+    """
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    if img_size % 16:
+        raise ValueError(f"img_size must be a multiple of 16, got {img_size}")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    side = img_size // 16
+    model = Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=img_size, patch_size=16, embed_dim=embed_dim, depth=1, num_heads=2, mlp_ratio=2.0,
+            out_chans=prompt_dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True, window_size=4, global_attn_indexes=(),
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_dim, image_embedding_size=(side, side), input_image_size=(img_size, img_size),
+            mask_in_chans=8,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=1, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2),
+            transformer_dim=prompt_dim, iou_head_depth=2, iou_head_hidden_dim=32,
+        ),
+    )
+    torch.random.set_rng_state(generator_state)
+    return model.eval()
+
+
+def load_sam(
+    name: str, weights_dir: str | Path | None = None, download: bool = True, device: str | torch.device = "cpu"
+) -> tuple[Sam, str]:
+    """SAM ``name`` with its verified official checkpoint -> (model, model_id naming the weights)."""
+    from annotate.weights import CHECKPOINTS, checkpoint_path
+
+    path = checkpoint_path(name, weights_dir, download)
+    return build_sam(name, path, device), f"{name}@{CHECKPOINTS[name].sha256[:12]}"
+
+
+class SamSegmenter(Segmenter):
+    """A SAM model behind the ``Segmenter`` interface.
+
+    ``model_id`` must name the model *and its weights* (it keys the embedding cache; ``load_sam`` builds one
+    from the checkpoint hash). The model's device is the device of every tensor it computes.
+    """
+
+    source = "sam"
+
+    def __init__(self, model: Sam, model_id: str, cache: EmbeddingCache | None = None, message: str = "") -> None:
+        from segment_anything import SamPredictor
+
+        super().__init__()
+        self.model = model.eval()
+        self.predictor = SamPredictor(self.model)
+        self.model_id = model_id
+        self.cache = cache
+        self.long_side = int(model.image_encoder.img_size)
+        self.mask_input_size = int(model.prompt_encoder.mask_input_size[0])
+        self.message = message or f"Segment Anything ({model_id})"
+        self._hash: str | None = None
+        self.last_from_cache = False
+
+    def _entry_fits(self, entry: dict, image: np.ndarray) -> bool:
+        features = entry.get("features")
+        encoder = self.model.prompt_encoder
+        expected = (1, encoder.embed_dim, *encoder.image_embedding_size)
+        return (
+            torch.is_tensor(features)
+            and tuple(features.shape) == expected
+            and tuple(entry.get("original_size", ())) == tuple(image.shape[:2])
+            and len(entry.get("input_size", ())) == 2
+        )
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode ``image`` (H, W, 3) uint8 RGB, or load its embedding from the cache; same image -> no work."""
+        image = self.check_image(image)
+        digest = image_hash(image)
+        if digest == self._hash and self.predictor.is_image_set:
+            return
+        entry = self.cache.get(digest, self.model_id, map_location=self.model.device) if self.cache else None
+        if entry is not None and self._entry_fits(entry, image):
+            self.predictor.reset_image()
+            self.predictor.features = entry["features"].to(self.model.device)
+            self.predictor.original_size = tuple(int(v) for v in entry["original_size"])
+            self.predictor.input_size = tuple(int(v) for v in entry["input_size"])
+            self.predictor.is_image_set = True
+            self.last_from_cache = True
+            logger.debug("embedding of %s loaded from cache", digest[:12])
+        else:
+            self.predictor.set_image(image)
+            self.last_from_cache = False
+            if self.cache is not None:
+                self.cache.put(
+                    digest,
+                    self.model_id,
+                    {
+                        "features": self.predictor.features,
+                        "original_size": tuple(int(v) for v in self.predictor.original_size),
+                        "input_size": tuple(int(v) for v in self.predictor.input_size),
+                    },
+                )
+        self._hash = digest
+        self._image_size = (int(image.shape[0]), int(image.shape[1]))
+
+    @property
+    def embedding(self) -> torch.Tensor | None:
+        """(C, h, w) SAM image embedding of the current image ((256, 64, 64) for the released models)."""
+        return self.predictor.features[0] if self.predictor.is_image_set else None
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> SegmenterOutput:
+        """SAM masks (M, H, W) bool, M = 3 with ``multimask`` else 1; scores clipped to [0, 1]."""
+        point_coords, point_labels, box, mask_input = self.check_prompts(point_coords, point_labels, box, mask_input)
+        masks, scores, low_res = self.predictor.predict(
+            point_coords=point_coords,
+            point_labels=point_labels,
+            box=box,
+            mask_input=mask_input,
+            multimask_output=multimask,
+        )
+        return SegmenterOutput(
+            masks=masks.astype(bool),
+            scores=np.clip(scores, 0.0, 1.0).astype(np.float32),
+            low_res_logits=low_res.astype(np.float32),
+        )

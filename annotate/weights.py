@@ -1,0 +1,339 @@
+"""Pretrained checkpoints: official URLs, SHA-256 checks, a download cache folder, safe loading.
+
+Every checkpoint the product can use is one ``Checkpoint`` entry in ``CHECKPOINTS``. Files live in one folder,
+chosen by ``default_weights_dir``: the ``--weights-dir`` option, else ``$DHR_WEIGHTS_DIR``, else
+``~/.cache/dhr-label/weights``. ``checkpoint_path`` finds (or downloads) a file and verifies its hash;
+``load_state_dict`` reads it with ``torch.load(..., weights_only=True)``.
+
+How the hash is verified depends on what the publisher released (``Checkpoint.sha256``):
+
+- a full 64-hex SHA-256 (the three Segment Anything checkpoints): the file's digest must equal it;
+- a hex prefix (torchvision's ImageNet ResNets, whose file names carry the first 8 hex digits of the
+  SHA-256, the rule ``torch.hub`` itself checks): the file's digest must start with it;
+- ``None`` (the DINO checkpoints: their publisher gives no hash): nothing to compare, so the file is accepted
+  and its digest is logged; ``verify_checkpoint`` warns that the file could not be checked.
+
+A verified file gets a small ``<file>.sha256`` note (size, mtime, digest) so that later loads skip re-hashing
+gigabytes; any change of size or mtime makes the next load hash the file again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_ENV = "DHR_WEIGHTS_DIR"
+DEFAULT_WEIGHTS_DIR = Path("~/.cache/dhr-label/weights")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One downloadable checkpoint.
+
+    ``sha256`` is the published SHA-256 (lowercase hex), a known prefix of it, or None when none is published.
+    """
+
+    name: str
+    url: str
+    sha256: str | None
+    filename: str
+    description: str = ""
+    size_bytes: int | None = None
+
+
+def _entries(*items: Checkpoint) -> dict[str, Checkpoint]:
+    return {item.name: item for item in items}
+
+
+_SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
+_TORCHVISION = "https://download.pytorch.org/models/"
+_DINO = "https://dl.fbaipublicfiles.com/dino/"
+
+CHECKPOINTS: dict[str, Checkpoint] = _entries(
+    # Segment Anything (Kirillov et al., 2023), Apache-2.0; full SHA-256 of the released files.
+    Checkpoint(
+        "sam_vit_b",
+        _SAM + "sam_vit_b_01ec64.pth",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+        "sam_vit_b_01ec64.pth",
+        "Segment Anything ViT-B (91M parameters)",
+        375_042_383,
+    ),
+    Checkpoint(
+        "sam_vit_l",
+        _SAM + "sam_vit_l_0b3195.pth",
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+        "sam_vit_l_0b3195.pth",
+        "Segment Anything ViT-L (308M parameters)",
+    ),
+    Checkpoint(
+        "sam_vit_h",
+        _SAM + "sam_vit_h_4b8939.pth",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+        "sam_vit_h_4b8939.pth",
+        "Segment Anything ViT-H (636M parameters)",
+        2_564_550_879,
+    ),
+    # torchvision ImageNet ResNets; the file name carries the SHA-256 prefix (checked as a prefix).
+    Checkpoint("resnet50", _TORCHVISION + "resnet50-0676ba61.pth", "0676ba61", "resnet50-0676ba61.pth",
+               "ResNet-50 ImageNet (torchvision IMAGENET1K_V1)"),
+    Checkpoint("resnet50_v2", _TORCHVISION + "resnet50-11ad3fa6.pth", "11ad3fa6", "resnet50-11ad3fa6.pth",
+               "ResNet-50 ImageNet (torchvision IMAGENET1K_V2)"),
+    Checkpoint("resnet101", _TORCHVISION + "resnet101-63fe2227.pth", "63fe2227", "resnet101-63fe2227.pth",
+               "ResNet-101 ImageNet (torchvision IMAGENET1K_V1)"),
+    Checkpoint("resnet101_v2", _TORCHVISION + "resnet101-cd907fc2.pth", "cd907fc2", "resnet101-cd907fc2.pth",
+               "ResNet-101 ImageNet (torchvision IMAGENET1K_V2)"),
+    # DINO (Caron et al., 2021) backbone-only checkpoints; no published hash (see the module docstring).
+    Checkpoint("dino_vits16", _DINO + "dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth", None,
+               "dino_deitsmall16_pretrain.pth", "DINO ViT-S/16"),
+    Checkpoint("dino_vits8", _DINO + "dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth", None,
+               "dino_deitsmall8_pretrain.pth", "DINO ViT-S/8"),
+    Checkpoint("dino_vitb16", _DINO + "dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth", None,
+               "dino_vitbase16_pretrain.pth", "DINO ViT-B/16"),
+    Checkpoint("dino_vitb8", _DINO + "dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth", None,
+               "dino_vitbase8_pretrain.pth", "DINO ViT-B/8"),
+)
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """A checkpoint is neither in the weights folder nor downloadable (offline or ``download=False``)."""
+
+
+class ChecksumError(ValueError):
+    """A checkpoint file's SHA-256 differs from the published one."""
+
+
+Downloader = Callable[[str, Path], None]  # (url, destination file) -> None; raises OSError on failure
+
+
+def get_checkpoint(name: str | Checkpoint) -> Checkpoint:
+    """The ``CHECKPOINTS`` entry called ``name`` (a ``Checkpoint`` is returned as is)."""
+    if isinstance(name, Checkpoint):
+        return name
+    if name not in CHECKPOINTS:
+        raise ValueError(f"unknown checkpoint {name!r}; choose one of {', '.join(sorted(CHECKPOINTS))}")
+    return CHECKPOINTS[name]
+
+
+def default_weights_dir(override: str | Path | None = None) -> Path:
+    """The weights folder: ``override`` (``--weights-dir``) > ``$DHR_WEIGHTS_DIR`` > ``~/.cache/dhr-label/weights``."""
+    if override is not None and str(override) != "":
+        return Path(override).expanduser()
+    env = os.environ.get(WEIGHTS_ENV, "")
+    if env:
+        return Path(env).expanduser()
+    return DEFAULT_WEIGHTS_DIR.expanduser()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Lowercase hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _note_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _noted_digest(path: Path) -> str | None:
+    """The digest recorded beside ``path`` if the file's size and mtime are unchanged since."""
+    try:
+        note = json.loads(_note_path(path).read_text())
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    if note.get("size") == stat.st_size and note.get("mtime_ns") == stat.st_mtime_ns:
+        return str(note.get("sha256", "")) or None
+    return None
+
+
+def _write_note(path: Path, digest: str) -> None:
+    stat = path.stat()
+    payload = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest})
+    try:
+        _note_path(path).write_text(payload)
+    except OSError as error:  # a read-only weights folder still works, it just re-hashes next time
+        logger.debug("could not write %s: %s", _note_path(path), error)
+
+
+def _digest_matches(digest: str, expected: str | None) -> bool:
+    return expected is None or digest.startswith(expected.lower())
+
+
+def verify_checkpoint(name: str | Checkpoint, path: str | Path, *, use_note: bool = True) -> str:
+    """Check the SHA-256 of ``path`` against checkpoint ``name``; return the file's digest.
+
+    Raises ChecksumError naming the file, both digests and the URL when they differ. A checkpoint without a
+    published hash passes with a warning. ``use_note=False`` re-hashes even if a valid note exists.
+    """
+    ckpt = get_checkpoint(name)
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"checkpoint file {path} does not exist")
+    digest = _noted_digest(path) if use_note else None
+    if digest is None:
+        logger.info("hashing %s", path)
+        digest = file_sha256(path)
+    if not _digest_matches(digest, ckpt.sha256):
+        kind = "SHA-256" if ckpt.sha256 and len(ckpt.sha256) == 64 else "SHA-256 prefix"
+        raise ChecksumError(
+            f"checkpoint file {path} is corrupt or not {ckpt.name}: its SHA-256 is {digest}, expected {kind} "
+            f"{ckpt.sha256}. Delete it and download it again from {ckpt.url} "
+            f"(dhr weights download {ckpt.name} --weights-dir {path.parent})."
+        )
+    if ckpt.sha256 is None:
+        warnings.warn(
+            f"{ckpt.name} has no published SHA-256; {path} could not be verified (its SHA-256 is {digest})",
+            stacklevel=2,
+        )
+    _write_note(path, digest)
+    return digest
+
+
+def _missing_message(ckpt: Checkpoint, folder: Path, reason: str) -> str:
+    return (
+        f"checkpoint {ckpt.filename} ({ckpt.description or ckpt.name}) is not in {folder} and {reason}. "
+        f"Download it from {ckpt.url} and put it at {folder / ckpt.filename} "
+        f"(or pass --weights-dir / set {WEIGHTS_ENV} to the folder that holds it)."
+    )
+
+
+def urllib_download(url: str, destination: Path, *, progress: bool = True) -> None:
+    """Stream ``url`` (http(s):// or file://) into ``destination`` with a tqdm progress bar."""
+    from tqdm.auto import tqdm
+
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (official URLs and file://)
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with open(destination, "wb") as out, tqdm(
+            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name, disable=not progress
+        ) as bar:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def download_checkpoint(
+    name: str | Checkpoint,
+    weights_dir: str | Path | None = None,
+    *,
+    downloader: Downloader | None = None,
+    force: bool = False,
+) -> Path:
+    """Download checkpoint ``name`` into the weights folder, verify it, and return its path.
+
+    The file is written to a temporary name in the same folder and moved into place (``os.replace``) only
+    after its hash matches, so an interrupted or corrupt download never leaves a bad file under the real
+    name. ``downloader(url, destination)`` replaces the urllib downloader (tests pass a local copier).
+    An existing verified file is kept unless ``force``. Offline -> WeightsNotFoundError.
+    """
+    ckpt = get_checkpoint(name)
+    folder = default_weights_dir(weights_dir)
+    target = folder / ckpt.filename
+    if target.is_file() and not force:
+        verify_checkpoint(ckpt, target)
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{ckpt.filename}.", suffix=".part", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        logger.info("downloading %s from %s", ckpt.filename, ckpt.url)
+        try:
+            (downloader or urllib_download)(ckpt.url, tmp)
+        except (urllib.error.URLError, OSError) as error:
+            raise WeightsNotFoundError(_missing_message(ckpt, folder, f"could not be downloaded ({error})")) from error
+        digest = file_sha256(tmp)
+        if not _digest_matches(digest, ckpt.sha256):
+            raise ChecksumError(
+                f"download of {ckpt.filename} from {ckpt.url} is corrupt: SHA-256 {digest}, "
+                f"expected {ckpt.sha256}; nothing was saved in {folder}"
+            )
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if ckpt.sha256 is None:
+        verify_checkpoint(ckpt, target)  # warns that there was nothing to compare with
+    else:
+        _write_note(target, digest)
+    return target
+
+
+def checkpoint_path(
+    name: str | Checkpoint,
+    weights_dir: str | Path | None = None,
+    download: bool = True,
+    *,
+    downloader: Downloader | None = None,
+) -> Path:
+    """Path of the verified checkpoint file, downloading it first if missing and ``download`` is True.
+
+    Raises WeightsNotFoundError (a FileNotFoundError) naming the file, its URL and the folder to put it in
+    when it is missing and cannot be downloaded, and ChecksumError when the file's hash is wrong.
+    """
+    ckpt = get_checkpoint(name)
+    folder = default_weights_dir(weights_dir)
+    target = folder / ckpt.filename
+    if target.is_file():
+        verify_checkpoint(ckpt, target)
+        return target
+    if not download:
+        raise WeightsNotFoundError(_missing_message(ckpt, folder, "downloading is off"))
+    return download_checkpoint(ckpt, folder, downloader=downloader)
+
+
+def is_present(name: str | Checkpoint, weights_dir: str | Path | None = None) -> bool:
+    """Whether the checkpoint file exists in the weights folder (its hash is not checked here)."""
+    ckpt = get_checkpoint(name)
+    return (default_weights_dir(weights_dir) / ckpt.filename).is_file()
+
+
+def load_state_dict(
+    name: str | Checkpoint,
+    weights_dir: str | Path | None = None,
+    download: bool = True,
+    *,
+    map_location: str | torch.device = "cpu",
+    downloader: Downloader | None = None,
+) -> dict[str, Any]:
+    """The checkpoint's state dict, read with ``torch.load(..., weights_only=True)`` after the hash check.
+
+    Checkpoints that wrap their weights (``{"model": ...}`` or ``{"state_dict": ...}``) are unwrapped.
+    """
+    path = checkpoint_path(name, weights_dir, download, downloader=downloader)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise ValueError(f"checkpoint file {path} cannot be read as a weights-only torch file: {error}") from error
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint file {path} does not hold a state dict (found {type(state).__name__})")
+    return state
+
+
+
+def copy_file(url_or_path: str, destination: Path) -> None:
+    """A ``Downloader`` that copies a local file (``file://`` URL or plain path), for offline installs."""
+    source = url_or_path[len("file://"):] if url_or_path.startswith("file://") else url_or_path
+    shutil.copyfile(source, destination)

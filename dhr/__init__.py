@@ -1,0 +1,24 @@
+"""DHR rebalancing core: pure, vectorised functions on tensors (CPU or GPU). Features in, masks out."""
+
+from .crf import CRFConfig, dense_crf
+from .metrics import confusion_matrix, minor_class_recall, segmentation_scores
+from .ot import ot_rebalance, plan_maps, transport_plan
+from .prototypes import class_prototypes
+from .rebalance import BACKGROUND, IGNORE_INDEX, DHRConfig, DHRResult, rebalance
+
+__all__ = [
+    "BACKGROUND",
+    "IGNORE_INDEX",
+    "CRFConfig",
+    "DHRConfig",
+    "DHRResult",
+    "class_prototypes",
+    "confusion_matrix",
+    "dense_crf",
+    "minor_class_recall",
+    "ot_rebalance",
+    "plan_maps",
+    "rebalance",
+    "segmentation_scores",
+    "transport_plan",
+]

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install everything the tests need into .venv and run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q -r requirements-dev.txt -e .
+# Browser tests drive Debian's Chromium through Playwright (Playwright's own browser download is not used).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    else
+        echo "chromium not found: browser tests will be skipped (install Debian's 'chromium' to run them)" >&2
+    fi
+fi
+exec .venv/bin/python -m pytest "$@"

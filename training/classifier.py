@@ -1,0 +1,313 @@
+"""The weakly-supervised (WSS) multi-label classifier: a dilated ResNet with a 1x1-conv head giving CAMs.
+
+``Classifier`` maps an image batch (B, 3, H, W) ImageNet-normalised float to logits (B, N) by global average
+pooling of its class activation maps; ``compute_cams`` gives one image's CAMs with multi-scale and flip
+inference, and its C4 / C5 maps (the WSS features DHR uses). ``train_classifier`` fits it on image-level tags
+with the multi-label soft-margin loss and standard augmentation (random rescale, flip, colour jitter, crop).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from dhr.uss import image_to_tensor
+from training.backbone import build_resnet, imagenet_state_dict
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+
+
+class Classifier(nn.Module):
+    """ResNet backbone + 1x1 conv classifier (no bias), so the class scores are spatial maps (CAMs).
+
+    ``forward(x)`` -> logits (B, N); ``cams_and_features(x)`` -> (CAMs (B, N, h, w) before ReLU, dict C4/C5).
+    """
+
+    def __init__(self, backbone: str, num_classes: int, output_stride: int = 16, state_dict=None) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.backbone_name = backbone
+        self.num_classes = int(num_classes)
+        self.backbone = build_resnet(backbone, state_dict=state_dict, output_stride=output_stride)
+        self.head = nn.Conv2d(self.backbone.channels["C5"], self.num_classes, kernel_size=1, bias=False)
+        nn.init.xavier_uniform_(self.head.weight)
+
+    @property
+    def output_stride(self) -> int:
+        return self.backbone.output_stride
+
+    def cams_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(B, 3, H, W) -> raw CAMs (B, N, h, w) on the C5 grid, and dict(C4, C5) feature maps."""
+        feats = self.backbone(x)
+        return self.head(feats["C5"]), {"C4": feats["C4"], "C5": feats["C5"]}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> multi-label logits (B, N) (global average of the CAMs)."""
+        feats = self.backbone(x)
+        pooled = F.adaptive_avg_pool2d(feats["C5"], 1)
+        return self.head(pooled).flatten(1)
+
+
+def build_classifier(
+    backbone: str,
+    num_classes: int,
+    *,
+    pretrained: bool = True,
+    weights_dir: str | Path | None = None,
+    download: bool = True,
+    output_stride: int = 16,
+) -> Classifier:
+    """A classifier initialised from ImageNet weights when available (``annotate.weights`` rules).
+
+    Without a weights file (and no download), or with ``pretrained=False``, the backbone starts from random
+    weights; a warning says so unless ``pretrained`` is False.
+    """
+    state = imagenet_state_dict(backbone, weights_dir, download) if pretrained else None
+    return Classifier(backbone, num_classes, output_stride, state_dict=state)
+
+
+def save_classifier(model: Classifier, path: str | Path, classes: Sequence[str] | None = None) -> None:
+    """Write the classifier (weights + architecture) so that ``load_classifier`` rebuilds it; atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "backbone": model.backbone_name,
+        "num_classes": model.num_classes,
+        "output_stride": model.output_stride,
+        "classes": list(classes) if classes is not None else [],
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, list[str]]:
+    """Rebuild a classifier saved by ``save_classifier`` (``torch.load(weights_only=True)``); -> (model, classes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"classifier checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError) as error:  # pickle.UnpicklingError is a RuntimeError subclass here
+        raise ValueError(f"cannot read classifier checkpoint {path}: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a dhr-label classifier checkpoint")
+    model = Classifier(payload["backbone"], int(payload["num_classes"]), int(payload["output_stride"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), list(payload["classes"])
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainConfig:
+    """Knobs of ``train_classifier``. ``lr`` is the backbone's; the head uses ``lr * head_lr_mult``."""
+
+    epochs: int = 5
+    batch_size: int = 8
+    crop_size: int = 320
+    scale_range: tuple[float, float] = (0.7, 1.3)  # random rescale factor of the image
+    flip: bool = True
+    color_jitter: float = 0.3  # brightness / contrast / saturation amplitude, 0 to disable
+    optimizer: str = "sgd"  # "sgd" (poly schedule, momentum 0.9) or "adam"
+    lr: float = 0.01
+    head_lr_mult: float = 10.0
+    weight_decay: float = 1e-4
+    workers: int = 0
+    seed: int = 0
+    device: str = "cpu"
+
+
+class _TagDataset(Dataset):
+    """Augmented samples: ((3, crop, crop) normalised float, (N,) multi-hot float)."""
+
+    def __init__(self, images: Sequence[np.ndarray] | Callable[[int], np.ndarray], targets: torch.Tensor,
+                 config: TrainConfig, epoch: int = 0) -> None:
+        self.images = images
+        self.targets = targets
+        self.config = config
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def _image(self, index: int) -> np.ndarray:
+        return self.images(index) if callable(self.images) else self.images[index]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch * 10_007 + index)
+        x = image_to_tensor(self._image(index))  # (3, H, W) normalised
+        x = augment(x, cfg, gen)
+        return x, self.targets[index]
+
+
+def augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random rescale, horizontal flip, colour jitter and crop/pad to ``crop_size`` of a (3, H, W) tensor.
+
+    Padding uses 0 (the normalised mean colour). Returns (3, crop_size, crop_size).
+    """
+    lo, hi = config.scale_range
+    scale = lo + (hi - lo) * float(torch.rand((), generator=gen))
+    h, w = x.shape[-2:]
+    nh, nw = max(8, round(h * scale)), max(8, round(w * scale))
+    x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    if config.flip and float(torch.rand((), generator=gen)) < 0.5:
+        x = x.flip(-1)
+    if config.color_jitter > 0:
+        a = config.color_jitter
+        b, c, s = (1 + a * (2 * torch.rand(3, generator=gen) - 1)).tolist()
+        gray = x.mean(0, keepdim=True)
+        x = gray + (x - gray) * s  # saturation (approximately, in normalised space)
+        x = (x - x.mean()) * c + x.mean()  # contrast
+        x = x + (b - 1)  # brightness
+    size = config.crop_size
+    ph, pw = max(0, size - nh), max(0, size - nw)
+    if ph or pw:
+        top, left = int(torch.randint(0, ph + 1, (), generator=gen)), int(torch.randint(0, pw + 1, (), generator=gen))
+        x = F.pad(x, (left, pw - left, top, ph - top))
+    hh, ww = x.shape[-2:]
+    top = int(torch.randint(0, hh - size + 1, (), generator=gen))
+    left = int(torch.randint(0, ww - size + 1, (), generator=gen))
+    return x[:, top : top + size, left : left + size].contiguous()
+
+
+def train_classifier(
+    model: Classifier,
+    images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
+    targets: torch.Tensor,
+    config: TrainConfig | None = None,
+    progress: bool = True,
+) -> list[float]:
+    """Fit ``model`` on multi-hot ``targets`` (M, N) {0, 1} for ``images`` (M HWC uint8 RGB arrays, or a
+    function index -> array). Multi-label soft-margin loss; returns the mean loss of each epoch.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or TrainConfig()
+    targets = torch.as_tensor(targets, dtype=torch.float32)
+    if targets.ndim != 2 or targets.shape[1] != model.num_classes:
+        raise ValueError(f"targets must be (M, {model.num_classes}), got {tuple(targets.shape)}")
+    if not callable(images) and len(images) != targets.shape[0]:
+        raise ValueError(f"{len(images)} images but {targets.shape[0]} target rows")
+    if targets.shape[0] == 0:
+        raise ValueError("no training images")
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    model.to(device).train()
+    head_params = list(model.head.parameters())
+    groups = [
+        {"params": list(model.backbone.parameters()), "lr": config.lr},
+        {"params": head_params, "lr": config.lr * config.head_lr_mult},
+    ]
+    if config.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=config.weight_decay)
+    elif config.optimizer == "adam":
+        opt = torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose 'sgd' or 'adam'")
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    steps_per_epoch = math.ceil(targets.shape[0] / config.batch_size)
+    total = max(1, config.epochs * steps_per_epoch)
+    step = 0
+    history: list[float] = []
+    bar = tqdm(total=total, desc="classifier", unit="step", disable=not progress)
+    for epoch in range(config.epochs):
+        data = _TagDataset(images, targets, config, epoch)
+        loader = DataLoader(
+            data,
+            batch_size=config.batch_size,
+            shuffle=True,
+            num_workers=config.workers,
+            generator=torch.Generator().manual_seed(config.seed + epoch),
+            drop_last=False,
+        )
+        losses = []
+        for x, y in loader:
+            for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                g["lr"] = base * (1 - step / total) ** 0.9  # poly schedule
+            x, y = x.to(device), y.to(device)
+            if x.shape[0] == 1 and model.training:  # BatchNorm needs more than one value per channel
+                x, y = torch.cat([x, x.flip(-1)]), torch.cat([y, y])
+            loss = F.multilabel_soft_margin_loss(model(x), y)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"classifier loss is {loss.item()} at epoch {epoch}; lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+        history.append(float(np.mean(losses)))
+        logger.info("classifier epoch %d: loss %.4f", epoch, history[-1])
+    bar.close()
+    model.eval()
+    return history
+
+
+# ----------------------------------------------------------------------------------------------- inference
+
+
+@torch.no_grad()
+def compute_cams(
+    model: Classifier,
+    image: np.ndarray | torch.Tensor,
+    class_indices: Sequence[int],
+    scales: Sequence[float] = (1.0, 0.5, 1.5, 2.0),
+    flip: bool = True,
+    size: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CAMs of the given classes with multi-scale + flip inference, and the WSS features at scale 1.
+
+    ``image``: HWC uint8 RGB array or a (3, H, W) normalised float tensor. ``class_indices``: 0-based rows of the
+    classifier head (class id - 1), in the order wanted. ``size``: output (h, w), default the image size.
+    Returns (CAMs (K, h, w) float in [0, 1], each class max-normalised; dict C4, C5 of (D, H/16, W/16)).
+    The CAMs are on the model's device.
+    """
+    if not isinstance(model, Classifier):
+        raise TypeError(f"model must be a Classifier, got {type(model).__name__}")
+    device = next(model.parameters()).device
+    x = image_to_tensor(image) if isinstance(image, np.ndarray) else image
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"image tensor must be (3, H, W), got {tuple(x.shape)}")
+    x = x.to(device=device, dtype=torch.float32)
+    idx = [int(i) for i in class_indices]
+    if any(i < 0 or i >= model.num_classes for i in idx):
+        raise ValueError(f"class indices {idx} out of range for {model.num_classes} classes")
+    H, W = x.shape[-2:]
+    out_size = size or (H, W)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((len(idx), *out_size), device=device)
+    features: dict[str, torch.Tensor] = {}
+    for s in scales:
+        hs, ws = max(16, round(H * s)), max(16, round(W * s))
+        xs = x[None] if (hs, ws) == (H, W) else F.interpolate(x[None], (hs, ws), mode="bilinear", align_corners=False)
+        batch = torch.cat([xs, xs.flip(-1)]) if flip else xs
+        cams, feats = model.cams_and_features(batch)
+        cams = F.relu(cams[:, idx])
+        if flip:
+            cams = cams[:1] + cams[1:].flip(-1)
+        total += F.interpolate(cams, out_size, mode="bilinear", align_corners=False)[0]
+        if s == 1.0 or not features:
+            features = {k: v[0] for k, v in feats.items()}
+    if was_training:
+        model.train()
+    peak = total.flatten(1).amax(1).clamp_min(1e-5)[:, None, None]
+    return total / peak, features

@@ -1,0 +1,133 @@
+"""DHR inside the training step: rebalance the pseudo mask of every crop of a batch with ``dhr.rebalance``.
+
+Per image: stage 1 uses the network's own CAMs of the tagged classes, stage 2 the USS features precomputed on
+the whole original image (resampled onto the crop through its box and flip), stage 3 the network's C4 / C5.
+Only the part of the crop holding image content (``valid``) is rebalanced; padding stays ignore. Images whose
+labels a human accepted are left exactly as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from training.transforms import sample_in_box
+
+__all__ = ["DHRStepStats", "feature_window", "rebalance_batch"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DHRStepStats:
+    """What one call did: images rebalanced, skipped as accepted / untagged, failed, and pixels changed."""
+
+    rebalanced: int = 0
+    accepted: int = 0
+    untagged: int = 0
+    failed: int = 0
+    changed_pixels: int = 0
+    restored: list[int] = field(default_factory=list)
+
+
+def feature_window(valid: Sequence[int], crop_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, ...]:
+    """Cells (x0, y0, x1, y1) of a (gh, gw) feature grid covering the crop pixels ``valid`` XYXY."""
+    height, width = crop_size
+    gh, gw = grid
+    x0, y0, x1, y1 = (int(v) for v in valid)
+    fx0 = min(gw - 1, math.floor(x0 * gw / width))
+    fy0 = min(gh - 1, math.floor(y0 * gh / height))
+    fx1 = max(fx0 + 1, min(gw, math.ceil(x1 * gw / width)))
+    fy1 = max(fy0 + 1, min(gh, math.ceil(y1 * gh / height)))
+    return fx0, fy0, fx1, fy1
+
+
+def _cut(x: torch.Tensor, window: tuple[int, ...]) -> torch.Tensor:
+    x0, y0, x1, y1 = window
+    return x[..., y0:y1, x0:x1]
+
+
+def _uss_on_crop(features: torch.Tensor, image_size: tuple[int, int], box: np.ndarray, flip: bool,
+                 crop_size: int) -> torch.Tensor:
+    """USS features (D, hu, wu) of the whole image -> (D, g, g) on the crop, at the features' own stride."""
+    height = float(image_size[0])
+    box_height = float(box[3] - box[1])
+    cells = int(round(box_height * features.shape[-2] / height))
+    cells = max(1, min(crop_size, cells))
+    return sample_in_box(features, image_size, box, flip, (cells, cells))
+
+
+@torch.no_grad()
+def rebalance_batch(
+    outputs: dict[str, torch.Tensor],
+    masks: torch.Tensor,
+    tags: torch.Tensor,
+    accepted: torch.Tensor,
+    uss: Sequence[torch.Tensor | None],
+    boxes: torch.Tensor,
+    flips: torch.Tensor,
+    valid: torch.Tensor,
+    image_sizes: torch.Tensor,
+    *,
+    images: torch.Tensor | None = None,
+    config=None,
+    ignore_index: int = 255,
+) -> tuple[torch.Tensor, DHRStepStats]:
+    """Rebalanced copy of the batch's pseudo masks.
+
+    outputs: the network's ``cams`` (B, N, h, w) >= 0, ``C4``, ``C5`` (B, D, h, w); masks (B, S, S) int64
+    class ids (``ignore_index`` = ignore); tags (B, N) multi-hot; accepted (B,) bool; uss: per image (D, hu, wu)
+    features of the whole original image, or None (the image is then left unchanged); boxes (B, 4) XYXY,
+    flips (B,), valid (B, 4) XYXY crop pixels, image_sizes (B, 2) (H, W) as carried by ``training.transforms``;
+    images (B, S, S, 3) uint8, only used when ``config.crf`` is set; config a ``dhr.DHRConfig``.
+    Returns (masks (B, S, S) int64 on the masks' device, stats).
+    """
+    from dhr import rebalance
+
+    batch, height, width = masks.shape
+    if tags.shape[0] != batch or len(uss) != batch:
+        raise ValueError(f"batch of {batch} masks but {tags.shape[0]} tag rows and {len(uss)} USS maps")
+    out = masks.clone()
+    stats = DHRStepStats()
+    cams_all = outputs["cams"].detach().float()
+    c4_all, c5_all = outputs["C4"].detach().float(), outputs["C5"].detach().float()
+    use_crf = bool(getattr(config, "crf", False))
+    for b in range(batch):
+        if bool(accepted[b]):
+            stats.accepted += 1
+            continue
+        class_ids = (torch.nonzero(tags[b] > 0.5).flatten() + 1).tolist()
+        if not class_ids or uss[b] is None:
+            stats.untagged += 1
+            continue
+        vx0, vy0, vx1, vy1 = (int(v) for v in valid[b])
+        if vx1 <= vx0 or vy1 <= vy0:
+            continue
+        box = boxes[b].detach().cpu().double().numpy()
+        size = (int(image_sizes[b][0]), int(image_sizes[b][1]))
+        cam_window = feature_window(valid[b], (height, width), tuple(cams_all.shape[-2:]))
+        cams = _cut(cams_all[b, [c - 1 for c in class_ids]], cam_window)
+        peak = cams.flatten(1).amax(1).clamp_min(1e-5)[:, None, None]
+        wss = [_cut(f[b], feature_window(valid[b], (height, width), tuple(f.shape[-2:]))) for f in (c4_all, c5_all)]
+        uss_crop = _uss_on_crop(uss[b].to(cams_all.device).float(), size, box, bool(flips[b]), height)
+        uss_crop = _cut(uss_crop, feature_window(valid[b], (height, width), tuple(uss_crop.shape[-2:])))
+        base = out[b, vy0:vy1, vx0:vx1]
+        image = images[b, vy0:vy1, vx0:vx1].cpu().numpy() if (use_crf and images is not None) else None
+        try:
+            result = rebalance(cams / peak, base, class_ids, uss_crop, wss, image=image, config=config)
+        except ValueError as error:
+            stats.failed += 1
+            warnings.warn(f"DHR step skipped an image: {error}", stacklevel=2)
+            continue
+        new = result.mask.to(device=out.device, dtype=out.dtype)
+        stats.changed_pixels += int((new != base).sum())
+        stats.restored.extend(int(c) for c in result.restored)
+        out[b, vy0:vy1, vx0:vx1] = new
+        stats.rebalanced += 1
+    return out, stats
