@@ -12,7 +12,6 @@ import logging
 import sys
 
 COMMAND_MODULES = (
-    "dhr.demo",  # dhr demo: rebalance a synthetic scene and print the figures
     "annotate.cli_weights",  # dhr weights: list / download / verify checkpoints
     "annotate.cli_project",  # dhr init / import-coco / export
     "annotate.cli_bootstrap",  # dhr bootstrap / merge-shards

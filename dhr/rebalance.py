@@ -127,8 +127,8 @@ def rebalance(
         cams.float(), size, rebalance=config.ot_seeds, eps=config.eps, max_iter=config.max_iter, stop_thr=config.stop_thr
     )
     seed_mask = initialise_seeds(mask, scores, tag_ids, threshold=config.seed_threshold)
-    before = set(mask.unique().tolist())
-    present = [c for c in seed_mask.unique().tolist() if c != ignore]
+    before = set(_class_ids(mask, ignore))
+    present = _class_ids(seed_mask, ignore)
     restored = [t for t in tags if t not in before and t in present]
     if not present:  # nothing but ignore: no prototype can be formed
         return DHRResult(seed_mask.clone(), seed_mask, torch.zeros((0, *size), device=device), [], [], restored)
@@ -157,9 +157,21 @@ def rebalance(
         heatmaps = dense_crf(image, heatmaps, config.crf_config)
 
     classes = torch.tensor(present, device=device)
-    balanced = classes[heatmaps.argmax(dim=0)]
+    balanced = classes[heatmaps.max(dim=0).indices]  # max(dim=0) is several times faster than argmax(dim=0)
     groups = [[present[r] for r in rows] for rows in group_rows]
     return DHRResult(balanced, seed_mask, heatmaps, present, groups, restored)
+
+
+def _class_ids(mask: torch.Tensor, ignore_index: int) -> list[int]:
+    """Sorted class ids present in an (H, W) mask, ``ignore_index`` left out (bincount: faster than unique)."""
+    counts = torch.bincount(mask.reshape(-1), minlength=ignore_index + 1)
+    counts[ignore_index] = 0
+    return torch.nonzero(counts).flatten().tolist()
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """True when no element is NaN or infinite; the sum settles the common case without a full pass."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
 def _wss_heatmaps(features: torch.Tensor, shares: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -193,10 +205,11 @@ def _validate(
     bad = [t for t in tags if not BACKGROUND < t < limit]
     if bad:
         raise ValueError(f"tag class ids must lie in [1, {limit}); got {bad}")
-    values = mask.unique()
-    out_of_range = values[((values < 0) | (values >= limit)) & (values != config.ignore_index)]
-    if out_of_range.numel():
-        raise ValueError(f"mask class ids must lie in [0, {limit}) or be {config.ignore_index}; got {out_of_range.tolist()}")
+    outside = ((mask < 0) | (mask >= limit)) & (mask != config.ignore_index)
+    if outside.any():
+        raise ValueError(
+            f"mask class ids must lie in [0, {limit}) or be {config.ignore_index}; got {mask[outside].unique().tolist()}"
+        )
     if cams.ndim != 3 or cams.shape[0] != len(tags):
         raise ValueError(f"cams must be (K, h, w) with K = {len(tags)} tags, got shape {tuple(cams.shape)}")
     if not tags:
@@ -208,7 +221,7 @@ def _validate(
     if not wss:
         raise ValueError("wss_features must hold at least one (D, h, w) feature map")
     for name, tensor in named:
-        if not torch.isfinite(tensor).all():
+        if not _all_finite(tensor):
             raise ValueError(f"{name} contains NaN or infinite values")
     if config.crf:
         if image is None:

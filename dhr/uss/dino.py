@@ -70,7 +70,10 @@ def build_dino(
     vit = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True, **vit_kwargs)
     if state_dict is not None:
         own = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-        missing, unexpected = vit.load_state_dict(own, strict=False)
+        try:
+            missing, unexpected = vit.load_state_dict(own, strict=False)
+        except RuntimeError as error:  # shape mismatches
+            raise ValueError(f"state dict does not fit {arch}: {error}") from error
         if missing or unexpected:
             raise ValueError(
                 f"state dict does not fit {arch}: missing {missing[:3]}... ({len(missing)}), "

@@ -24,15 +24,18 @@ def sam_resized_size(height: int, width: int, target: int = SAM_SIZE) -> tuple[i
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def crop_sam_embedding(embedding: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """(256, 64, 64) SAM embedding -> (256, h, w): the cells covering an image of ``image_size`` (H, W)."""
+def crop_sam_embedding(embedding: torch.Tensor, image_size: tuple[int, int], img_size: int = SAM_SIZE) -> torch.Tensor:
+    """(256, 64, 64) SAM embedding -> (256, h, w): the cells covering an image of ``image_size`` (H, W).
+
+    ``img_size``: the encoder's square input side (1024 for the released models).
+    """
     if embedding.ndim == 4 and embedding.shape[0] == 1:
         embedding = embedding[0]
     if embedding.ndim != 3:
         raise ValueError(f"SAM embedding must be (C, h, w), got shape {tuple(embedding.shape)}")
     grid = embedding.shape[-1]
-    stride = SAM_SIZE / grid
-    rh, rw = sam_resized_size(*image_size)
+    stride = img_size / grid
+    rh, rw = sam_resized_size(*image_size, target=img_size)
     h = min(grid, max(1, math.ceil(rh / stride)))
     w = min(grid, max(1, math.ceil(rw / stride)))
     return embedding[:, :h, :w]
@@ -44,13 +47,14 @@ class SamEmbeddingFeatures(nn.Module):
     ``forward(image, embedding=None)``: ``image`` (3, H, W) ImageNet-normalised float; ``embedding`` a
     precomputed (256, 64, 64) SAM embedding of that image (e.g. from the segmenter's embedding cache). Without
     one, ``image_encoder`` (a segment_anything ``ImageEncoderViT``) encodes the image. Returns (256, h, w).
+    ``img_size``: the encoder's input side (default: the encoder's ``img_size``, else 1024).
     """
 
-    stride = SAM_STRIDE
-
-    def __init__(self, image_encoder: nn.Module | None = None) -> None:
+    def __init__(self, image_encoder: nn.Module | None = None, img_size: int | None = None) -> None:
         super().__init__()
         self.image_encoder = image_encoder
+        self.img_size = int(img_size or getattr(image_encoder, "img_size", SAM_SIZE))
+        self.stride = SAM_STRIDE  # in pixels of the resized image
 
     def forward(self, image: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
         if image.ndim != 3 or image.shape[0] != 3:
@@ -60,13 +64,13 @@ class SamEmbeddingFeatures(nn.Module):
             if self.image_encoder is None:
                 raise ValueError("the 'sam' USS provider needs the image's SAM embedding or an image_encoder")
             embedding = self.encode(image)
-        return crop_sam_embedding(embedding.to(image.device), size)
+        return crop_sam_embedding(embedding.to(image.device), size, self.img_size)
 
     @torch.no_grad()
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """(3, H, W) normalised -> (256, 64, 64) embedding, preprocessed as SAM does (resize, pad to 1024)."""
         encoder = self.image_encoder
-        target = getattr(encoder, "img_size", SAM_SIZE)
+        target = self.img_size
         rh, rw = sam_resized_size(image.shape[1], image.shape[2], target)
         param = next(encoder.parameters())
         x = F.interpolate(image[None].to(param), (rh, rw), mode="bilinear", align_corners=False, antialias=True)
