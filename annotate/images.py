@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -69,11 +70,39 @@ def _open(path: Path, max_pixels: int):
     return image
 
 
-def _orientation(image) -> int:
-    """EXIF orientation tag of a Pillow image (1 when absent or unreadable)."""
+def _png_exif_after_data(path: Path) -> bytes | None:
+    """Payload of an ``eXIf`` chunk stored after the image data of a PNG, found by skipping chunk bodies.
+
+    Pillow reads chunks before IDAT when opening; a later eXIf chunk would make it decode the whole image.
+    """
+    with path.open("rb") as handle:
+        handle.seek(8)
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", header)
+            if kind == b"eXIf":
+                return handle.read(length)
+            if kind == b"IEND":
+                return None
+            handle.seek(length + 4, os.SEEK_CUR)
+
+
+def _orientation(image, path: Path | None = None) -> int:
+    """EXIF orientation tag of a Pillow image (1 when absent or unreadable), without decoding pixels."""
+    from PIL import Image
+
     try:
-        value = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except (OSError, ValueError, SyntaxError):  # malformed EXIF blocks: treat as no rotation
+        if image.format == "PNG" and "exif" not in image.info and path is not None:
+            payload = _png_exif_after_data(path)
+            exif = Image.Exif()
+            if payload:
+                exif.load(payload)
+        else:
+            exif = image.getexif()
+        value = exif.get(_EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError, struct.error):  # malformed EXIF blocks: treat as no rotation
         return 1
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -156,7 +185,7 @@ def image_size(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     path = Path(path)
     with _open(path, max_pixels) as image:
         width, height = image.size
-        if _orientation(image) in _TRANSPOSED_ORIENTATIONS:
+        if _orientation(image, path) in _TRANSPOSED_ORIENTATIONS:
             width, height = height, width
     return int(width), int(height)
 

@@ -59,31 +59,40 @@ def _coco_rle(rle: RLE) -> dict:
     if isinstance(counts, list):
         compressed = normalize_rle(rle)
         return {"size": compressed["size"], "counts": compressed["counts"].encode("ascii")}
-    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return {
+        "size": list(rle["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
 
 
-def _string_runs(counts: bytes) -> list[int]:
-    """Run lengths of a compressed counts string (pycocotools' 6-bit, delta-coded LEB128 variant)."""
-    runs: list[int] = []
-    position = 0
-    while position < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= len(counts):
-                raise ValueError("counts string ends in the middle of a number")
-            code = counts[position] - 48
-            if not 0 <= code < 64:
-                raise ValueError(f"invalid character {chr(counts[position])!r} in counts string")
-            value |= (code & 0x1F) << shift
-            more = bool(code & 0x20)
-            position += 1
-            shift += 5
-            if not more and code & 0x10:
-                value |= -1 << shift
-        if len(runs) > 2:
-            value += runs[-2]
-        runs.append(value)
-    return runs
+def _string_runs(counts: bytes) -> np.ndarray:
+    """Run lengths (int64) of a compressed counts string, decoded with numpy.
+
+    pycocotools' text format: each run is a little-endian sequence of 5-bit groups, one character per group
+    (``48 + group``, bit 0x20 = more groups follow, bit 0x10 of the last group = sign); runs from the fourth
+    on are stored as the difference to the run two places before.
+    """
+    codes = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
+    if codes.size == 0:
+        return codes
+    if codes.min() < 0 or codes.max() >= 64:
+        bad = counts[int(np.flatnonzero((codes < 0) | (codes >= 64))[0])]
+        raise ValueError(f"invalid character {chr(bad)!r} in counts string")
+    last = (codes & 0x20) == 0  # the character ending each number
+    if not last[-1]:
+        raise ValueError("counts string ends in the middle of a number")
+    ends = np.flatnonzero(last)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    shift = 5 * (np.arange(codes.size) - np.repeat(starts, ends - starts + 1))
+    if shift.max() > 55:
+        raise ValueError("counts string holds a number too large for an image")
+    values = np.add.reduceat((codes & 0x1F) << shift, starts)
+    negative = (codes[ends] & 0x10) != 0
+    values[negative] -= np.int64(1) << (shift[ends[negative]] + 5)
+    for parity in (3, 4):  # undo the delta coding: runs[m] += runs[m - 2] for m > 2
+        if values.size > parity:
+            values[parity::2] = values[parity - 2] + np.cumsum(values[parity::2])
+    return values
 
 
 def normalize_rle(rle: Any, size: Sequence[int] | None = None) -> RLE:
@@ -109,24 +118,28 @@ def normalize_rle(rle: Any, size: Sequence[int] | None = None) -> RLE:
         raise ValueError(f"RLE size must be [H, W] with positive integers, got {rle_size!r}")
     height, width = int(rle_size[0]), int(rle_size[1])
     if size is not None and (height, width) != (int(size[0]), int(size[1])):
-        raise ValueError(f"RLE size {height}x{width} does not match the image size {int(size[0])}x{int(size[1])}")
+        raise ValueError(
+            f"RLE size {height}x{width} does not match the image size {int(size[0])}x{int(size[1])}"
+        )
     counts = rle["counts"]
     if isinstance(counts, list):
-        runs = counts
-        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in runs):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in counts):
             raise ValueError("uncompressed RLE counts must be integers")
+        runs = np.asarray(counts, dtype=np.int64)
     elif isinstance(counts, (str, bytes)):
         raw = counts.encode("ascii", errors="replace") if isinstance(counts, str) else counts
         runs = _string_runs(raw)
     else:
         raise ValueError(f"RLE counts must be a string or a list of integers, got {type(counts).__name__}")
-    if any(v < 0 for v in runs):
+    if runs.size and runs.min() < 0:
         raise ValueError("RLE has negative run lengths")
-    total = int(sum(int(v) for v in runs))
+    total = int(runs.sum())
     if total != height * width:
         raise ValueError(f"RLE runs cover {total} pixels but its size {height}x{width} has {height * width}")
     if isinstance(counts, list):
-        compressed = mask_utils.frPyObjects({"size": [height, width], "counts": [int(v) for v in runs]}, height, width)
+        compressed = mask_utils.frPyObjects(
+            {"size": [height, width], "counts": [int(v) for v in runs]}, height, width
+        )
         return {"size": [height, width], "counts": compressed["counts"].decode("ascii")}
     return {"size": [height, width], "counts": raw.decode("ascii")}
 
@@ -144,24 +157,33 @@ def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int
     return {"size": [int(height), int(width)], "counts": merged["counts"].decode("ascii")}
 
 
-def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.25) -> list[list[float]]:
     """(H, W) bool mask -> COCO polygons of its outer contours (OpenCV ``findContours``).
 
     The mask is upsampled 2x (nearest) before tracing, and the traced points mapped back with
     ``(p + 0.5) / 2``, so the polygons run along pixel edges rather than through boundary pixel centres:
     pycocotools rasterises them back to the same pixels (IoU about 0.999 on blobs; one-pixel parts survive).
-    Holes are not represented (that is what RLE is for). Collinear points are dropped (CHAIN_APPROX_SIMPLE).
+    Holes are not represented (that is what RLE is for). Points are then thinned with Douglas-Peucker
+    (``cv2.approxPolyDP``) at ``tolerance`` pixels: 0.25 removes a third of the points with no measurable
+    change; 0.5 halves them again at IoU about 0.997; 0 keeps every corner.
     """
     import cv2
 
-    array = np.asarray(mask).astype(np.uint8)
+    array = np.asarray(mask)
     if array.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {array.shape}")
-    doubled = np.ascontiguousarray(np.repeat(np.repeat(array, 2, axis=0), 2, axis=1))
+    rows, cols = np.flatnonzero(array.any(axis=1)), np.flatnonzero(array.any(axis=0))
+    if rows.size == 0:
+        return []
+    y0, x0 = int(rows[0]), int(cols[0])  # trace the bounding box only: fast for small objects in big images
+    crop = array[y0 : int(rows[-1]) + 1, x0 : int(cols[-1]) + 1].astype(np.uint8)
+    doubled = np.ascontiguousarray(np.repeat(np.repeat(crop, 2, axis=0), 2, axis=1))
     contours, _ = cv2.findContours(doubled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     polygons: list[list[float]] = []
     for contour in contours:
-        points = (contour.reshape(-1, 2).astype(np.float64) + 0.5) / 2.0
+        if tolerance > 0:
+            contour = cv2.approxPolyDP(contour, 2.0 * tolerance, True)
+        points = (contour.reshape(-1, 2).astype(np.float64) + 0.5) / 2.0 + (x0, y0)
         if len(points) >= 3:
             polygons.append([float(v) for v in points.reshape(-1)])
     return polygons

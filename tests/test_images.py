@@ -120,7 +120,9 @@ def test_truncated_jpeg_refused(tmp_path: Path) -> None:
 
 
 def test_random_bytes_and_empty_file_refused(tmp_path: Path) -> None:
-    (tmp_path / "noise.png").write_bytes(np.random.default_rng(2).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (tmp_path / "noise.png").write_bytes(
+        np.random.default_rng(2).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    )
     (tmp_path / "empty.jpg").write_bytes(b"")
     for name in ("noise.png", "empty.jpg"):
         with pytest.raises(ImageError, match=name.replace(".", r"\.")):
@@ -141,10 +143,17 @@ def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width x height`` (8-bit gray) with a tiny, incomplete data stream."""
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_pixel_limit(tmp_path: Path) -> None:
@@ -169,3 +178,21 @@ def test_sha256_is_content_hash(tmp_path: Path) -> None:
     assert image_sha256(tmp_path / "x.png") == expected == image_sha256(tmp_path / "y.png", chunk_size=7)
     Image.fromarray(np.full((5, 5, 3), 8, np.uint8)).save(tmp_path / "y.png")
     assert image_sha256(tmp_path / "y.png") != expected
+
+
+def test_png_size_with_exif_before_and_after_data(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_quadrants(40, 20)).save(tmp_path / "early.png", exif=exif.tobytes())
+    assert image_size(tmp_path / "early.png") == (20, 40)
+    # move the eXIf chunk after IDAT (allowed by the PNG spec): size still follows the rotation, no decoding
+    data = (tmp_path / "early.png").read_bytes()
+    start = data.index(b"eXIf") - 4
+    length = struct.unpack(">I", data[start : start + 4])[0]
+    chunk = data[start : start + 12 + length]
+    rest = data[:start] + data[start + 12 + length :]
+    end = rest.index(b"IEND") - 4
+    (tmp_path / "late.png").write_bytes(rest[:end] + chunk + rest[end:])
+    assert image_size(tmp_path / "late.png") == (20, 40)
+    assert load_image(tmp_path / "late.png").shape == (40, 20, 3)
+    np.testing.assert_array_equal(load_image(tmp_path / "late.png"), load_image(tmp_path / "early.png"))

@@ -1,0 +1,196 @@
+"""``dhr init | import-coco | export | status``: create a project, bring labels in, take them out, count them.
+
+- ``dhr init PROJECT --classes a,b,c [--images DIR] [--tags FILE]``: a new project; with ``--images`` and/or
+  ``--tags`` the tagged images (CSV ``file,tags`` with ``;`` between tags, JSON mapping, VOC folder or COCO
+  file, see :mod:`annotate.dataset`) are checked (decoded) and copied in. Unknown or empty tags, missing or
+  unreadable images are all listed and nothing is created, unless ``--skip-bad`` (bad entries are then left
+  out with a warning) or ``--allow-new-classes`` (unknown tags become new classes).
+- ``dhr import-coco PROJECT FILE [--map old=new ...] [--images DIR]``: labels from a COCO file.
+- ``dhr export PROJECT OUT.json [--accepted-only] [--polygons] [--semantic DIR]``: COCO (and PNG masks).
+- ``dhr status PROJECT``: images per status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``init``, ``import-coco``, ``export`` and ``status``."""
+    init = subparsers.add_parser("init", help="create an annotation project (optionally with tagged images)")
+    init.add_argument("project", help="project folder (created; must not hold a project)")
+    init.add_argument("--classes", required=True, help="comma-separated class names, e.g. cat,dog,bird")
+    init.add_argument("--images", help="folder of images to add (tags from --tags or a tags file in it)")
+    init.add_argument(
+        "--tags", help="tags file: CSV (file,tags with ';'), JSON mapping, VOC folder or COCO json"
+    )
+    init.add_argument(
+        "--allow-new-classes", action="store_true", help="add tags missing from --classes as classes"
+    )
+    init.add_argument(
+        "--skip-bad", action="store_true", help="leave out bad entries (with a warning) instead of failing"
+    )
+    init.add_argument("--user", default="cli", help="name recorded in the change log")
+    init.set_defaults(func=run_init)
+
+    imp = subparsers.add_parser("import-coco", help="import instance labels from a COCO json file")
+    imp.add_argument("project", help="project folder")
+    imp.add_argument("file", help="COCO instances json (ours or another tool's)")
+    imp.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="rename a category of the file to a project class (repeatable); categories match by name",
+    )
+    imp.add_argument(
+        "--images", help="folder the file's image paths are relative to (default: the file's folder)"
+    )
+    imp.add_argument("--allow-new-classes", action="store_true", help="add unknown categories as new classes")
+    imp.add_argument("--user", default="import", help="name recorded in the change log")
+    imp.set_defaults(func=run_import)
+
+    exp = subparsers.add_parser("export", help="export labels as COCO json (and semantic PNG masks)")
+    exp.add_argument("project", help="project folder")
+    exp.add_argument("out", help="output COCO json file (written atomically)")
+    exp.add_argument("--accepted-only", action="store_true", help="only images with status 'accepted'")
+    exp.add_argument("--polygons", action="store_true", help="polygons instead of RLE (holes are lost)")
+    exp.add_argument(
+        "--polygon-tolerance",
+        type=float,
+        default=0.25,
+        help="polygon simplification in pixels (0: every corner)",
+    )
+    exp.add_argument("--semantic", metavar="DIR", help="also write palette PNG class-id masks to DIR")
+    exp.add_argument(
+        "--ignore-review", action="store_true", help="semantic masks: 255 where an instance needs review"
+    )
+    exp.set_defaults(func=run_export)
+
+    status = subparsers.add_parser("status", help="number of images per status")
+    status.add_argument("project", help="project folder")
+    status.set_defaults(func=run_status)
+
+
+def _split_classes(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def run_init(args: argparse.Namespace) -> int:
+    """Create the project; check and add the tagged images (all or nothing unless --skip-bad)."""
+    from annotate.dataset import load_dataset
+    from annotate.store import DB_NAME, IMAGES_DIR, ProjectStore
+
+    classes = _split_classes(args.classes)
+    root = Path(args.project)
+    if (root / DB_NAME).exists():
+        raise ValueError(f"{root}: a project already exists here")
+    dataset = None
+    if args.images or args.tags:
+        dataset = load_dataset(
+            args.images or Path(args.tags).parent,
+            tags=args.tags,
+            images=args.images,
+            classes=None if args.allow_new_classes else classes,
+            strict=not args.skip_bad,
+            check_images="decode",
+        )
+    existed = {path: path.exists() for path in (root, root / IMAGES_DIR)}
+    store = ProjectStore.create(root, classes)
+    try:
+        with store.transaction():
+            for entry in dataset.entries if dataset is not None else []:
+                store.add_image(
+                    entry.path,
+                    entry.tags,
+                    user=args.user,
+                    allow_new_classes=args.allow_new_classes,
+                    dest_name=entry.file_name.replace("\\", "/"),
+                )
+    except BaseException:
+        store.close()
+        _remove_new_project(root, existed)
+        raise
+    added = len(dataset.entries) if dataset is not None else 0
+    print(
+        f"created project {store.root} with {len(store.classes)} classes {store.classes}; added {added} images"
+    )
+    store.close()
+    return 0
+
+
+def _remove_new_project(root: Path, existed: dict[Path, bool]) -> None:
+    """Undo a failed ``init``: remove what it created (the folder, or the database and images folder)."""
+    from annotate.store import DB_NAME
+
+    if not existed[root]:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for suffix in ("", "-wal", "-shm"):
+        (root / f"{DB_NAME}{suffix}").unlink(missing_ok=True)
+    for folder, was_there in existed.items():
+        if folder != root and not was_there:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _category_map(pairs: list[str]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ValueError(f"--map expects OLD=NEW, got {pair!r}")
+        mapping[old.strip()] = new.strip()
+    return mapping
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from annotate.coco import import_coco
+    from annotate.store import ProjectStore
+
+    with ProjectStore.open(args.project) as store:
+        stored = import_coco(
+            store,
+            args.file,
+            category_map=_category_map(args.map),
+            image_dir=args.images,
+            user=args.user,
+            allow_new_classes=args.allow_new_classes,
+        )
+        print(f"imported {stored} annotations from {args.file} into {store.root}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from annotate.coco import export_coco, export_semantic_masks
+    from annotate.store import ProjectStore
+
+    with ProjectStore.open(args.project) as store:
+        coco = export_coco(
+            store,
+            args.out,
+            accepted_only=args.accepted_only,
+            polygons=args.polygons,
+            polygon_tolerance=args.polygon_tolerance,
+        )
+        print(f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} annotations")
+        if args.semantic:
+            written = export_semantic_masks(
+                store, args.semantic, accepted_only=args.accepted_only, ignore_review=args.ignore_review
+            )
+            print(f"wrote {len(written)} semantic masks to {args.semantic}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from annotate.store import ProjectStore
+
+    with ProjectStore.open(args.project) as store:
+        counts = store.status_counts()
+        print(f"project {store.root}: {len(store.classes)} classes {store.classes}")
+        print("| status | images |\n|---|---:|")
+        for status, count in counts.items():
+            print(f"| {status} | {count} |")
+        print(f"| total | {sum(counts.values())} |")
+    return 0
