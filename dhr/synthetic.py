@@ -122,7 +122,8 @@ def make_scene(size: int = 160, confusable: bool = False, seed: int = 0, noise: 
 
     # CAMs: the major class fires evenly over itself and its minor neighbour; the minor class only at its centre.
     h = size // 16
-    spill = F.max_pool2d(one_hot[2:3][None], int(17 * s), stride=1, padding=int(8 * s))[0]  # minor region, dilated
+    reach = int(8 * s)
+    spill = F.max_pool2d(one_hot[2:3][None], 2 * reach + 1, stride=1, padding=reach)[0]  # minor region, dilated
     major = _blur(_pool((one_hot[1:2] + spill).clamp(max=1), 16), 0.7)[0]
     centre = torch.nonzero(one_hot[2]).float().mean(dim=0) / 16 - 0.5
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(h, dtype=torch.float32), indexing="ij")

@@ -103,7 +103,10 @@ class ResNetFeatures(ResNet):
     def load_backbone_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load a torchvision ResNet state dict (its ``fc.*`` entries are dropped); mismatches raise ValueError."""
         own = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-        missing, unexpected = self.load_state_dict(own, strict=False)
+        try:
+            missing, unexpected = self.load_state_dict(own, strict=False)
+        except RuntimeError as error:  # shape mismatches
+            raise ValueError(f"state dict does not fit this ResNet: {error}") from error
         if missing or unexpected:
             raise ValueError(
                 f"state dict does not fit this ResNet: {len(missing)} missing keys (e.g. {missing[:3]}), "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise FileNotFoundError(f"classifier checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError) as error:  # pickle.UnpicklingError is a RuntimeError subclass here
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         raise ValueError(f"cannot read classifier checkpoint {path}: {error}") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a dhr-label classifier checkpoint")
@@ -136,8 +137,13 @@ class TrainConfig:
 class _TagDataset(Dataset):
     """Augmented samples: ((3, crop, crop) normalised float, (N,) multi-hot float)."""
 
-    def __init__(self, images: Sequence[np.ndarray] | Callable[[int], np.ndarray], targets: torch.Tensor,
-                 config: TrainConfig, epoch: int = 0) -> None:
+    def __init__(
+        self,
+        images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
+        targets: torch.Tensor,
+        config: TrainConfig,
+        epoch: int = 0,
+    ) -> None:
         self.images = images
         self.targets = targets
         self.config = config
@@ -179,7 +185,10 @@ def augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch
     size = config.crop_size
     ph, pw = max(0, size - nh), max(0, size - nw)
     if ph or pw:
-        top, left = int(torch.randint(0, ph + 1, (), generator=gen)), int(torch.randint(0, pw + 1, (), generator=gen))
+        top, left = (
+            int(torch.randint(0, ph + 1, (), generator=gen)),
+            int(torch.randint(0, pw + 1, (), generator=gen)),
+        )
         x = F.pad(x, (left, pw - left, top, ph - top))
     hh, ww = x.shape[-2:]
     top = int(torch.randint(0, hh - size + 1, (), generator=gen))
@@ -246,7 +255,9 @@ def train_classifier(
                 x, y = torch.cat([x, x.flip(-1)]), torch.cat([y, y])
             loss = F.multilabel_soft_margin_loss(model(x), y)
             if not torch.isfinite(loss):
-                raise RuntimeError(f"classifier loss is {loss.item()} at epoch {epoch}; lower the learning rate")
+                raise RuntimeError(
+                    f"classifier loss is {loss.item()} at epoch {epoch}; lower the learning rate"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -298,7 +309,11 @@ def compute_cams(
     features: dict[str, torch.Tensor] = {}
     for s in scales:
         hs, ws = max(16, round(H * s)), max(16, round(W * s))
-        xs = x[None] if (hs, ws) == (H, W) else F.interpolate(x[None], (hs, ws), mode="bilinear", align_corners=False)
+        xs = (
+            x[None]
+            if (hs, ws) == (H, W)
+            else F.interpolate(x[None], (hs, ws), mode="bilinear", align_corners=False)
+        )
         batch = torch.cat([xs, xs.flip(-1)]) if flip else xs
         cams, feats = model.cams_and_features(batch)
         cams = F.relu(cams[:, idx])
@@ -311,3 +326,17 @@ def compute_cams(
         model.train()
     peak = total.flatten(1).amax(1).clamp_min(1e-5)[:, None, None]
     return total / peak, features
+
+
+def cams_to_mask(cams: torch.Tensor, tags: Sequence[int], threshold: float = 0.3) -> torch.Tensor:
+    """Base (WSS) mask from CAMs: the tag of the highest CAM, background (0) where that CAM is below ``threshold``.
+
+    ``cams``: (K, H, W) float in [0, 1] in the order of ``tags`` (class ids >= 1). Returns (H, W) int64.
+    """
+    if cams.ndim != 3 or cams.shape[0] != len(tags):
+        raise ValueError(f"cams must be (K={len(tags)}, H, W), got shape {tuple(cams.shape)}")
+    ids = torch.tensor([int(t) for t in tags], dtype=torch.long, device=cams.device)
+    if len(ids) == 0:
+        return torch.zeros(cams.shape[1:], dtype=torch.long, device=cams.device)
+    peak, arg = cams.max(0)
+    return torch.where(peak >= threshold, ids[arg], torch.zeros_like(arg))

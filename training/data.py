@@ -99,17 +99,29 @@ class USSFeatureCache:
 @torch.no_grad()
 def precompute_uss_features(store, entries: Sequence[ImageEntry], provider: torch.nn.Module,
                             cache: USSFeatureCache, device: str | torch.device = "cpu",
-                            progress: bool = True) -> int:
-    """Compute and cache the USS features of every entry not cached yet; returns how many were computed."""
+                            progress: bool = True, segmenter=None) -> int:
+    """Compute and cache the USS features of every entry not cached yet; returns how many were computed.
+
+    A SAM-embedding provider takes each image's embedding from ``segmenter`` (``set_image`` uses its cache).
+    """
     from tqdm.auto import tqdm
 
-    from dhr.uss import image_to_tensor
+    from dhr.uss import SamEmbeddingFeatures, image_to_tensor
 
     todo = [e for e in entries if e.sha256 not in cache]
     provider = provider.to(device).eval()
+    needs_embedding = isinstance(provider, SamEmbeddingFeatures) and provider.image_encoder is None
+    if needs_embedding and segmenter is None:
+        raise ValueError("the 'sam' USS provider needs a SAM segmenter to embed the images")
     for entry in tqdm(todo, desc=f"USS features ({cache.provider})", unit="img", disable=not progress):
         image = store.load_image(entry.image_id)
-        cache.put(entry.sha256, provider(image_to_tensor(image, device)))
+        x = image_to_tensor(image, device)
+        if needs_embedding:
+            segmenter.set_image(image)
+            features = provider(x, embedding=segmenter.embedding)
+        else:
+            features = provider(x)
+        cache.put(entry.sha256, features)
     return len(todo)
 
 
@@ -121,12 +133,12 @@ class ProjectDataset(Dataset):
     """
 
     def __init__(self, root: str | Path, entries: Sequence[ImageEntry], num_classes: int,
-                 augment_config: AugmentConfig = AugmentConfig(), uss_cache: USSFeatureCache | None = None,
+                 augment_config: AugmentConfig | None = None, uss_cache: USSFeatureCache | None = None,
                  ignore_index: int = 255) -> None:
         self.root = Path(root)
         self.entries = list(entries)
         self.num_classes = int(num_classes)
-        self.augment_config = augment_config
+        self.augment_config = augment_config or AugmentConfig()
         self.uss_cache = uss_cache
         self.ignore_index = ignore_index
         self._store = None

@@ -26,11 +26,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DHRStepStats:
-    """What one call did: images rebalanced, skipped as accepted / untagged, failed, and pixels changed."""
+    """What one call did: images rebalanced, skipped (accepted, untagged, no USS features), failed, pixels changed."""
 
     rebalanced: int = 0
     accepted: int = 0
     untagged: int = 0
+    no_features: int = 0
     failed: int = 0
     changed_pixels: int = 0
     restored: list[int] = field(default_factory=list)
@@ -103,8 +104,11 @@ def rebalance_batch(
             stats.accepted += 1
             continue
         class_ids = (torch.nonzero(tags[b] > 0.5).flatten() + 1).tolist()
-        if not class_ids or uss[b] is None:
+        if not class_ids:
             stats.untagged += 1
+            continue
+        if uss[b] is None:
+            stats.no_features += 1
             continue
         vx0, vy0, vx1, vy1 = (int(v) for v in valid[b])
         if vx1 <= vx0 or vy1 <= vy0:

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["DistContext", "init_distributed", "wrap_model", "unwrap", "barrier", "all_reduce_sum",
-           "broadcast_object", "cleanup"]
+           "broadcast_buffers", "broadcast_object", "cleanup"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
         out = out.to(backend_device)
         dist.all_reduce(out)
     return out.to(values.device)
+
+
+def broadcast_buffers(module: nn.Module, ctx: DistContext, src: int = 0) -> None:
+    """Copy the buffers (BatchNorm running statistics) of rank ``src`` to every rank, in place.
+
+    DDP syncs buffers at the start of each forward; after the last step each rank holds its own statistics.
+    """
+    if ctx.distributed:
+        for buffer in unwrap(module).buffers():
+            dist.broadcast(buffer, src)
 
 
 def broadcast_object(obj, ctx: DistContext, src: int = 0):

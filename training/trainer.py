@@ -16,6 +16,7 @@ import copy
 import logging
 import math
 import random
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from training.data import EpochSampler, ProjectDataset, collate
 from training.dhr_step import rebalance_batch
-from training.distributed import DistContext, all_reduce_sum, unwrap, wrap_model
+from training.distributed import DistContext, all_reduce_sum, broadcast_buffers, unwrap, wrap_model
 
 __all__ = ["TrainConfig", "TrainResult", "ModelEMA", "poly_lambda", "build_optimizer", "segmentation_loss",
            "Trainer", "CHECKPOINT_NAME"]
@@ -54,7 +55,7 @@ class TrainConfig:
     cls_loss_weight: float = 1.0
     accepted_weight: float = 1.0  # loss weight of the pixels of accepted (human-reviewed) images
     dhr: bool = True  # rebalance the pseudo masks inside the step
-    dhr_warmup: int = 0  # steps trained on the stored masks before the DHR step starts
+    dhr_warmup: int | None = None  # steps on the stored masks before the DHR step starts; None = steps // 10
     dhr_every: int = 1  # run the DHR step every k steps (the stored masks are used in between)
     checkpoint_every: int = 100
     num_workers: int = 0
@@ -186,6 +187,7 @@ class Trainer:
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
+        self.dhr_warnings = 0  # solver warnings inside the DHR step (non-converged Sinkhorn), logged per run
         self.sampler = EpochSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank, seed=config.seed)
         shard = len(self.sampler.inner)
         if shard == 0:
@@ -238,7 +240,7 @@ class Trainer:
         if not path.is_file():
             return False
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, OSError) as error:
             raise ValueError(f"cannot read training checkpoint {path}: {error}") from error
         if state.get("config", {}).get("steps") != self.config.steps:
@@ -272,14 +274,17 @@ class Trainer:
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=self.use_amp):
             outputs = self.net(images)
         dhr_seconds = 0.0
-        run_dhr = cfg.dhr and self.step >= cfg.dhr_warmup and (self.step - cfg.dhr_warmup) % cfg.dhr_every == 0
-        if run_dhr:
+        warmup = cfg.steps // 10 if cfg.dhr_warmup is None else cfg.dhr_warmup
+        if cfg.dhr and self.step >= warmup and (self.step - warmup) % cfg.dhr_every == 0:
             start = time.perf_counter()
-            masks, stats = rebalance_batch(
-                outputs, masks, tags, batch["accepted"], batch["uss"], batch["box"], batch["flip"], batch["valid"],
-                batch["size"], images=batch["raw"], config=self.dhr_config)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                masks, stats = rebalance_batch(
+                    outputs, masks, tags, batch["accepted"], batch["uss"], batch["box"], batch["flip"],
+                    batch["valid"], batch["size"], images=batch["raw"], config=self.dhr_config)
+            self.dhr_warnings += len(caught)
             dhr_seconds = time.perf_counter() - start
-            logger.debug("DHR step: %s", stats)
+            logger.debug("DHR step %d: %s (%d warnings)", self.step, stats, len(caught))
         weights = torch.where(accepted, torch.tensor(cfg.accepted_weight, device=dev), torch.tensor(1.0, device=dev))
         seg = segmentation_loss(outputs["seg"], masks, weights)
         cls = F.multilabel_soft_margin_loss(outputs["cls"].float(), tags)
@@ -331,6 +336,11 @@ class Trainer:
                 if self.step % self.steps_per_epoch == 0:
                     break  # epoch boundary: the next epoch gets its own permutation
         bar.close()
+        broadcast_buffers(self.model, self.ctx)  # BatchNorm statistics of rank 0 everywhere, as in the checkpoint
+        broadcast_buffers(self.ema.module, self.ctx)
+        if self.dhr_warnings:
+            logger.info("DHR step: %d solver warnings (e.g. Sinkhorn not converged) during this run",
+                        self.dhr_warnings)
         result.step = self.step
         result.finished = self.step >= cfg.steps
         return result

@@ -87,7 +87,7 @@ def _jitter(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) 
 
 
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-            config: AugmentConfig = AugmentConfig()) -> AugmentedSample:
+            config: AugmentConfig | None = None) -> AugmentedSample:
     """Resize by a random scale, flip, jitter and crop ``config.crop_size`` squared (padding as needed).
 
     image (H, W, 3) uint8 RGB; mask (H, W) integer class ids (255 = ignore).
@@ -96,6 +96,7 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
+    config = config or AugmentConfig()
     height, width = image.shape[:2]
     size = config.crop_size
     scale = float(rng.uniform(*config.scale_range))

@@ -1,0 +1,155 @@
+"""Recursive rounds on a synthetic project: labels improve, accepted images untouched, CLI train / eval."""
+
+import json
+from pathlib import PurePosixPath
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cli
+from tests.test_training import make_project
+from training.evaluate import evaluate_labels, format_scores, load_ground_truth, tag_restricted_mask
+from training.rounds import RoundsConfig, load_model, run_rounds
+from training.trainer import TrainConfig
+
+SIZE = 64
+
+
+def _config(out_dir, rounds=2, steps=60, segmenter="grabcut", **overrides) -> RoundsConfig:
+    train = TrainConfig(steps=steps, batch_size=4, lr=0.01, ema_decay=0.9, amp=False, checkpoint_every=1000,
+                        dhr_warmup=steps // 3)
+    settings = dict(rounds=rounds, train=train, backbone="resnet_tiny", pretrained=False, crop_size=SIZE,
+                    scale_range=(0.75, 1.25), scales=(1.0,), segmenter=segmenter, min_change=0.0,
+                    out_dir=str(out_dir))
+    settings.update(overrides)
+    return RoundsConfig(**settings)
+
+
+def _png_name(record) -> str:
+    return PurePosixPath(record.file_name).stem + ".png"
+
+
+def _labels(store, image_id):
+    return [(r.class_id, r.rle["counts"], r.score, r.source) for r in store.instances(image_id)]
+
+
+def test_two_rounds_improve_the_labels_and_leave_accepted_images_alone(tmp_path):
+    store, gt = make_project(tmp_path, n=12)
+    accepted = [r.id for r in store.list_images()][:3]
+    for image_id in accepted:
+        store.set_status(image_id, "accepted", user="reviewer")
+    before = {i: (store.image(i).version, _labels(store, i)) for i in accepted}
+    others = [r.id for r in store.list_images() if r.id not in accepted]
+    versions = {i: store.image(i).version for i in others}
+    start = evaluate_labels(store, gt)["miou"]
+
+    config = _config(tmp_path / "run", accepted_repeat=2)
+    config.train.accepted_weight = 2.0
+    history = run_rounds(store.root, config, gt=gt, progress=False)
+
+    assert [h["round"] for h in history] == [0, 1, 2]
+    assert history[0]["miou"] == pytest.approx(start)
+    final = evaluate_labels(store, gt)["miou"]
+    assert final == pytest.approx(history[-1]["miou"])
+    assert final > start + 0.05, (start, [h["miou"] for h in history])
+    for image_id in accepted:
+        assert store.image(image_id).status == "accepted"
+        assert (store.image(image_id).version, _labels(store, image_id)) == before[image_id]
+    for image_id in others:
+        record = store.image(image_id)
+        assert record.version == versions[image_id] + 2  # relabelled once per round
+        assert record.status in ("pseudo", "review") and 0.0 <= record.confidence <= 1.0
+        assert {r.source for r in store.instances(image_id)} <= {"sam", "grabcut", "dhr"}
+    assert history[1]["relabelled"] == len(others) and history[1]["conflicts"] == 0
+    summary = json.loads((tmp_path / "run" / "rounds.json").read_text())
+    assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    model, classes = load_model(tmp_path / "run" / "round_02" / "model.pt")
+    assert classes == store.classes and model.num_classes == 3
+
+
+def test_rounds_resume_and_stop_early(tmp_path):
+    store, _ = make_project(tmp_path, n=4)
+    config = _config(tmp_path / "run", rounds=3, steps=4, segmenter="none", min_change=1.0)
+    history = run_rounds(store.root, config, progress=False)
+    assert len(history) == 1 and history[0]["stopped_early"]  # under 100 % of pixels changed: stop
+    versions = {r.id: r.version for r in store.list_images()}
+    again = run_rounds(store.root, config, progress=False)  # a finished round is read back, not redone
+    assert again[0] == history[0]
+    assert {r.id: r.version for r in store.list_images()} == versions
+
+
+def test_tag_restricted_mask_uses_only_tagged_classes():
+    probs = torch.tensor([0.1, 0.6, 0.2, 0.1])[:, None, None].expand(4, 2, 2)
+    mask, confidence = tag_restricted_mask(probs, [2, 3])
+    assert (mask == 2).all() and confidence == pytest.approx(0.2 / 0.4)
+
+
+def test_ground_truth_from_png_folder_and_coco(tmp_path):
+    store, gt = make_project(tmp_path, n=4)
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    records = store.list_images()
+    for record in records:
+        Image.fromarray(gt[record.id].astype(np.uint8)).save(folder / _png_name(record))
+    loaded = load_ground_truth(folder, store)
+    assert set(loaded) == set(gt) and all(np.array_equal(loaded[i], gt[i]) for i in gt)
+    # COCO: one polygon-free RLE annotation per class region, plus a crowd region that becomes ignore
+    from annotate.rle import encode_mask
+
+    images, annotations = [], []
+    for n, record in enumerate(records, start=1):
+        images.append({"id": n, "file_name": record.file_name, "height": record.height, "width": record.width})
+        for c in range(1, 4):
+            region = gt[record.id] == c
+            if region.any():
+                annotations.append({"id": len(annotations) + 1, "image_id": n, "category_id": 10 + c,
+                                    "segmentation": encode_mask(region), "area": int(region.sum()), "iscrowd": 0})
+    crowd = np.zeros((SIZE, SIZE), bool)
+    crowd[:4, :4] = True
+    annotations.append({"id": 999, "image_id": 1, "category_id": 11, "segmentation": encode_mask(crowd),
+                        "area": 16, "iscrowd": 1})
+    categories = [{"id": 10 + i, "name": name} for i, name in enumerate(store.classes, start=1)]
+    coco = tmp_path / "gt.json"
+    coco.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    loaded = load_ground_truth(coco, store)
+    first = records[0].id
+    assert (loaded[first][:4, :4] == 255).all()
+    expected = gt[first].copy()
+    expected[:4, :4] = 255
+    assert np.array_equal(loaded[first], expected)
+    with pytest.raises(FileNotFoundError):
+        load_ground_truth(tmp_path / "missing", store)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(bad / _png_name(records[0]))
+    with pytest.raises(ValueError, match="5x5"):
+        load_ground_truth(bad, store)
+
+
+def test_cli_train_and_eval(tmp_path, capsys):
+    store, gt = make_project(tmp_path, n=4)
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    for record in store.list_images():
+        Image.fromarray(gt[record.id].astype(np.uint8)).save(folder / _png_name(record))
+    root = str(store.root)
+    code = cli.main(["train", root, "--rounds", "1", "--steps", "3", "--batch-size", "2", "--crop-size", "64",
+                     "--backbone", "resnet_tiny", "--no-pretrained", "--segmenter", "none", "--scales", "1",
+                     "--workers", "0", "--gt", str(folder), "--quiet"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "| round |" in table and "\n| 1 |" in table
+    model_path = store.root / "training" / "round_01" / "model.pt"
+    assert model_path.is_file()
+    scores = evaluate_labels(store, gt)
+    assert cli.main(["eval", root, "--gt", str(folder), "--json", str(tmp_path / "scores.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == format_scores(scores, store.classes)
+    saved = json.loads((tmp_path / "scores.json").read_text())
+    assert saved["miou"] == pytest.approx(scores["miou"]) and saved["images"] == 4
+    assert cli.main(["eval", root, "--gt", str(folder), "--checkpoint", str(model_path)]) == 0
+    assert "| mIoU |" in capsys.readouterr().out
+    # a missing ground truth is a clear error, not a traceback
+    assert cli.main(["eval", root, "--gt", str(tmp_path / "nowhere")]) == 2

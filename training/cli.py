@@ -1,0 +1,162 @@
+"""``dhr train`` (recursive training rounds) and ``dhr eval`` (scores against ground truth).
+
+Several GPUs or machines: start the same command under torchrun, e.g.
+``torchrun --nproc_per_node 4 -m cli train PROJECT --rounds 3 --device cuda`` (NCCL); on CPU the processes
+use gloo. The project folder must be reachable from every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+__all__ = ["register"]
+
+logger = logging.getLogger("dhr.train")
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"scales must be comma-separated numbers, got {text!r}") from error
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
+    return values
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="recursive training rounds: DeepLabv3+ with DHR, then relabel",
+                                  description=__doc__.splitlines()[0])
+    train.add_argument("project", help="project folder (created with `dhr init`)")
+    train.add_argument("--rounds", type=int, default=3, help="training rounds (default 3)")
+    train.add_argument("--steps", type=int, default=2000, help="optimisation steps per round (default 2000)")
+    train.add_argument("--batch-size", type=int, default=8, help="images per step and process (default 8)")
+    train.add_argument("--crop-size", type=int, default=512, help="training crop side in pixels (default 512)")
+    train.add_argument("--backbone", default="resnet50",
+                       help="resnet50 | resnet101 | resnet_small | resnet_tiny (default resnet50)")
+    train.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
+    train.add_argument("--no-pretrained", action="store_true", help="random backbone init (no ImageNet weights)")
+    train.add_argument("--lr", type=float, default=1e-3, help="backbone learning rate; heads get 10x (default 1e-3)")
+    train.add_argument("--head-lr-mult", type=float, default=10.0)
+    train.add_argument("--weight-decay", type=float, default=4e-5)
+    train.add_argument("--momentum", type=float, default=0.9)
+    train.add_argument("--poly-power", type=float, default=0.9)
+    train.add_argument("--ema-decay", type=float, default=0.999)
+    train.add_argument("--no-amp", action="store_true", help="disable float16 mixed precision on CUDA")
+    train.add_argument("--accepted-weight", type=float, default=1.0,
+                       help="loss weight of the pixels of accepted (reviewed) images (default 1)")
+    train.add_argument("--accepted-repeat", type=int, default=1,
+                       help="show accepted images this many times per epoch (default 1)")
+    train.add_argument("--cls-loss-weight", type=float, default=1.0, help="weight of the tag loss (default 1)")
+    train.add_argument("--no-dhr", action="store_true", help="train on the stored masks without the DHR step")
+    train.add_argument("--dhr-warmup", type=int, default=None,
+                       help="steps on the stored masks before the DHR step starts (default: 10%% of --steps)")
+    train.add_argument("--dhr-every", type=int, default=1, help="run the DHR step every k steps (default 1)")
+    train.add_argument("--crf", action="store_true", help="dense CRF at the end of DHR (slower)")
+    train.add_argument("--uss", default="color", help="USS feature provider (dhr.uss; default color)")
+    train.add_argument("--segmenter", default="auto",
+                       help="SAM variant, grabcut, auto (SAM ViT-B if present) or none (keep DHR masks)")
+    train.add_argument("--scales", type=_scales, default=(0.5, 1.0, 1.5),
+                       help="inference scales for relabelling (default 0.5,1,1.5)")
+    train.add_argument("--no-flip", action="store_true", help="no flip augmentation / flip inference")
+    train.add_argument("--min-change", type=float, default=0.002,
+                       help="stop when fewer than this share of pixels changed in a round (default 0.002)")
+    train.add_argument("--reinit", action="store_true", help="start every round from the backbone weights")
+    train.add_argument("--gt", help="ground truth (PNG folder or COCO file): log the labels' mIoU per round")
+    train.add_argument("--out", help="run folder (default PROJECT/training); a killed run resumes from it")
+    train.add_argument("--checkpoint-every", type=int, default=100)
+    train.add_argument("--workers", type=int, default=2, help="data loader worker processes per GPU (default 2)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    train.add_argument("--weights-dir", help="model weights folder (default $DHR_WEIGHTS_DIR or ~/.cache)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_train)
+
+    ev = subparsers.add_parser("eval", help="mIoU, per-class IoU, mean FPR / FNR against ground truth")
+    ev.add_argument("project", help="project folder")
+    ev.add_argument("--gt", required=True, help="ground-truth masks: a folder of PNGs or a COCO .json file")
+    ev.add_argument("--checkpoint", help="score this model (model.pt from `dhr train`) instead of the labels")
+    ev.add_argument("--scales", type=_scales, default=(1.0,), help="inference scales with --checkpoint")
+    ev.add_argument("--use-tags", action="store_true", help="with --checkpoint: predict only tagged classes")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", dest="json_path", help="also write the scores to this JSON file")
+    ev.set_defaults(func=_eval)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dhr import DHRConfig
+    from training.distributed import cleanup, init_distributed
+    from training.evaluate import load_ground_truth
+    from training.rounds import RoundsConfig, run_rounds
+    from training.trainer import TrainConfig
+
+    train = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, head_lr_mult=args.head_lr_mult,
+        weight_decay=args.weight_decay, momentum=args.momentum, poly_power=args.poly_power,
+        ema_decay=args.ema_decay, amp=not args.no_amp, cls_loss_weight=args.cls_loss_weight,
+        accepted_weight=args.accepted_weight, dhr=not args.no_dhr, dhr_warmup=args.dhr_warmup,
+        dhr_every=args.dhr_every, checkpoint_every=args.checkpoint_every, num_workers=args.workers, seed=args.seed)
+    config = RoundsConfig(
+        rounds=args.rounds, train=train, backbone=args.backbone, output_stride=args.output_stride,
+        pretrained=not args.no_pretrained, weights_dir=args.weights_dir, uss=args.uss, crop_size=args.crop_size,
+        scales=args.scales, flip=not args.no_flip, segmenter=args.segmenter, min_change=args.min_change,
+        reinit=args.reinit, accepted_repeat=args.accepted_repeat, out_dir=args.out, dhr=DHRConfig(crf=args.crf))
+    ctx = init_distributed(args.device)
+    try:
+        gt = None
+        if args.gt:
+            from annotate.store import ProjectStore
+
+            with ProjectStore.open(args.project) as store:
+                gt = load_ground_truth(args.gt, store)
+        history = run_rounds(args.project, config, ctx, gt=gt, progress=not args.quiet)
+    finally:
+        cleanup(ctx)
+    if ctx.is_main:
+        print(_rounds_table(history))
+    return 0
+
+
+def _rounds_table(history: list[dict]) -> str:
+    lines = ["| round | loss | relabelled | changed px % | confidence | mIoU | FPR | FNR |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def pct(value) -> str:
+        return "" if value is None else f"{100 * value:.2f}"
+
+    for f in history:
+        loss = f.get("loss")
+        conf = f.get("mean_confidence")
+        lines.append(f"| {f['round']} | {'' if loss is None else f'{loss:.4f}'} | {f.get('relabelled', '')} | "
+                     f"{pct(f.get('changed_fraction'))} | {'' if conf is None else f'{conf:.3f}'} | "
+                     f"{pct(f.get('miou'))} | {pct(f.get('fpr'))} | {pct(f.get('fnr'))} |")
+    return "\n".join(lines)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from annotate.store import ProjectStore
+    from training.evaluate import evaluate_labels, evaluate_model, format_scores, load_ground_truth
+
+    with ProjectStore.open(args.project) as store:
+        gt = load_ground_truth(args.gt, store)
+        if args.checkpoint:
+            from training.rounds import load_model
+
+            model, classes = load_model(args.checkpoint, args.device)
+            if classes != store.classes:
+                raise ValueError(f"model {args.checkpoint} was trained on classes {classes}, the project has "
+                                 f"{store.classes}")
+            scores = evaluate_model(model, store, gt, args.scales, use_tags=args.use_tags)
+        else:
+            scores = evaluate_labels(store, gt)
+        print(format_scores(scores, store.classes))
+        if args.json_path:
+            payload = {"miou": scores["miou"], "fpr": scores["fpr"], "fnr": scores["fnr"], "images": scores["images"],
+                       "iou": dict(zip(["background", *store.classes], [float(v) for v in scores["iou"]],
+                                       strict=True))}
+            with open(args.json_path, "w") as handle:
+                json.dump(payload, handle, indent=1)
+    return 0

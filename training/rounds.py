@@ -1,0 +1,331 @@
+"""Recursive training rounds (``dhr train``): train, predict, rebalance, prompt SAM, relabel, repeat.
+
+Each round trains DeepLabv3+ on the project's current labels (DHR in the step, accepted labels as they are),
+predicts every image that is not accepted or rejected with multi-scale + flip inference of the EMA weights,
+uses the predictions as base masks for DHR (CAMs and C4 / C5 from the network, USS features from the cache),
+turns the balanced masks into instances with ``annotate.labeling.label_image`` (SAM prompts, or GrabCut), and
+saves them to the store (optimistic versioning: an image edited meanwhile is left alone). Rounds stop early
+when the share of relabelled pixels falls below ``min_change``.
+
+Layout under ``out_dir`` (default ``PROJECT/training``): ``round_01/last.pt`` (resumable training state),
+``round_01/model.pt`` (EMA weights for ``dhr eval --checkpoint``), ``round_01/metrics.json`` (the round's
+figures; its presence marks the round as done, so a killed ``dhr train`` continues where it stopped) and
+``rounds.json`` (all rounds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.data import (
+    ImageEntry,
+    ProjectDataset,
+    USSFeatureCache,
+    precompute_uss_features,
+    project_entries,
+)
+from training.deeplab import DeepLabV3Plus, build_deeplab
+from training.distributed import DistContext, all_reduce_sum, barrier
+from training.evaluate import evaluate_labels, predict_image, tag_restricted_mask
+from training.trainer import TrainConfig, Trainer
+from training.transforms import AugmentConfig
+
+__all__ = ["RoundsConfig", "run_rounds", "relabel_image", "save_model", "load_model", "MODEL_NAME"]
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "model.pt"
+MODEL_FORMAT = 1
+RELABEL_STATUSES = ("new", "pseudo", "review")
+
+
+@dataclass
+class RoundsConfig:
+    """Settings of ``dhr train``; ``train`` holds the per-round optimisation settings."""
+
+    rounds: int = 3
+    train: TrainConfig = field(default_factory=TrainConfig)
+    backbone: str = "resnet50"
+    output_stride: int = 16
+    pretrained: bool = True  # ImageNet backbone weights (annotate.weights); random init with a warning if absent
+    weights_dir: str | None = None
+    uss: str = "color"  # USS provider name (dhr.uss.USS_PROVIDERS)
+    crop_size: int = 512
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    scales: tuple[float, ...] = (0.5, 1.0, 1.5)  # inference scales for relabelling
+    flip: bool = True
+    segmenter: str = "auto"  # annotate.segmenters name, or "none" to store the DHR masks as they are
+    min_change: float = 0.002  # stop when fewer than this share of pixels changed in a round
+    reinit: bool = False  # start every round from the backbone weights instead of the last round's model
+    accepted_repeat: int = 1  # accepted (reviewed) images appear this many times per epoch
+    user: str = "dhr-train"
+    out_dir: str | None = None
+    dhr: object = None  # dhr.DHRConfig for the DHR step and the relabelling; None = defaults
+    labeling: object = None  # annotate.labeling.LabelingConfig; None = defaults
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if self.accepted_repeat < 1:
+            raise ValueError(f"accepted_repeat must be >= 1, got {self.accepted_repeat}")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ValueError(f"inference scales must be positive, got {self.scales}")
+
+
+def save_model(model: DeepLabV3Plus, path: str | Path, *, backbone: str, output_stride: int,
+               classes: Sequence[str]) -> None:
+    """Write weights and architecture (atomic) so that :func:`load_model` rebuilds the network."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": MODEL_FORMAT, "backbone": backbone, "output_stride": output_stride,
+               "classes": list(classes), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[DeepLabV3Plus, list[str]]:
+    """Rebuild a network saved by :func:`save_model` -> (model in eval mode on ``device``, class names)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"cannot read model file {path}: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a dhr-label segmentation model")
+    model = build_deeplab(len(payload["classes"]), payload["backbone"], output_stride=int(payload["output_stride"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), list(payload["classes"])
+
+
+def _uss_provider(config: RoundsConfig, ctx: DistContext, segmenter) -> tuple[torch.nn.Module, str]:
+    """The USS provider (DINO weights through annotate.weights; "sam" reuses the segmenter's embeddings, and
+    falls back to "color" with a warning when no SAM checkpoint is present) -> (provider, name used)."""
+    from types import SimpleNamespace
+
+    from annotate.bootstrap import build_uss_provider
+
+    settings = SimpleNamespace(device=str(ctx.device), weights_dir=config.weights_dir, download=True)
+    return build_uss_provider(config.uss, settings, segmenter)
+
+
+def _new_model(config: RoundsConfig, num_classes: int) -> DeepLabV3Plus:
+    state = None
+    if config.pretrained:
+        from training.backbone import imagenet_state_dict
+
+        state = imagenet_state_dict(config.backbone, config.weights_dir, download=True)
+    return build_deeplab(num_classes, config.backbone, backbone_state_dict=state, output_stride=config.output_stride)
+
+
+def _instances_from_mask(mask: np.ndarray, tags: Sequence[int], score: float):
+    from annotate.store import NewInstance
+
+    return [NewInstance(int(c), mask == c, score=score, source="dhr") for c in tags if (mask == c).any()]
+
+
+@torch.no_grad()
+def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: torch.Tensor, config: RoundsConfig,
+                  segmenter=None) -> tuple[np.ndarray, list, float]:
+    """New labels of one image: prediction -> tag-restricted base mask -> DHR -> SAM prompting.
+
+    Returns (semantic mask (H, W) int64, list of ``NewInstance``, confidence in [0, 1]).
+    """
+    from dhr import rebalance
+
+    image = store.load_image(entry.image_id)
+    pred = predict_image(model, image, config.scales, config.flip)
+    tags = list(entry.tags)
+    base, confidence = tag_restricted_mask(pred.probs, tags)
+    if not tags:
+        return base.cpu().numpy(), [], confidence
+    cams = pred.cams[[t - 1 for t in tags]]
+    dhr_config = config.dhr
+    use_crf = bool(getattr(dhr_config, "crf", False))
+    result = rebalance(cams, base, tags, uss_features.to(cams.device), [pred.features["C4"], pred.features["C5"]],
+                       image=image if use_crf else None, config=dhr_config)
+    if segmenter is None:
+        semantic = result.mask.cpu().numpy()
+        return semantic, _instances_from_mask(semantic, tags, confidence), confidence
+    from annotate.labeling import LabelingConfig, label_image
+    from annotate.store import NewInstance
+
+    labeled = label_image(image, result, tags, segmenter, config=config.labeling or LabelingConfig())
+    instances = [NewInstance(int(i.class_id), np.asarray(i.mask, bool), score=float(i.score), source=i.source,
+                             needs_review=bool(i.needs_review), reason=i.reason) for i in labeled.instances]
+    return np.asarray(labeled.semantic, np.int64), instances, confidence
+
+
+def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: USSFeatureCache,
+             config: RoundsConfig, ctx: DistContext, segmenter) -> dict[str, float]:
+    """Relabel this rank's share of ``entries``; returns summed counts (all ranks)."""
+    from tqdm.auto import tqdm
+
+    from annotate.store import VersionConflict
+
+    changed = total = relabelled = conflicts = solver_warnings = 0
+    confidence_sum = 0.0
+    mine = list(entries)[ctx.rank::ctx.world_size]
+    for entry in tqdm(mine, desc="relabel", unit="img", disable=not ctx.is_main):
+        record = store.image(entry.image_id)
+        if record.status not in RELABEL_STATUSES:
+            continue  # accepted or rejected since the round started: never touched
+        features = cache.get(entry.sha256)
+        if features is None:
+            raise RuntimeError(f"USS features of image {record.file_name} are missing from {cache.root}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            semantic, instances, confidence = relabel_image(store, model, entry, features, config, segmenter)
+        solver_warnings += sum(1 for w in caught if "Sinkhorn" in str(w.message))
+        for w in caught:
+            if "Sinkhorn" not in str(w.message):
+                logger.warning("%s: %s", record.file_name, w.message)
+        old = np.asarray(store.semantic_mask(entry.image_id), np.int64)
+        status = "review" if any(i.needs_review for i in instances) else "pseudo"
+        try:
+            store.save_labels(entry.image_id, instances, user=config.user, expected_version=record.version,
+                              status=status, confidence=confidence)
+        except VersionConflict as error:
+            conflicts += 1
+            warnings.warn(f"{record.file_name} changed during relabelling; kept as it is ({error})", stacklevel=2)
+            continue
+        changed += int((semantic != old).sum())
+        total += semantic.size
+        relabelled += 1
+        confidence_sum += confidence
+    if solver_warnings:
+        logger.info("relabelling: Sinkhorn did not converge on %d transport plans", solver_warnings)
+    sums = all_reduce_sum(torch.tensor([changed, total, relabelled, conflicts, confidence_sum], dtype=torch.float64),
+                          ctx)
+    changed, total, relabelled, conflicts, confidence_sum = sums.tolist()
+    return {
+        "relabelled": int(relabelled),
+        "conflicts": int(conflicts),
+        "changed_fraction": changed / total if total else 0.0,
+        "mean_confidence": confidence_sum / relabelled if relabelled else math.nan,
+    }
+
+
+def _class_shares(store, entries: Sequence[ImageEntry]) -> list[float]:
+    counts = np.zeros(len(store.classes) + 1, np.int64)
+    for entry in entries:
+        mask = np.asarray(store.semantic_mask(entry.image_id))
+        counts += np.bincount(mask.ravel(), minlength=counts.size)[: counts.size]
+    return (counts / max(1, counts.sum())).tolist()
+
+
+def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None = None,
+               gt: dict[int, np.ndarray] | None = None, progress: bool = True) -> list[dict]:
+    """Run (or continue) the training rounds on the project at ``root``; returns the figures of every round.
+
+    ``gt`` (image id -> (H, W) class ids), when given, adds the labels' mIoU / FPR / FNR to each round's figures.
+    """
+    from annotate.store import ProjectStore
+
+    ctx = ctx or DistContext()
+    store = ProjectStore.open(root)
+    out_dir = Path(config.out_dir) if config.out_dir else store.root / "training"
+    classes = store.classes
+    num_classes = len(classes)
+    segmenter = None
+    if config.segmenter != "none" or config.uss == "sam":
+        from annotate.embedding_cache import EmbeddingCache
+        from annotate.segmenters import build_segmenter
+
+        segmenter = build_segmenter("auto" if config.segmenter == "none" else config.segmenter,
+                                    weights_dir=config.weights_dir, device=ctx.device,
+                                    cache=EmbeddingCache(store.root / "cache" / "embeddings"))
+    provider, uss_name = _uss_provider(config, ctx, segmenter)
+    cache = USSFeatureCache(store.root / "cache" / "uss", uss_name)
+    embedder, segmenter = segmenter, (None if config.segmenter == "none" else segmenter)
+    if config.pretrained and ctx.distributed:  # one process fetches the ImageNet weights, the others wait
+        from training.backbone import imagenet_state_dict
+
+        if ctx.is_main:
+            imagenet_state_dict(config.backbone, config.weights_dir, download=True)
+        barrier(ctx)
+    history: list[dict] = []
+    initial_path = out_dir / "initial.json"
+    if gt is not None and ctx.is_main:
+        if initial_path.is_file():
+            history.append(json.loads(initial_path.read_text()))
+        else:
+            start = evaluate_labels(store, gt)
+            history.append({"round": 0, "miou": start["miou"], "fpr": start["fpr"], "fnr": start["fnr"],
+                            "iou": [float(v) for v in start["iou"]]})
+            out_dir.mkdir(parents=True, exist_ok=True)
+            initial_path.write_text(json.dumps(history[-1], indent=1))
+        logger.info("labels before training: mIoU %.4f", history[-1]["miou"])
+    for round_index in range(1, config.rounds + 1):
+        round_dir = out_dir / f"round_{round_index:02d}"
+        metrics_path = round_dir / "metrics.json"
+        if metrics_path.is_file():
+            figures = json.loads(metrics_path.read_text())
+            history.append(figures)
+            logger.info("round %d already done (%s)", round_index, metrics_path)
+            if figures.get("stopped_early"):
+                break
+            continue
+        entries = project_entries(store)
+        if not entries:
+            raise ValueError(f"project {store.root} has no image to train on")
+        precompute_uss_features(store, entries[ctx.rank::ctx.world_size], provider, cache, ctx.device,
+                                progress=progress and ctx.is_main, segmenter=embedder)
+        barrier(ctx)
+        previous = out_dir / f"round_{round_index - 1:02d}" / MODEL_NAME
+        if round_index > 1 and not config.reinit and previous.is_file():
+            model = load_model(previous)[0]  # the last round's EMA weights
+        else:
+            model = _new_model(config, num_classes)
+        augment_config = AugmentConfig(crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip)
+        repeated = [e for e in entries if e.accepted] * (config.accepted_repeat - 1)
+        dataset = ProjectDataset(store.root, entries + repeated, num_classes, augment_config, cache)
+        trainer = Trainer(model, dataset, config.train, round_dir, dhr_config=config.dhr, ctx=ctx,
+                          progress=progress)
+        result = trainer.fit()
+        ema = trainer.ema.module
+        if ctx.is_main:
+            save_model(ema, round_dir / MODEL_NAME, backbone=config.backbone, output_stride=config.output_stride,
+                       classes=classes)
+        todo = [e for e in entries if not e.accepted]
+        figures = {"round": round_index, "steps": trainer.step, "loss": trainer.mean_loss(result),
+                   **_relabel(store, ema, todo, cache, config, ctx, segmenter)}
+        barrier(ctx)
+        figures["dhr_share"] = result.dhr_seconds / result.step_seconds if result.step_seconds else 0.0
+        if ctx.is_main:
+            figures["class_shares"] = _class_shares(store, entries)
+            if gt is not None:
+                scores = evaluate_labels(store, gt)
+                figures.update(miou=scores["miou"], fpr=scores["fpr"], fnr=scores["fnr"],
+                               iou=[float(v) for v in scores["iou"]])
+        figures["stopped_early"] = bool(round_index < config.rounds and figures["changed_fraction"] < config.min_change)
+        if ctx.is_main:
+            logger.info("round %d: %s", round_index,
+                        {k: v for k, v in figures.items() if k not in ("iou", "class_shares")})
+            metrics_path.write_text(json.dumps(figures, indent=1))
+        history.append(figures)
+        barrier(ctx)
+        if figures["stopped_early"]:
+            logger.info("labels changed on %.4f%% of pixels (< %.4f%%): stopping after round %d",
+                        100 * figures["changed_fraction"], 100 * config.min_change, round_index)
+            break
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "rounds.json").write_text(json.dumps({"config": _jsonable(config), "rounds": history}, indent=1))
+    store.close()
+    return history
+
+
+def _jsonable(config: RoundsConfig) -> dict:
+    return json.loads(json.dumps(asdict(config), default=str))
