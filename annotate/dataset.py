@@ -11,7 +11,8 @@ Formats (``format="auto"`` picks by the path):
 
 The class list comes from ``classes`` if given, else from the file (COCO categories, JSON ``classes``), else
 from the tags (sorted). ``load_dataset`` validates everything before any heavy work and reports every problem
-at once: missing files, unreadable images, unknown tags, empty tags, duplicate or unsafe names. Bad entries are
+at once: missing files, unreadable images, unknown tags, empty tags, duplicate names (equal up to case and
+suffix, as the project store sees them) or unsafe names. Bad entries are
 skipped with a warning listing them, or, with ``strict=True``, a ``DatasetError`` lists them all.
 """
 
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+
+from annotate.store_schema import name_key
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +227,7 @@ def _read_json(path: Path):
 
 
 def detect_format(path: Path) -> str:
-    """ "csv", "json", "voc" or "coco" for a tags source path."""
+    """The format of a tags source path: "csv", "json", "voc" or "coco"."""
     if path.is_dir():
         return "voc"
     if path.suffix.lower() == ".csv":
@@ -330,7 +333,9 @@ def load_dataset(
     seen: dict[str, str] = {}
     candidates: list[tuple[str, list[str]]] = []
     for name, row_tags in rows:
-        key = name.replace("\\", "/").lower()
+        key = name_key(
+            name.replace("\\", "/")
+        )  # a.jpg, A.JPG and a.png collide (case-insensitive disks, masks)
         if _unsafe(name):
             problems.append(
                 DatasetProblem("unsafe_name", name, "absolute path or '..' would leave the image folder")
@@ -339,7 +344,9 @@ def load_dataset(
         if key in seen:
             problems.append(
                 DatasetProblem(
-                    "duplicate_name", name, f"listed again (first as {seen[key]!r}); kept the first"
+                    "duplicate_name",
+                    name,
+                    f"same name as {seen[key]!r} up to case and suffix; kept the first",
                 )
             )
             continue

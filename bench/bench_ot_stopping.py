@@ -19,8 +19,8 @@ from dhr.synthetic import make_scene
 SETTINGS = [  # (label, stop_thr, max_iter)
     ("1 iteration", 1.0, 1),
     ("stop_thr 1e-2", 1e-2, 100),
-    ("stop_thr 1e-4", 1e-4, 100),
-    ("stop_thr 1e-6 (default)", 1e-6, 100),
+    ("stop_thr 1e-4 (default)", 1e-4, 100),
+    ("stop_thr 1e-6", 1e-6, 100),
     ("converged (1e-9, 2000 it.)", 1e-9, 2000),
 ]
 

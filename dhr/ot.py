@@ -26,7 +26,7 @@ def transport_plan(
     similarity: torch.Tensor,
     eps: float = 0.1,
     max_iter: int = 100,
-    stop_thr: float = 1e-6,
+    stop_thr: float = 1e-4,
 ) -> torch.Tensor:
     """Entropic OT plan from N pixels to C classes, each class column min-max normalised.
 
@@ -71,7 +71,7 @@ def transport_plan(
     return minmax_columns(plan).to(similarity.dtype)
 
 
-def plan_maps(maps: torch.Tensor, eps: float = 0.1, max_iter: int = 100, stop_thr: float = 1e-6) -> torch.Tensor:
+def plan_maps(maps: torch.Tensor, eps: float = 0.1, max_iter: int = 100, stop_thr: float = 1e-4) -> torch.Tensor:
     """Transport plan of class maps, laid out like the maps.
 
     Args:
@@ -87,6 +87,6 @@ def plan_maps(maps: torch.Tensor, eps: float = 0.1, max_iter: int = 100, stop_th
     return plan.T.reshape(c, h, w)
 
 
-def ot_rebalance(maps: torch.Tensor, eps: float = 0.1, max_iter: int = 100, stop_thr: float = 1e-6) -> torch.Tensor:
+def ot_rebalance(maps: torch.Tensor, eps: float = 0.1, max_iter: int = 100, stop_thr: float = 1e-4) -> torch.Tensor:
     """Rebalance class maps by their own transport plan: (C, h, w) -> ``maps * plan`` (C, h, w)."""
     return maps * plan_maps(maps, eps=eps, max_iter=max_iter, stop_thr=stop_thr)

@@ -47,7 +47,7 @@ class DHRConfig:
     tau: float = 0.8
     eps: float = 0.1
     max_iter: int = 100
-    stop_thr: float = 1e-6
+    stop_thr: float = 1e-4
     seed_threshold: float = 0.5
     ot_seeds: bool = True
     crf: bool = False

@@ -22,7 +22,7 @@ def cam_scores(
     rebalance: bool = True,
     eps: float = 0.1,
     max_iter: int = 100,
-    stop_thr: float = 1e-6,
+    stop_thr: float = 1e-4,
 ) -> torch.Tensor:
     """Per-class scores at image size: normalised CAMs, OT-rebalanced when more than one class is tagged.
 

@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = ("ball", "box", "tag")
-_COMBOS = (("ball",), ("box", "tag"), ("ball", "box"), ("ball", "box", "tag"), ("box",), ("ball", "box", "tag"))
+_COMBOS = (
+    ("ball",),
+    ("box", "tag"),
+    ("ball", "box"),
+    ("ball", "box", "tag"),
+    ("box",),
+    ("ball", "box", "tag"),
+)
 
 
 @dataclass
@@ -45,7 +52,9 @@ class SyntheticDataset:
         return next(s.gt for s in self.samples if s.name == name)
 
 
-def make_scene(rng: np.random.Generator, tags: tuple[str, ...], size: tuple[int, int] = (112, 112)) -> tuple[np.ndarray, np.ndarray]:
+def make_scene(
+    rng: np.random.Generator, tags: tuple[str, ...], size: tuple[int, int] = (112, 112)
+) -> tuple[np.ndarray, np.ndarray]:
     """Render one scene holding ``tags`` -> (HWC uint8 RGB image, (H, W) uint8 class-id mask)."""
     H, W = size
     yy, xx = np.mgrid[0:H, 0:W]

@@ -30,14 +30,21 @@ def test_tags_file_given_directly_and_csv_without_header(tmp_path):
     write_dataset(tmp_path, n=3, size=(32, 32), fmt="csv")
     (tmp_path / "plain.csv").write_text("img_002.png, box ; ball \nimg_000.png,ball\n")
     data = load_dataset(tmp_path / "plain.csv", images=tmp_path / "images", progress=False)
-    assert [(e.file_name, e.tags) for e in data.entries] == [("img_000.png", ("ball",)), ("img_002.png", ("ball", "box"))]
+    assert [(e.file_name, e.tags) for e in data.entries] == [
+        ("img_000.png", ("ball",)),
+        ("img_002.png", ("ball", "box")),
+    ]
     assert data.classes == ["ball", "box"]
 
 
 def test_json_with_class_list_orders_classes(tmp_path):
     write_dataset(tmp_path, n=2, size=(32, 32), fmt="csv")
     path = tmp_path / "t.json"
-    path.write_text(json.dumps({"classes": ["tag", "box", "ball"], "tags": {"img_000.png": "ball", "img_001.png": ["box"]}}))
+    path.write_text(
+        json.dumps(
+            {"classes": ["tag", "box", "ball"], "tags": {"img_000.png": "ball", "img_001.png": ["box"]}}
+        )
+    )
     data = load_dataset(tmp_path, tags=path, progress=False)
     assert data.classes == ["tag", "box", "ball"]
     assert data.tag_ids(data.entries[0]) == [3]
@@ -59,6 +66,7 @@ def _bad_dataset(tmp_path):
         "img_002.png,ball;unicorn",
         "img_003.png,",
         "img_000.png,box",
+        "IMG_001.jpg,ball",
         "../outside.png,ball",
     ]
     ds.tags_path.write_text("\n".join(rows) + "\n")
@@ -67,7 +75,7 @@ def _bad_dataset(tmp_path):
 
 def test_every_problem_is_reported_at_once_and_bad_entries_skipped(tmp_path):
     _bad_dataset(tmp_path)
-    with pytest.warns(UserWarning, match="7 problem"):
+    with pytest.warns(UserWarning, match="8 problem"):
         data = load_dataset(tmp_path, classes=list(CLASSES), progress=False)
     kinds = {(p.file_name, p.kind) for p in data.problems}
     assert kinds == {
@@ -77,9 +85,13 @@ def test_every_problem_is_reported_at_once_and_bad_entries_skipped(tmp_path):
         ("img_002.png", "unknown_tag"),
         ("img_003.png", "empty_tags"),
         ("img_000.png", "duplicate_name"),
+        ("IMG_001.jpg", "duplicate_name"),
         ("../outside.png", "unsafe_name"),
     }
-    assert [(e.file_name, e.tags) for e in data.entries] == [("img_000.png", ("ball",)), ("img_001.png", ("box", "tag"))]
+    assert [(e.file_name, e.tags) for e in data.entries] == [
+        ("img_000.png", ("ball",)),
+        ("img_001.png", ("box", "tag")),
+    ]
     unknown = next(p for p in data.problems if p.kind == "unknown_tag")
     assert "unicorn" in unknown.message
 
@@ -88,7 +100,7 @@ def test_strict_mode_raises_listing_all_problems(tmp_path):
     _bad_dataset(tmp_path)
     with pytest.raises(DatasetError) as info:
         load_dataset(tmp_path, classes=list(CLASSES), strict=True, progress=False)
-    assert len(info.value.problems) == 7
+    assert len(info.value.problems) == 8
     message = str(info.value)
     for name in ("missing.png", "corrupt.png", "truncated.png", "img_002.png", "img_003.png", "outside.png"):
         assert name in message

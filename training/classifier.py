@@ -21,12 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from dhr.uss import image_to_tensor
+from dhr.uss import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor, tensor_to_rgb
 from training.backbone import build_resnet, imagenet_state_dict
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+_LUMA = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
+_MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
+_STD = torch.tensor(IMAGENET_STD)[:, None, None]
 
 
 class Classifier(nn.Module):
@@ -175,13 +178,15 @@ def augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch
     x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
     if config.flip and float(torch.rand((), generator=gen)) < 0.5:
         x = x.flip(-1)
-    if config.color_jitter > 0:
+    if config.color_jitter > 0:  # on RGB in [0, 1], as torchvision's ColorJitter
         a = config.color_jitter
         b, c, s = (1 + a * (2 * torch.rand(3, generator=gen) - 1)).tolist()
-        gray = x.mean(0, keepdim=True)
-        x = gray + (x - gray) * s  # saturation (approximately, in normalised space)
-        x = (x - x.mean()) * c + x.mean()  # contrast
-        x = x + (b - 1)  # brightness
+        rgb = tensor_to_rgb(x) * b  # brightness
+        luma = (rgb * _LUMA.to(rgb)).sum(0, keepdim=True)
+        rgb = ((rgb - luma.mean()) * c + luma.mean()).clamp(0, 1)  # contrast
+        luma = (rgb * _LUMA.to(rgb)).sum(0, keepdim=True)
+        rgb = (luma + (rgb - luma) * s).clamp(0, 1)  # saturation
+        x = (rgb - _MEAN.to(rgb)) / _STD.to(rgb)
     size = config.crop_size
     ph, pw = max(0, size - nh), max(0, size - nw)
     if ph or pw:

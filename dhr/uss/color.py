@@ -66,7 +66,9 @@ class ColorTextureFeatures(nn.Module):
         gy = (L[2:, 1:-1] - L[:-2, 1:-1]).abs() / 2
         grads = torch.stack([gx, gy])
         texture = torch.cat([lab_std, grads, _box(grads, self.window)])
-        feats = torch.cat([_standardise(torch.cat([lab, lab_smooth])), self.texture_weight * _standardise(texture)])
+        feats = torch.cat(
+            [_standardise(torch.cat([lab, lab_smooth])), self.texture_weight * _standardise(texture)]
+        )
         if self.stride > 1:
             feats = F.avg_pool2d(feats[None], self.stride, ceil_mode=True)[0]
         return feats.to(image.dtype) if image.dtype.is_floating_point else feats

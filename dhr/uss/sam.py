@@ -24,7 +24,9 @@ def sam_resized_size(height: int, width: int, target: int = SAM_SIZE) -> tuple[i
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def crop_sam_embedding(embedding: torch.Tensor, image_size: tuple[int, int], img_size: int = SAM_SIZE) -> torch.Tensor:
+def crop_sam_embedding(
+    embedding: torch.Tensor, image_size: tuple[int, int], img_size: int = SAM_SIZE
+) -> torch.Tensor:
     """(256, 64, 64) SAM embedding -> (256, h, w): the cells covering an image of ``image_size`` (H, W).
 
     ``img_size``: the encoder's square input side (1024 for the released models).
@@ -73,6 +75,8 @@ class SamEmbeddingFeatures(nn.Module):
         target = self.img_size
         rh, rw = sam_resized_size(image.shape[1], image.shape[2], target)
         param = next(encoder.parameters())
-        x = F.interpolate(image[None].to(param), (rh, rw), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(
+            image[None].to(param), (rh, rw), mode="bilinear", align_corners=False, antialias=True
+        )
         x = F.pad(x, (0, target - rw, 0, target - rh))  # 0 = the mean colour after normalisation, as in SAM
         return encoder(x)[0]

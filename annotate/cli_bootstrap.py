@@ -1,0 +1,187 @@
+"""``dhr bootstrap DATASET --out DIR`` (pseudo-labels from tags) and ``dhr merge-shards OUT SHARD_DIR...``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _classes(value: str | None) -> list[str] | None:
+    """--classes: a file with one class per line, or a comma-separated list."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    else:
+        names = [v.strip() for v in value.split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"--classes {value!r} gives no class names")
+    return names
+
+
+def _floats(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from error
+
+
+def register(subparsers) -> None:
+    from annotate.segmenters import SEGMENTERS
+    from dhr.uss import USS_PROVIDERS
+    from training.backbone import BACKBONES
+
+    p = subparsers.add_parser(
+        "bootstrap",
+        help="pseudo-label a tagged image folder (classifier, CAMs, DHR, segmenter) into a project",
+        description="Train (or load) the tag classifier, then per image: CAMs -> base mask -> DHR -> segmenter "
+        "prompts -> instances, saved to the project at --out with status 'pseudo', plus coco.json and "
+        "semantic PNGs in masks/. Rerun the same command to resume.",
+    )
+    p.add_argument(
+        "dataset", help="dataset folder, tags file (.csv/.json/COCO .json) or folder of VOC .xml files"
+    )
+    p.add_argument("--out", required=True, help="output project folder")
+    p.add_argument("--tags", help="tags file or VOC folder, when not found in DATASET")
+    p.add_argument("--images", help="image folder (default: DATASET/images, DATASET/JPEGImages or DATASET)")
+    p.add_argument(
+        "--format", default="auto", choices=["auto", "csv", "json", "voc", "coco"], help="tags format"
+    )
+    p.add_argument("--classes", help="class list: a file (one per line) or comma-separated names")
+    p.add_argument(
+        "--strict", action="store_true", help="stop on any dataset problem instead of skipping entries"
+    )
+    p.add_argument(
+        "--check-images",
+        default="decode",
+        choices=["decode", "header", "none"],
+        help="how deeply to check images before the run (default: decode each)",
+    )
+    p.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES), help="classifier backbone")
+    p.add_argument("--classifier", help="use this saved classifier instead of training one")
+    p.add_argument("--no-pretrained", action="store_true", help="train the classifier from scratch")
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="only train and save OUT/classifier.pt (give it to sharded runs with --classifier)",
+    )
+    p.add_argument("--epochs", type=int, default=5, help="classifier training epochs")
+    p.add_argument("--lr", type=float, default=0.01, help="classifier learning rate (head: 10x)")
+    p.add_argument("--crop-size", type=int, default=320, help="classifier training crop side")
+    p.add_argument("--batch-size", type=int, default=8, help="classifier training batch size")
+    p.add_argument(
+        "--workers", type=int, default=0, help="image loading workers (classifier training and labelling)"
+    )
+    p.add_argument(
+        "--cam-scales",
+        type=_floats,
+        default=(1.0, 0.5, 1.5, 2.0),
+        help="CAM inference scales (default 1,0.5,1.5,2; fewer scales are faster)",
+    )
+    p.add_argument(
+        "--bg-threshold", type=float, default=0.3, help="base mask: background below this CAM value"
+    )
+    p.add_argument("--base-masks", help="folder of base masks (<name>.png class ids) instead of CAM masks")
+    p.add_argument("--segmenter", default="auto", choices=["auto", *SEGMENTERS], help="prompted segmenter")
+    p.add_argument(
+        "--uss",
+        default="auto",
+        choices=["auto", *sorted(USS_PROVIDERS)],
+        help="unsupervised features for DHR (auto: the SAM embedding when SAM runs, else color)",
+    )
+    p.add_argument("--tau", type=float, default=0.8, help="DHR correlation threshold of stage 3")
+    p.add_argument("--crf", action="store_true", help="dense CRF on DHR's balanced heatmaps")
+    p.add_argument(
+        "--weights-dir", help="model weights folder (default: $DHR_WEIGHTS_DIR or ~/.cache/dhr-label/weights)"
+    )
+    p.add_argument("--no-download", action="store_true", help="never download weights")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        help="i/n: label only the i-th of n shares of the name-sorted images (0 <= i < n); "
+        "give every shard the same --classifier (see --train-only)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_bootstrap_command)
+
+    m = subparsers.add_parser(
+        "merge-shards",
+        help="join the output folders of sharded bootstrap runs into one project and COCO file",
+    )
+    m.add_argument("out", help="merged project folder (new or empty)")
+    m.add_argument(
+        "shard_dirs", nargs="+", metavar="SHARD_DIR", help="output folders of `dhr bootstrap --shard`"
+    )
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(func=merge_command)
+
+
+def run_bootstrap_command(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from annotate.bootstrap import BootstrapConfig, parse_shard, run_bootstrap
+    from annotate.dataset import load_dataset
+    from dhr import DHRConfig
+
+    dataset = load_dataset(
+        args.dataset,
+        tags=args.tags,
+        images=args.images,
+        classes=_classes(args.classes),
+        format=args.format,
+        strict=args.strict,
+        check_images=args.check_images,
+        progress=not args.no_progress,
+    )
+    config = BootstrapConfig(
+        out=Path(args.out),
+        backbone=args.backbone,
+        classifier=args.classifier,
+        pretrained=not args.no_pretrained,
+        epochs=args.epochs,
+        lr=args.lr,
+        crop_size=args.crop_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        cam_scales=args.cam_scales,
+        background_threshold=args.bg_threshold,
+        base_masks=args.base_masks,
+        uss=args.uss,
+        segmenter=args.segmenter,
+        weights_dir=args.weights_dir,
+        download=not args.no_download,
+        device=args.device,
+        shard=parse_shard(args.shard),
+        seed=args.seed,
+        dhr=dataclasses.replace(DHRConfig(), tau=args.tau, crf=args.crf),
+        progress=not args.no_progress,
+        train_only=args.train_only,
+    )
+    report = run_bootstrap(dataset, config)
+    if args.train_only:
+        print(f"classifier saved: {report.classifier_path}")
+        return 0
+    print(
+        f"bootstrap: {len(report.processed)} image(s) labelled, {len(report.skipped)} already done, "
+        f"{report.total} in this shard; segmenter {report.segmenter}, USS {report.uss}"
+    )
+    print(f"project: {report.store_root}")
+    if report.coco_path is not None:
+        print(f"COCO: {report.coco_path}")
+    if dataset.problems:
+        print(f"{len(dataset.problems)} dataset entr{'y' if len(dataset.problems) == 1 else 'ies'} skipped:")
+        for problem in dataset.problems:
+            print(f"  - {problem}")
+    return 0
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from annotate.bootstrap import merge_shards
+
+    coco = merge_shards(args.out, args.shard_dirs, progress=not args.no_progress)
+    print(f"merged {len(args.shard_dirs)} shard(s) into {args.out}" + (f"; COCO: {coco}" if coco else ""))
+    return 0

@@ -1,0 +1,152 @@
+"""The ResNet feature backbone and the CAM classifier (training.backbone, training.classifier)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from dhr.metrics import confusion_matrix, segmentation_scores
+from dhr.uss import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
+from tests.synthetic_dataset import CLASSES, make_samples
+from training.backbone import BACKBONES, build_resnet, imagenet_state_dict
+from training.classifier import (
+    Classifier,
+    TrainConfig,
+    augment,
+    build_classifier,
+    compute_cams,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+
+
+@pytest.mark.parametrize("stride", [8, 16, 32])
+def test_tiny_backbone_strides_and_channels(stride):
+    model = build_resnet("resnet_tiny", output_stride=stride).eval()
+    feats = model(torch.randn(1, 3, 64, 96))
+    assert {k: tuple(v.shape[-2:]) for k, v in feats.items()} == {
+        "C2": (16, 24),
+        "C3": (8, 12),
+        "C4": (64 // min(16, stride), 96 // min(16, stride)),
+        "C5": (64 // stride, 96 // stride),
+    }
+    assert {k: v.shape[1] for k, v in feats.items()} == model.channels
+
+
+def test_resnet50_matches_torchvision_with_its_state_dict():
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50().eval()
+    ours = build_resnet("resnet50", reference.state_dict(), output_stride=32).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        c5 = ours(x)["C5"]
+        pooled = reference.fc(torch.flatten(reference.avgpool(c5), 1))
+        expected = reference(x)
+    torch.testing.assert_close(pooled, expected)
+    dilated = build_resnet("resnet50", reference.state_dict(), output_stride=16).eval()
+    tv_dilated = torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True]).eval()
+    tv_dilated.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        c5 = dilated(x)["C5"]
+        assert c5.shape == (1, 2048, 4, 4)
+        torch.testing.assert_close(tv_dilated.fc(torch.flatten(tv_dilated.avgpool(c5), 1)), tv_dilated(x))
+
+
+def test_backbone_errors_and_offline_weights(tmp_path):
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_resnet("resnet7")
+    with pytest.raises(ValueError, match="output_stride"):
+        build_resnet("resnet_tiny", output_stride=4)
+    with pytest.raises(ValueError, match="does not fit"):
+        build_resnet("resnet_tiny", torchvision.models.resnet18().state_dict())
+    with pytest.warns(UserWarning, match="from scratch"):
+        assert imagenet_state_dict("resnet50", weights_dir=tmp_path, download=False) is None
+    with pytest.warns(UserWarning, match="no ImageNet weights"):
+        assert imagenet_state_dict("resnet_tiny") is None
+    assert BACKBONES["resnet101"].layers == (3, 4, 23, 3)
+
+
+def test_compute_cams_flip_equivariant_and_normalised():
+    torch.manual_seed(0)
+    model = build_classifier("resnet_tiny", 3, pretrained=False).eval()
+    image = make_samples(1, (64, 80))[0].image
+    cams, feats = compute_cams(model, image, [2, 0], scales=(1.0, 0.5))
+    assert cams.shape == (2, 64, 80)
+    assert cams.min() >= 0 and torch.allclose(cams.flatten(1).amax(1), torch.ones(2))
+    flipped, _ = compute_cams(model, image[:, ::-1].copy(), [2, 0], scales=(1.0, 0.5))
+    torch.testing.assert_close(flipped, cams.flip(-1), atol=1e-4, rtol=1e-4)
+    assert feats["C4"].shape == (128, 4, 5) and feats["C5"].shape == (256, 4, 5)
+    with pytest.raises(ValueError, match="out of range"):
+        compute_cams(model, image, [3])
+
+
+def test_augment_gives_fixed_size_and_is_seeded():
+    x = torch.randn(3, 40, 70)
+    cfg = TrainConfig(crop_size=48)
+    a = augment(x, cfg, torch.Generator().manual_seed(3))
+    b = augment(x, cfg, torch.Generator().manual_seed(3))
+    assert a.shape == (3, 48, 48)
+    torch.testing.assert_close(a, b)
+    # identity settings give the image back; jitter keeps colours inside the valid RGB range
+    image = image_to_tensor(make_samples(1, (32, 32))[0].image)
+    plain = TrainConfig(crop_size=32, scale_range=(1.0, 1.0), flip=False, color_jitter=0.0)
+    torch.testing.assert_close(augment(image, plain, torch.Generator().manual_seed(0)), image)
+    jitter = TrainConfig(crop_size=32, scale_range=(1.0, 1.0), flip=False, color_jitter=0.4)
+    out = augment(image, jitter, torch.Generator().manual_seed(1))
+    lo = (torch.tensor(IMAGENET_MEAN) * -1 / torch.tensor(IMAGENET_STD))[:, None, None]
+    hi = ((1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD))[:, None, None]
+    assert (out >= lo - 1e-5).all() and (out <= hi + 1e-5).all() and not torch.allclose(out, image)
+
+
+def test_training_learns_tags_and_cams_localise(tmp_path):
+    torch.manual_seed(0)
+    samples = make_samples(16, (96, 96))
+    images = [s.image for s in samples]
+    targets = torch.tensor([[c in s.tags for c in CLASSES] for s in samples], dtype=torch.float32)
+    model = build_classifier("resnet_tiny", len(CLASSES), pretrained=False)
+    cfg = TrainConfig(epochs=30, batch_size=8, crop_size=80, optimizer="sgd", lr=0.05)
+    history = train_classifier(model, images, targets, cfg, progress=False)
+    assert history[-1] < 0.5 * history[0]
+    with torch.no_grad():
+        logits = model(torch.stack([image_to_tensor(i) for i in images]))
+    assert ((logits > 0).float() == targets).float().mean() >= 0.9
+    # CAM argmax (background below 0.3) beats chance on the two big classes
+    confusion = torch.zeros(4, 5, dtype=torch.int64)
+    for s in samples:
+        ids = [CLASSES.index(t) for t in s.tags]
+        cams, _ = compute_cams(model, s.image, ids)
+        scores = torch.cat([torch.full((1, *cams.shape[1:]), 0.3), cams])
+        pred = torch.tensor([0] + [i + 1 for i in ids])[scores.argmax(0)]
+        confusion += confusion_matrix(pred, torch.from_numpy(s.gt).long(), 4)
+    iou = segmentation_scores(confusion)["iou"]
+    assert iou[1] > 0.5 and iou[2] > 0.3  # ball, box
+
+    path = tmp_path / "ckpt" / "classifier.pt"
+    save_classifier(model, path, CLASSES)
+    loaded, classes = load_classifier(path)
+    assert classes == list(CLASSES) and isinstance(loaded, Classifier)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_training_rejects_bad_targets_and_bad_checkpoints(tmp_path):
+    model = build_classifier("resnet_tiny", 2, pretrained=False)
+    with pytest.raises(ValueError, match="targets"):
+        train_classifier(model, [], torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="optimizer"):
+        train_classifier(
+            model, [make_samples(1, (32, 32))[0].image], torch.ones(1, 2), TrainConfig(optimizer="rmsprop")
+        )
+    with pytest.raises(FileNotFoundError):
+        load_classifier(tmp_path / "none.pt")
+    junk = tmp_path / "junk.pt"
+    torch.save({"format": 99}, junk)
+    with pytest.raises(ValueError, match="not a dhr-label classifier"):
+        load_classifier(junk)
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"format": 1, "obj": object.__new__(TrainConfig)}, unsafe)
+    with pytest.raises(ValueError, match="cannot read"):
+        load_classifier(unsafe)
