@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import re
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,12 @@ def image_hash(image: np.ndarray) -> str:
     digest = hashlib.sha256(f"{array.shape}|{array.dtype.str}|".encode())
     digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
+
+
+def _touch(path: Path) -> None:
+    """Set mtime to now at nanosecond resolution (finer than the kernel's own timestamp tick) for LRU order."""
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
 
 
 class EmbeddingCache:
@@ -62,7 +70,9 @@ class EmbeddingCache:
             raise ValueError("model_id must be a non-empty string")
         return self.directory / _SAFE.sub("_", model_id) / f"{image_hash}.pt"
 
-    def get(self, image_hash: str, model_id: str, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    def get(
+        self, image_hash: str, model_id: str, map_location: str | torch.device = "cpu"
+    ) -> dict[str, Any] | None:
         """The stored entry, or None (a miss). A hit marks the entry as recently used."""
         path = self.path(image_hash, model_id)
         try:
@@ -70,8 +80,10 @@ class EmbeddingCache:
         except FileNotFoundError:
             self.misses += 1
             return None
-        except (RuntimeError, EOFError, ValueError, OSError) as error:
-            warnings.warn(f"embedding cache entry {path} is unreadable ({error}); it is recomputed", stacklevel=2)
+        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
+            warnings.warn(
+                f"embedding cache entry {path} is unreadable ({error}); it is recomputed", stacklevel=2
+            )
             path.unlink(missing_ok=True)
             self.misses += 1
             return None
@@ -81,7 +93,7 @@ class EmbeddingCache:
             self.misses += 1
             return None
         try:
-            os.utime(path)
+            _touch(path)
         except OSError:  # evicted by another process between load and touch: the loaded entry is still good
             pass
         self.hits += 1
@@ -96,8 +108,11 @@ class EmbeddingCache:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                torch.save({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in entry.items()}, handle)
+                torch.save(
+                    {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in entry.items()}, handle
+                )
             os.replace(tmp_name, path)
+            _touch(path)
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-IGNORE_INDEX = 255
+from dhr import IGNORE_INDEX
 
 
 @dataclass
@@ -114,7 +114,9 @@ def mask_to_sam_logits(
     return ((2.0 * np.clip(low, 0.0, 1.0) - 1.0) * mask_logit)[None].astype(np.float32)
 
 
-def sam_logits_to_mask(logits: np.ndarray, original_size: tuple[int, int], long_side: int = 1024) -> np.ndarray:
+def sam_logits_to_mask(
+    logits: np.ndarray, original_size: tuple[int, int], long_side: int = 1024
+) -> np.ndarray:
     """(1, L, L) or (L, L) SAM low-res logits -> (H, W) bool, undoing the pad and resize (as SAM's postprocess)."""
     import cv2
 
@@ -154,7 +156,9 @@ def positive_points(component: np.ndarray, config: PromptConfig) -> np.ndarray:
     return np.stack([cols[chosen], rows[chosen]], axis=1).astype(np.float32)
 
 
-def negative_points(mask: np.ndarray, component: np.ndarray, class_id: int, config: PromptConfig) -> np.ndarray:
+def negative_points(
+    mask: np.ndarray, component: np.ndarray, class_id: int, config: PromptConfig
+) -> np.ndarray:
     """(N, 2) float XY points on the classes neighbouring ``component`` within ``neighbour_band`` pixels."""
     import cv2
 
@@ -165,7 +169,11 @@ def negative_points(mask: np.ndarray, component: np.ndarray, class_id: int, conf
     ring = cv2.dilate(component.astype(np.uint8), kernel).astype(bool) & ~component
     values, counts = np.unique(mask[ring], return_counts=True)
     excluded = {class_id, config.ignore_index} | (set() if config.negatives_on_background else {0})
-    order = [int(v) for v, _ in sorted(zip(values, counts), key=lambda vc: -vc[1]) if int(v) not in excluded]
+    order = [
+        int(v)
+        for v, _ in sorted(zip(values, counts, strict=True), key=lambda vc: -vc[1])
+        if int(v) not in excluded
+    ]
     points = []
     for value in order[: config.max_negatives]:
         region = mask == value
@@ -204,19 +212,28 @@ def prompts_from_mask(
             bottom = top + stats[index, cv2.CC_STAT_HEIGHT]
             margin = config.box_margin
             box = np.array(
-                [max(0, left - margin), max(0, top - margin), min(width, right + margin), min(height, bottom + margin)],
+                [
+                    max(0, left - margin),
+                    max(0, top - margin),
+                    min(width, right + margin),
+                    min(height, bottom + margin),
+                ],
                 np.float32,
             )
             positives = positive_points(component, config)
             negatives = negative_points(mask, component, tag, config)
             points = np.concatenate([positives, negatives]).astype(np.float32)
-            point_labels = np.concatenate([np.ones(len(positives), np.int32), np.zeros(len(negatives), np.int32)])
+            point_labels = np.concatenate(
+                [np.ones(len(positives), np.int32), np.zeros(len(negatives), np.int32)]
+            )
             mask_input = (
                 mask_to_sam_logits(component, config.long_side, config.mask_input_size, config.mask_logit)
                 if config.use_mask_prompt
                 else None
             )
             prompts.append(
-                InstancePrompt(tag, component, box, points, point_labels, mask_input, int(stats[index, cv2.CC_STAT_AREA]))
+                InstancePrompt(
+                    tag, component, box, points, point_labels, mask_input, int(stats[index, cv2.CC_STAT_AREA])
+                )
             )
     return prompts

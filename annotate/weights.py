@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 import urllib.error
@@ -91,23 +92,63 @@ CHECKPOINTS: dict[str, Checkpoint] = _entries(
         2_564_550_879,
     ),
     # torchvision ImageNet ResNets; the file name carries the SHA-256 prefix (checked as a prefix).
-    Checkpoint("resnet50", _TORCHVISION + "resnet50-0676ba61.pth", "0676ba61", "resnet50-0676ba61.pth",
-               "ResNet-50 ImageNet (torchvision IMAGENET1K_V1)"),
-    Checkpoint("resnet50_v2", _TORCHVISION + "resnet50-11ad3fa6.pth", "11ad3fa6", "resnet50-11ad3fa6.pth",
-               "ResNet-50 ImageNet (torchvision IMAGENET1K_V2)"),
-    Checkpoint("resnet101", _TORCHVISION + "resnet101-63fe2227.pth", "63fe2227", "resnet101-63fe2227.pth",
-               "ResNet-101 ImageNet (torchvision IMAGENET1K_V1)"),
-    Checkpoint("resnet101_v2", _TORCHVISION + "resnet101-cd907fc2.pth", "cd907fc2", "resnet101-cd907fc2.pth",
-               "ResNet-101 ImageNet (torchvision IMAGENET1K_V2)"),
+    Checkpoint(
+        "resnet50",
+        _TORCHVISION + "resnet50-0676ba61.pth",
+        "0676ba61",
+        "resnet50-0676ba61.pth",
+        "ResNet-50 ImageNet (torchvision IMAGENET1K_V1)",
+    ),
+    Checkpoint(
+        "resnet50_v2",
+        _TORCHVISION + "resnet50-11ad3fa6.pth",
+        "11ad3fa6",
+        "resnet50-11ad3fa6.pth",
+        "ResNet-50 ImageNet (torchvision IMAGENET1K_V2)",
+    ),
+    Checkpoint(
+        "resnet101",
+        _TORCHVISION + "resnet101-63fe2227.pth",
+        "63fe2227",
+        "resnet101-63fe2227.pth",
+        "ResNet-101 ImageNet (torchvision IMAGENET1K_V1)",
+    ),
+    Checkpoint(
+        "resnet101_v2",
+        _TORCHVISION + "resnet101-cd907fc2.pth",
+        "cd907fc2",
+        "resnet101-cd907fc2.pth",
+        "ResNet-101 ImageNet (torchvision IMAGENET1K_V2)",
+    ),
     # DINO (Caron et al., 2021) backbone-only checkpoints; no published hash (see the module docstring).
-    Checkpoint("dino_vits16", _DINO + "dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth", None,
-               "dino_deitsmall16_pretrain.pth", "DINO ViT-S/16"),
-    Checkpoint("dino_vits8", _DINO + "dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth", None,
-               "dino_deitsmall8_pretrain.pth", "DINO ViT-S/8"),
-    Checkpoint("dino_vitb16", _DINO + "dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth", None,
-               "dino_vitbase16_pretrain.pth", "DINO ViT-B/16"),
-    Checkpoint("dino_vitb8", _DINO + "dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth", None,
-               "dino_vitbase8_pretrain.pth", "DINO ViT-B/8"),
+    Checkpoint(
+        "dino_vits16",
+        _DINO + "dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
+        None,
+        "dino_deitsmall16_pretrain.pth",
+        "DINO ViT-S/16",
+    ),
+    Checkpoint(
+        "dino_vits8",
+        _DINO + "dino_deitsmall8_pretrain/dino_deitsmall8_pretrain.pth",
+        None,
+        "dino_deitsmall8_pretrain.pth",
+        "DINO ViT-S/8",
+    ),
+    Checkpoint(
+        "dino_vitb16",
+        _DINO + "dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
+        None,
+        "dino_vitbase16_pretrain.pth",
+        "DINO ViT-B/16",
+    ),
+    Checkpoint(
+        "dino_vitb8",
+        _DINO + "dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth",
+        None,
+        "dino_vitbase8_pretrain.pth",
+        "DINO ViT-B/8",
+    ),
 )
 
 
@@ -183,14 +224,16 @@ def verify_checkpoint(name: str | Checkpoint, path: str | Path, *, use_note: boo
     """Check the SHA-256 of ``path`` against checkpoint ``name``; return the file's digest.
 
     Raises ChecksumError naming the file, both digests and the URL when they differ. A checkpoint without a
-    published hash passes with a warning. ``use_note=False`` re-hashes even if a valid note exists.
+    published hash passes, with a warning each time the file is hashed. ``use_note=False`` re-hashes even if
+    a valid note (same size and mtime as when last hashed) exists.
     """
     ckpt = get_checkpoint(name)
     path = Path(path)
     if not path.is_file():
-        raise WeightsNotFoundError(f"checkpoint file {path} does not exist")
+        raise WeightsNotFoundError(_missing_message(ckpt, path.parent, "cannot be verified"))
     digest = _noted_digest(path) if use_note else None
-    if digest is None:
+    fresh = digest is None
+    if fresh:
         logger.info("hashing %s", path)
         digest = file_sha256(path)
     if not _digest_matches(digest, ckpt.sha256):
@@ -200,7 +243,7 @@ def verify_checkpoint(name: str | Checkpoint, path: str | Path, *, use_note: boo
             f"{ckpt.sha256}. Delete it and download it again from {ckpt.url} "
             f"(dhr weights download {ckpt.name} --weights-dir {path.parent})."
         )
-    if ckpt.sha256 is None:
+    if ckpt.sha256 is None and fresh:
         warnings.warn(
             f"{ckpt.name} has no published SHA-256; {path} could not be verified (its SHA-256 is {digest})",
             stacklevel=2,
@@ -213,19 +256,28 @@ def _missing_message(ckpt: Checkpoint, folder: Path, reason: str) -> str:
     return (
         f"checkpoint {ckpt.filename} ({ckpt.description or ckpt.name}) is not in {folder} and {reason}. "
         f"Download it from {ckpt.url} and put it at {folder / ckpt.filename} "
-        f"(or pass --weights-dir / set {WEIGHTS_ENV} to the folder that holds it)."
+        f"(or `dhr weights download {ckpt.name} --from FILE` to install a copy; "
+        f"--weights-dir or {WEIGHTS_ENV} select another folder)."
     )
 
 
-def urllib_download(url: str, destination: Path, *, progress: bool = True) -> None:
+def urllib_download(url: str, destination: Path, *, progress: bool = True, desc: str | None = None) -> None:
     """Stream ``url`` (http(s):// or file://) into ``destination`` with a tqdm progress bar."""
     from tqdm.auto import tqdm
 
     with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (official URLs and file://)
         total = int(response.headers.get("Content-Length") or 0) or None
-        with open(destination, "wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name, disable=not progress
-        ) as bar:
+        with (
+            open(destination, "wb") as out,
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=desc or destination.name,
+                disable=not progress,
+            ) as bar,
+        ):
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -258,9 +310,14 @@ def download_checkpoint(
     try:
         logger.info("downloading %s from %s", ckpt.filename, ckpt.url)
         try:
-            (downloader or urllib_download)(ckpt.url, tmp)
+            if downloader is None:
+                urllib_download(ckpt.url, tmp, desc=ckpt.filename)
+            else:
+                downloader(ckpt.url, tmp)
         except (urllib.error.URLError, OSError) as error:
-            raise WeightsNotFoundError(_missing_message(ckpt, folder, f"could not be downloaded ({error})")) from error
+            raise WeightsNotFoundError(
+                _missing_message(ckpt, folder, f"could not be downloaded ({error})")
+            ) from error
         digest = file_sha256(tmp)
         if not _digest_matches(digest, ckpt.sha256):
             raise ChecksumError(
@@ -322,8 +379,10 @@ def load_state_dict(
     path = checkpoint_path(name, weights_dir, download, downloader=downloader)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, ValueError) as error:
-        raise ValueError(f"checkpoint file {path} cannot be read as a weights-only torch file: {error}") from error
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        raise ValueError(
+            f"checkpoint file {path} cannot be read as a weights-only torch file: {error}"
+        ) from error
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -332,8 +391,7 @@ def load_state_dict(
     return state
 
 
-
 def copy_file(url_or_path: str, destination: Path) -> None:
     """A ``Downloader`` that copies a local file (``file://`` URL or plain path), for offline installs."""
-    source = url_or_path[len("file://"):] if url_or_path.startswith("file://") else url_or_path
+    source = url_or_path[len("file://") :] if url_or_path.startswith("file://") else url_or_path
     shutil.copyfile(source, destination)

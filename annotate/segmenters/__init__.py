@@ -56,7 +56,9 @@ def _grabcut_builder(
     download: bool = True,
 ) -> Segmenter:
     """GrabCut chosen on purpose (no weights, no embedding)."""
-    return GrabCutSegmenter(message="GrabCut (OpenCV) segmenter, chosen explicitly; Segment Anything is not used")
+    return GrabCutSegmenter(
+        message="GrabCut (OpenCV) segmenter, chosen explicitly; Segment Anything is not used"
+    )
 
 
 SEGMENTERS: dict[str, Builder] = {name: _sam_builder(name) for name in SAM_VARIANTS}
@@ -91,7 +93,9 @@ def build_segmenter(
         from annotate.weights import is_present
 
         if is_present("sam_vit_b", weights_dir):
-            return SEGMENTERS["sam_vit_b"](weights_dir=weights_dir, device=device, cache=cache, download=False)
+            return SEGMENTERS["sam_vit_b"](
+                weights_dir=weights_dir, device=device, cache=cache, download=False
+            )
         message = fallback_message(weights_dir)
         logger.warning("%s", message)
         return GrabCutSegmenter(message=message)

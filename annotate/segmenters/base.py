@@ -89,7 +89,9 @@ class Segmenter(ABC):
             mask_input = np.asarray(mask_input, np.float32)
             side = self.mask_input_size
             if mask_input.shape not in ((side, side), (1, side, side)):
-                raise ValueError(f"mask_input must be (1, {side}, {side}) logits, got shape {mask_input.shape}")
+                raise ValueError(
+                    f"mask_input must be (1, {side}, {side}) logits, got shape {mask_input.shape}"
+                )
             mask_input = mask_input.reshape(1, side, side)
         if point_coords is None and box is None and mask_input is None:
             raise ValueError("predict() needs at least one prompt: points, a box or a mask")

@@ -45,8 +45,8 @@ class GrabCutSegmenter(Segmenter):
         self,
         iterations: int = 5,
         point_radius: int = 3,
-        box_slack: float = 0.1,
-        min_slack: int = 4,
+        box_slack: float = 0.25,
+        min_slack: int = 8,
         click_radius: float = 0.1,
         message: str = "",
         long_side: int = 1024,
@@ -62,7 +62,9 @@ class GrabCutSegmenter(Segmenter):
         self.click_radius = click_radius
         self.long_side = long_side
         self.mask_input_size = mask_input_size
-        self.message = message or "GrabCut (OpenCV) segmenter: a fallback with lower quality than Segment Anything"
+        self.message = (
+            message or "GrabCut (OpenCV) segmenter: a fallback with lower quality than Segment Anything"
+        )
         self._image: np.ndarray | None = None
 
     def set_image(self, image: np.ndarray) -> None:
@@ -86,19 +88,24 @@ class GrabCutSegmenter(Segmenter):
             rows = np.arange(height)[:, None] + 0.5
             cols = np.arange(width)[None, :] + 0.5
             inside = (cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1)
-            near = (cols >= x0 - slack_x) & (cols <= x1 + slack_x) & (rows >= y0 - slack_y) & (rows <= y1 + slack_y)
+            near = (
+                (cols >= x0 - slack_x)
+                & (cols <= x1 + slack_x)
+                & (rows >= y0 - slack_y)
+                & (rows <= y1 + slack_y)
+            )
             trimap[~near] = cv2.GC_BGD
             prior = prior & near if mask_input is not None else inside
         elif mask_input is None and point_coords is not None:
             radius = int(round(self.click_radius * max(height, width)))
             disc = np.zeros((height, width), np.uint8)
-            for (x, y), label in zip(point_coords, point_labels):
+            for (x, y), label in zip(point_coords, point_labels, strict=True):
                 if label == 1:
                     cv2.circle(disc, (int(round(x)), int(round(y))), radius, 1, -1)
             prior = disc.astype(bool)
         trimap[prior] = cv2.GC_PR_FGD
         if point_coords is not None:
-            for (x, y), label in zip(point_coords, point_labels):
+            for (x, y), label in zip(point_coords, point_labels, strict=True):
                 value = cv2.GC_FGD if label == 1 else cv2.GC_BGD
                 cv2.circle(trimap, (int(round(x)), int(round(y))), self.point_radius, int(value), -1)
         return trimap, prior
@@ -114,7 +121,9 @@ class GrabCutSegmenter(Segmenter):
         """One GrabCut mask (1, H, W) bool for the prompts, its score (1,) and low-res logits (1, L, L)."""
         import cv2
 
-        point_coords, point_labels, box, mask_input = self.check_prompts(point_coords, point_labels, box, mask_input)
+        point_coords, point_labels, box, mask_input = self.check_prompts(
+            point_coords, point_labels, box, mask_input
+        )
         trimap, prior = self._trimap(point_coords, point_labels, box, mask_input)
         result = self._grabcut(trimap)
         if result.any():
@@ -127,7 +136,9 @@ class GrabCutSegmenter(Segmenter):
         reference = prior if prior.any() else (trimap == cv2.GC_FGD)
         score = _iou(result, reference)
         logits = mask_to_sam_logits(result, self.long_side, self.mask_input_size)
-        return SegmenterOutput(masks=result[None], scores=np.array([score], np.float32), low_res_logits=logits)
+        return SegmenterOutput(
+            masks=result[None], scores=np.array([score], np.float32), low_res_logits=logits
+        )
 
     def _grabcut(self, trimap: np.ndarray) -> np.ndarray:
         """Run GrabCut on the bounding box of the non-background trimap; (H, W) bool foreground."""
@@ -137,23 +148,20 @@ class GrabCutSegmenter(Segmenter):
         if not candidate.any():
             return np.zeros(trimap.shape, bool)
         rows, cols = np.nonzero(trimap != cv2.GC_BGD)
-        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        # The bounding box of the undecided pixels plus a one-pixel frame (sure background where it exists).
+        top, left = max(0, rows.min() - 1), max(0, cols.min() - 1)
+        bottom, right = min(trimap.shape[0], rows.max() + 2), min(trimap.shape[1], cols.max() + 2)
         crop = trimap[top:bottom, left:right].copy()
-        has_background = ((crop == cv2.GC_BGD) | (crop == cv2.GC_PR_BGD)).any() or (
-            top > 0 or left > 0 or bottom < trimap.shape[0] or right < trimap.shape[1]
-        )
-        if not has_background:
+        if not ((crop == cv2.GC_BGD) | (crop == cv2.GC_PR_BGD)).any():
             warnings.warn("GrabCut prompt covers the whole image; the prompt region is returned", stacklevel=3)
             return candidate
-        # A one-pixel frame of sure background around the crop gives GrabCut background samples.
-        top, left = max(0, top - 1), max(0, left - 1)
-        bottom, right = min(trimap.shape[0], bottom + 1), min(trimap.shape[1], right + 1)
-        crop = trimap[top:bottom, left:right].copy()
         image = np.ascontiguousarray(self._image[top:bottom, left:right])
         background_model = np.zeros((1, 65), np.float64)
         foreground_model = np.zeros((1, 65), np.float64)
         try:
-            cv2.grabCut(image, crop, None, background_model, foreground_model, self.iterations, cv2.GC_INIT_WITH_MASK)
+            cv2.grabCut(
+                image, crop, None, background_model, foreground_model, self.iterations, cv2.GC_INIT_WITH_MASK
+            )
         except cv2.error as error:
             warnings.warn(f"GrabCut failed ({error}); the prompt region is returned", stacklevel=3)
             return candidate

@@ -10,6 +10,7 @@ model in ``SamPredictor``: the image encoder runs once per image and model, and 
 from __future__ import annotations
 
 import logging
+import pickle
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,12 +43,16 @@ def build_sam(name: str, checkpoint: str | Path | None = None, device: str | tor
     if checkpoint is not None:
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, ValueError) as error:
-            raise ValueError(f"SAM checkpoint {checkpoint} cannot be read as a weights-only torch file: {error}") from error
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+            raise ValueError(
+                f"SAM checkpoint {checkpoint} cannot be read as a weights-only torch file: {error}"
+            ) from error
         try:
             model.load_state_dict(state)
         except RuntimeError as error:
-            raise ValueError(f"SAM checkpoint {checkpoint} does not fit the {name} architecture: {error}") from error
+            raise ValueError(
+                f"SAM checkpoint {checkpoint} does not fit the {name} architecture: {error}"
+            ) from error
     return model.to(device).eval()
 
 
@@ -66,18 +71,33 @@ def build_tiny_sam(img_size: int = 256, embed_dim: int = 32, prompt_dim: int = 3
     side = img_size // 16
     model = Sam(
         image_encoder=ImageEncoderViT(
-            img_size=img_size, patch_size=16, embed_dim=embed_dim, depth=1, num_heads=2, mlp_ratio=2.0,
-            out_chans=prompt_dim, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True, window_size=4, global_attn_indexes=(),
+            img_size=img_size,
+            patch_size=16,
+            embed_dim=embed_dim,
+            depth=1,
+            num_heads=2,
+            mlp_ratio=2.0,
+            out_chans=prompt_dim,
+            qkv_bias=True,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            use_rel_pos=True,
+            window_size=4,
+            global_attn_indexes=(),
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=prompt_dim, image_embedding_size=(side, side), input_image_size=(img_size, img_size),
+            embed_dim=prompt_dim,
+            image_embedding_size=(side, side),
+            input_image_size=(img_size, img_size),
             mask_in_chans=8,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2),
-            transformer_dim=prompt_dim, iou_head_depth=2, iou_head_hidden_dim=32,
+            transformer=TwoWayTransformer(
+                depth=1, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2
+            ),
+            transformer_dim=prompt_dim,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
         ),
     )
     torch.random.set_rng_state(generator_state)
@@ -85,7 +105,10 @@ def build_tiny_sam(img_size: int = 256, embed_dim: int = 32, prompt_dim: int = 3
 
 
 def load_sam(
-    name: str, weights_dir: str | Path | None = None, download: bool = True, device: str | torch.device = "cpu"
+    name: str,
+    weights_dir: str | Path | None = None,
+    download: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[Sam, str]:
     """SAM ``name`` with its verified official checkpoint -> (model, model_id naming the weights)."""
     from annotate.weights import CHECKPOINTS, checkpoint_path
@@ -103,7 +126,9 @@ class SamSegmenter(Segmenter):
 
     source = "sam"
 
-    def __init__(self, model: Sam, model_id: str, cache: EmbeddingCache | None = None, message: str = "") -> None:
+    def __init__(
+        self, model: Sam, model_id: str, cache: EmbeddingCache | None = None, message: str = ""
+    ) -> None:
         from segment_anything import SamPredictor
 
         super().__init__()
@@ -134,7 +159,11 @@ class SamSegmenter(Segmenter):
         digest = image_hash(image)
         if digest == self._hash and self.predictor.is_image_set:
             return
-        entry = self.cache.get(digest, self.model_id, map_location=self.model.device) if self.cache else None
+        entry = (
+            self.cache.get(digest, self.model_id, map_location=self.model.device)
+            if self.cache is not None
+            else None
+        )
         if entry is not None and self._entry_fits(entry, image):
             self.predictor.reset_image()
             self.predictor.features = entry["features"].to(self.model.device)
@@ -173,7 +202,9 @@ class SamSegmenter(Segmenter):
         multimask: bool = True,
     ) -> SegmenterOutput:
         """SAM masks (M, H, W) bool, M = 3 with ``multimask`` else 1; scores clipped to [0, 1]."""
-        point_coords, point_labels, box, mask_input = self.check_prompts(point_coords, point_labels, box, mask_input)
+        point_coords, point_labels, box, mask_input = self.check_prompts(
+            point_coords, point_labels, box, mask_input
+        )
         masks, scores, low_res = self.predictor.predict(
             point_coords=point_coords,
             point_labels=point_labels,

@@ -1,0 +1,254 @@
+"""From a balanced DHR mask to labelled instances: prompt a segmenter, choose, gate, merge.
+
+``label_image(image, dhr_result, tags, segmenter)`` uses only ``dhr_result.mask`` ((H, W) int class ids,
+255 = ignore), ``dhr_result.heatmaps`` ((C, H, W) float in [0, 1]) and ``dhr_result.classes`` (class id of
+each heatmap row). For each prompt set (``annotate.prompts``) the segmenter returns candidate masks:
+
+- **choose**: each candidate is rated ``seed_weight * IoU(candidate, seed component) + (1 - seed_weight) *
+  predicted quality``; the best rating wins and becomes the instance's score;
+- **gate**: if the winner's IoU with its seed component is below ``min_seed_iou``, the seed component is kept
+  instead (source "dhr") and the instance is flagged for review with the reason; a kept segmenter mask whose
+  predicted quality is below ``review_quality`` is flagged too;
+- **merge** (``merge_instances``): where instances overlap, each pixel goes to the instance whose class has
+  the highest DHR heatmap value there (ties: higher score); instance masks become disjoint, the semantic mask
+  is painted from them. A tagged class present in the balanced mask is never dropped: if the overlaps took
+  all its pixels, it gets back the pixels of its own seed region (flagged), and a class whose components
+  were all below the prompt's ``min_area`` becomes one "dhr" instance from its seed pixels (flagged).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from annotate.prompts import InstancePrompt, PromptConfig, prompts_from_mask
+from annotate.segmenters.base import Segmenter
+
+
+@dataclass
+class LabelingConfig:
+    """Knobs of ``label_image`` (see the module docstring)."""
+
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    use_box: bool = True
+    use_points: bool = True
+    use_mask_prompt: bool = True
+    multimask: bool = True
+    seed_weight: float = 0.7  # weight of the seed IoU against the segmenter's predicted quality
+    min_seed_iou: float = 0.5  # below it, the seed is kept and the instance flagged
+    review_quality: float = 0.5  # a kept mask with predicted quality below it is flagged
+
+    def __post_init__(self) -> None:
+        for name in ("seed_weight", "min_seed_iou", "review_quality"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass
+class Instance:
+    """One labelled object: mask (H, W) bool; score in [0, 1]; source "sam" | "grabcut" | "dhr".
+
+    ``seed_iou`` is the IoU of the segmenter's best mask with the DHR seed component, whether that mask was
+    kept or (below the gate) replaced by the seed; 1.0 for instances made from seed pixels alone.
+    """
+
+    class_id: int
+    mask: np.ndarray
+    score: float
+    source: str
+    needs_review: bool = False
+    reason: str = ""
+    seed_iou: float = 1.0
+
+
+@dataclass
+class LabelingResult:
+    """instances: disjoint instances; semantic: (H, W) int64 class ids painted from them (0 = background)."""
+
+    instances: list[Instance]
+    semantic: np.ndarray
+    prompts: list[InstancePrompt] = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> bool:
+        """Whether any instance is flagged."""
+        return any(instance.needs_review for instance in self.instances)
+
+    @property
+    def confidence(self) -> float:
+        """Mean instance score in [0, 1], flagged instances counting 0 (1.0 when there is nothing to label)."""
+        if not self.instances:
+            return 1.0
+        return float(np.mean([0.0 if inst.needs_review else inst.score for inst in self.instances]))
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two (H, W) bool masks (0.0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _numpy(value: Any, dtype: type) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value).astype(dtype, copy=False)
+
+
+def _heatmaps_at(heatmaps: Any, size: tuple[int, int]) -> np.ndarray:
+    """(C, H, W) float32 heatmaps at ``size`` (bilinear resize if they come at another size)."""
+    heat = heatmaps if isinstance(heatmaps, torch.Tensor) else torch.as_tensor(np.asarray(heatmaps))
+    if heat.ndim != 3:
+        raise ValueError(f"heatmaps must be (C, H, W), got shape {tuple(heat.shape)}")
+    heat = heat.detach().float().cpu()
+    if tuple(heat.shape[-2:]) != size:
+        heat = torch.nn.functional.interpolate(heat[None], size=size, mode="bilinear", align_corners=False)[0]
+    return heat.numpy()
+
+
+def choose_mask(
+    masks: np.ndarray, scores: np.ndarray, seed: np.ndarray, seed_weight: float = 0.7
+) -> tuple[int, float, float]:
+    """Pick among candidate masks (M, H, W) bool with scores (M,) -> (index, rating, IoU with ``seed``)."""
+    ious = np.array([mask_iou(mask, seed) for mask in masks])
+    ratings = seed_weight * ious + (1.0 - seed_weight) * np.clip(scores, 0.0, 1.0)
+    best = int(np.argmax(ratings))
+    return best, float(ratings[best]), float(ious[best])
+
+
+def _restore(tag: int, instances: list[Instance], owner: np.ndarray, region: np.ndarray) -> None:
+    """Give class ``tag`` back the pixels of its seed ``region`` (those its instances cover, else all)."""
+    members = [i for i, inst in enumerate(instances) if inst.class_id == tag]
+    covered = np.zeros(region.shape, bool)
+    for i in sorted(members, key=lambda i: instances[i].score):  # the higher score is painted last and wins
+        pixels = region & instances[i].mask
+        owner[pixels] = i
+        covered |= pixels
+    if not covered.any():
+        owner[region] = max(members, key=lambda i: instances[i].score)
+    for i in members:
+        instances[i].needs_review = True
+        note = "overlapping classes took all its pixels; seed region restored"
+        instances[i].reason = f"{instances[i].reason}; {note}" if instances[i].reason else note
+
+
+def merge_instances(
+    instances: Sequence[Instance],
+    heatmaps: Any,
+    classes: Sequence[int],
+    seed_mask: Any,
+    tags: Sequence[int],
+) -> tuple[list[Instance], np.ndarray]:
+    """Resolve overlaps by heatmaps and paint the semantic mask; keep every tagged class of ``seed_mask``.
+
+    instances: masks (H, W) bool; heatmaps: (C, H, W) float with rows following ``classes``; seed_mask: (H, W)
+    int balanced mask. Returns (disjoint instances, none empty; semantic (H, W) int64).
+    """
+    seed = _numpy(seed_mask, np.int64)
+    size = seed.shape
+    heat = _heatmaps_at(heatmaps, size)
+    if heat.shape[0] != len(classes):
+        raise ValueError(f"{heat.shape[0]} heatmap rows but {len(classes)} classes")
+    row_of = {int(c): i for i, c in enumerate(classes)}
+    instances = [dataclasses.replace(inst) for inst in instances]
+    present = [int(t) for t in dict.fromkeys(int(t) for t in tags) if (seed == int(t)).any()]
+    for tag in present:
+        if not any(inst.class_id == tag for inst in instances):
+            instances.append(
+                Instance(
+                    tag,
+                    seed == tag,
+                    0.0,
+                    "dhr",
+                    True,
+                    "only small regions in the balanced mask; kept from DHR",
+                )
+            )
+    owner = np.full(size, -1, np.int64)
+    best_heat = np.full(size, -np.inf, np.float32)
+    best_score = np.full(size, -np.inf, np.float32)
+    zeros = np.zeros(size, np.float32)
+    for index, inst in enumerate(instances):
+        if inst.mask.shape != size:
+            raise ValueError(f"instance mask shape {inst.mask.shape} differs from the mask's {size}")
+        value = heat[row_of[inst.class_id]] if inst.class_id in row_of else zeros
+        wins = inst.mask & ((value > best_heat) | ((value == best_heat) & (inst.score > best_score)))
+        owner[wins] = index
+        best_heat[wins] = value[wins]
+        best_score[wins] = inst.score
+    class_of = np.array([inst.class_id for inst in instances], np.int64)
+    # A restore writes only inside its class's own seed region, so a restored class stays restored; each pass
+    # restores at least one more class.
+    for _ in range(len(present)):
+        shown = set(np.unique(class_of[owner[owner >= 0]]).tolist())
+        missing = [t for t in present if t not in shown]
+        if not missing:
+            break
+        for tag in missing:
+            _restore(tag, instances, owner, seed == tag)
+    merged = []
+    for index, inst in enumerate(instances):
+        inst.mask = owner == index
+        if inst.mask.any():
+            merged.append(inst)
+    semantic = np.zeros(size, np.int64)
+    semantic[owner >= 0] = class_of[owner[owner >= 0]]
+    return merged, semantic
+
+
+def label_image(
+    image: np.ndarray,
+    dhr_result: Any,
+    tags: Sequence[int],
+    segmenter: Segmenter,
+    config: LabelingConfig | None = None,
+) -> LabelingResult:
+    """Instances and semantic mask for ``image`` (H, W, 3) uint8 RGB from a DHR result and its tags."""
+    config = config or LabelingConfig()
+    seed = _numpy(dhr_result.mask, np.int64)
+    image = segmenter.check_image(image)
+    if image.shape[:2] != seed.shape:
+        raise ValueError(f"image size {image.shape[:2]} differs from the balanced mask's {seed.shape}")
+    prompt_config = dataclasses.replace(
+        config.prompts,
+        long_side=segmenter.long_side,
+        mask_input_size=segmenter.mask_input_size,
+        use_mask_prompt=config.use_mask_prompt,
+    )
+    prompts = prompts_from_mask(seed, tags, prompt_config)
+    instances: list[Instance] = []
+    if prompts:
+        segmenter.set_image(image)
+    for prompt in prompts:
+        use_points = config.use_points and len(prompt.points) > 0
+        output = segmenter.predict(
+            point_coords=prompt.points if use_points else None,
+            point_labels=prompt.labels if use_points else None,
+            box=prompt.box if config.use_box else None,
+            mask_input=prompt.mask_input,
+            multimask=config.multimask,
+        )
+        best, rating, iou = choose_mask(output.masks, output.scores, prompt.component, config.seed_weight)
+        if iou < config.min_seed_iou:
+            reason = (
+                f"{segmenter.source} mask disagrees with the DHR seed (IoU {iou:.2f} < {config.min_seed_iou:.2f}); "
+                "seed kept"
+            )
+            instances.append(
+                Instance(prompt.class_id, prompt.component.copy(), rating, "dhr", True, reason, iou)
+            )
+            continue
+        quality = float(output.scores[best])
+        flagged = quality < config.review_quality
+        reason = f"low predicted quality {quality:.2f} < {config.review_quality:.2f}" if flagged else ""
+        instances.append(
+            Instance(
+                prompt.class_id, output.masks[best].copy(), rating, segmenter.source, flagged, reason, iou
+            )
+        )
+    merged, semantic = merge_instances(instances, dhr_result.heatmaps, dhr_result.classes, seed, tags)
+    return LabelingResult(merged, semantic, prompts)
