@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ import torch
 from torch import nn
 
 from annotate.dataset import DatasetEntry, TaggedDataset
+from annotate.files import atomic_copy, atomic_write, atomic_write_text
 from annotate.images import load_image
 from annotate.labeling import LabelingConfig, LabelingResult, label_image
 from dhr import DHRConfig, DHRResult, rebalance
@@ -369,10 +371,7 @@ class _StageClock:
 def _write_png(path: Path, mask: np.ndarray) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp")
-    Image.fromarray(mask.astype(np.uint8)).save(tmp, format="PNG")
-    tmp.replace(path)
+    atomic_write(path, partial(Image.fromarray(mask.astype(np.uint8)).save, format="PNG"))
 
 
 def _open_store(out: Path, classes: list[str]):
@@ -434,7 +433,7 @@ def _write_manifest(config: BootstrapConfig, dataset: TaggedDataset, segmenter: 
             k: v for k, v in asdict(config.dhr).items() if isinstance(v, (int, float, str, bool, type(None)))
         },
     }
-    (config.out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=str))
+    atomic_write_text(config.out / MANIFEST_FILE, json.dumps(manifest, indent=1, default=str))
 
 
 def run_bootstrap(
@@ -553,9 +552,7 @@ def export_outputs(store) -> Path | None:
         warnings.warn("annotate.coco is not available: the COCO file was not written", stacklevel=2)
         return None
     path = store.root / COCO_FILE
-    tmp = path.with_name("." + path.name + ".tmp")
-    export_coco(store, tmp)
-    tmp.replace(path)
+    export_coco(store, path)  # written atomically
     return path
 
 
@@ -568,8 +565,6 @@ def merge_shards(out: str | Path, shard_dirs: Sequence[str | Path], *, progress:
     Images keep their names, instances, status and confidence; semantic PNGs and the classifier are copied.
     Raises ValueError for differing classes or an image present in two shards.
     """
-    import shutil
-
     from tqdm.auto import tqdm
 
     from annotate.store import NewInstance, ProjectStore
@@ -606,9 +601,7 @@ def merge_shards(out: str | Path, shard_dirs: Sequence[str | Path], *, progress:
                 image_id = store.add_image(shard.image_path(rec.id), list(rec.tags), dest_name=source_name)
                 mask = shard.root / MASKS_DIR / _mask_name(source_name)
                 if mask.is_file():
-                    dest = store.root / MASKS_DIR / _mask_name(source_name)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(mask, dest)
+                    atomic_copy(mask, store.root / MASKS_DIR / _mask_name(source_name))
                 if rec.status == "new":
                     continue
                 instances = [
@@ -620,7 +613,7 @@ def merge_shards(out: str | Path, shard_dirs: Sequence[str | Path], *, progress:
                 )
             classifier = shards[0].root / CLASSIFIER_FILE
             if classifier.is_file() and not (out / CLASSIFIER_FILE).exists():
-                shutil.copyfile(classifier, out / CLASSIFIER_FILE)
+                atomic_copy(classifier, out / CLASSIFIER_FILE)
             return export_outputs(store)
         finally:
             store.close()

@@ -36,14 +36,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from annotate.files import atomic_copy, atomic_write, atomic_write_text
 from annotate.images import image_sha256, image_size
 from annotate.rle import decode_rle, mask_to_polygons, normalize_rle, polygons_to_rle
 from annotate.store import (
@@ -54,7 +55,6 @@ from annotate.store import (
     NewInstance,
     ProjectStore,
     check_relative_name,
-    copy_file_atomic,
     paint_semantic,
 )
 from annotate.store_schema import name_key
@@ -66,21 +66,6 @@ IGNORE_INDEX = 255
 
 
 # ------------------------------------------------------------------------------------------- export
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _annotation(record: InstanceRecord, number: int, polygons: bool, tolerance: float) -> dict[str, Any]:
     if polygons:
         segmentation: Any = mask_to_polygons(decode_rle(record.rle), tolerance)
@@ -159,7 +144,7 @@ def export_coco(
     coco = coco_dict(
         store, accepted_only=accepted_only, polygons=polygons, polygon_tolerance=polygon_tolerance
     )
-    _atomic_write_text(Path(path), json.dumps(coco, separators=(",", ":"), allow_nan=False))
+    atomic_write_text(path, json.dumps(coco, separators=(",", ":"), allow_nan=False))
     logger.info(
         "exported %d images, %d annotations to %s", len(coco["images"]), len(coco["annotations"]), path
     )
@@ -211,13 +196,9 @@ def export_semantic_masks(
             for record in instances[image.id]:
                 if record.needs_review:
                     semantic[decode_rle(record.rle)] = IGNORE_INDEX
-        target = semantic_png_path(out_dir, image.file_name)
-        target.parent.mkdir(parents=True, exist_ok=True)
         png = Image.fromarray(semantic, mode="L").convert("P")
         png.putpalette(palette)
-        temporary = target.with_name(f".{target.name}.tmp")
-        png.save(temporary, format="PNG")
-        os.replace(temporary, target)
+        target = atomic_write(semantic_png_path(out_dir, image.file_name), partial(png.save, format="PNG"))
         written.append(target)
     logger.info("wrote %d semantic masks to %s", len(written), out_dir)
     return written
@@ -498,7 +479,7 @@ def import_coco(
             for plan in plans.values():
                 target = store.resolve(plan.file_name)
                 if plan.source is not None and not target.exists():
-                    copy_file_atomic(plan.source, target)
+                    atomic_copy(plan.source, target)
                     copied.append(target)
             stored = 0
             for coco_id, plan in plans.items():

@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
 import re
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from annotate.files import load_torch, save_torch
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +76,14 @@ class EmbeddingCache:
         """The stored entry, or None (a miss). A hit marks the entry as recently used."""
         path = self.path(image_hash, model_id)
         try:
-            entry = torch.load(path, map_location=map_location, weights_only=True)
+            entry = load_torch(path, what="embedding cache entry", map_location=map_location)
         except FileNotFoundError:
             self.misses += 1
             return None
-        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as error:
+        except ValueError as error:
             warnings.warn(
-                f"embedding cache entry {path} is unreadable ({error}); it is recomputed", stacklevel=2
+                f"embedding cache entry {path} is unreadable ({error.__cause__ or error}); it is recomputed",
+                stacklevel=2,
             )
             path.unlink(missing_ok=True)
             self.misses += 1
@@ -104,18 +105,10 @@ class EmbeddingCache:
         if not isinstance(entry, dict):
             raise TypeError(f"entry must be a dict, got {type(entry).__name__}")
         path = self.path(image_hash, model_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(
-                    {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in entry.items()}, handle
-                )
-            os.replace(tmp_name, path)
-            _touch(path)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+        # A cache: no fsync (a lost or torn entry after a crash is read as a miss and recomputed).
+        payload = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in entry.items()}
+        save_torch(payload, path, fsync=False)
+        _touch(path)
         self.evict(keep=path)
         return path
 

@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -44,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from annotate.files import atomic_copy
 from annotate.images import image_sha256, image_size
 from annotate.images import load_image as _load_image_file
 from annotate.rle import RLE, decode_rle, encode_mask, normalize_rle, rle_area, rle_bbox
@@ -164,18 +164,6 @@ def check_relative_name(file_name: str) -> str:
     if not normal:
         raise ValueError(f"invalid image path {file_name!r}")
     return normal
-
-
-def copy_file_atomic(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` through a hidden temporary file and ``os.replace`` (no half files)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    try:
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 class ProjectStore:
@@ -433,7 +421,7 @@ class ProjectStore:
                 )
             tag_ids = self._tag_ids(label, tags, allow_new_classes, allow_empty_tags)
             if target != real and not target.exists():
-                copy_file_atomic(real, target)
+                atomic_copy(real, target)
                 copied = target
             elif target != real and image_sha256(target) != digest:
                 raise ValueError(f"{source}: duplicate image name: {target} exists with different content")
@@ -900,6 +888,5 @@ __all__ = [
     "ProjectStore",
     "VersionConflict",
     "check_relative_name",
-    "copy_file_atomic",
     "paint_semantic",
 ]

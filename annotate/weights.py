@@ -23,9 +23,7 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -35,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from annotate.files import atomic_write, atomic_write_text, load_torch
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def _write_note(path: Path, digest: str) -> None:
     stat = path.stat()
     payload = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest})
     try:
-        _note_path(path).write_text(payload)
+        atomic_write_text(_note_path(path), payload, fsync=False)
     except OSError as error:  # a read-only weights folder still works, it just re-hashes next time
         logger.debug("could not write %s: %s", _note_path(path), error)
 
@@ -303,11 +303,10 @@ def download_checkpoint(
     if target.is_file() and not force:
         verify_checkpoint(ckpt, target)
         return target
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{ckpt.filename}.", suffix=".part", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    digest = ""
+
+    def fetch_and_verify(tmp: Path) -> None:
+        nonlocal digest
         logger.info("downloading %s from %s", ckpt.filename, ckpt.url)
         try:
             if downloader is None:
@@ -324,10 +323,8 @@ def download_checkpoint(
                 f"download of {ckpt.filename} from {ckpt.url} is corrupt: SHA-256 {digest}, "
                 f"expected {ckpt.sha256}; nothing was saved in {folder}"
             )
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(target, fetch_and_verify)
     if ckpt.sha256 is None:
         verify_checkpoint(ckpt, target)  # warns that there was nothing to compare with
     else:
@@ -377,12 +374,7 @@ def load_state_dict(
     Checkpoints that wrap their weights (``{"model": ...}`` or ``{"state_dict": ...}``) are unwrapped.
     """
     path = checkpoint_path(name, weights_dir, download, downloader=downloader)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise ValueError(
-            f"checkpoint file {path} cannot be read as a weights-only torch file: {error}"
-        ) from error
+    state = load_torch(path, what="checkpoint file", map_location=map_location)
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from annotate.files import load_torch, save_torch
 from dhr.uss import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor, tensor_to_rgb
 from training.backbone import build_resnet, imagenet_state_dict
 
@@ -84,8 +84,6 @@ def build_classifier(
 
 def save_classifier(model: Classifier, path: str | Path, classes: Sequence[str] | None = None) -> None:
     """Write the classifier (weights + architecture) so that ``load_classifier`` rebuilds it; atomic."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "backbone": model.backbone_name,
@@ -94,20 +92,12 @@ def save_classifier(model: Classifier, path: str | Path, classes: Sequence[str] 
         "classes": list(classes) if classes is not None else [],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_torch(payload, path)
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tuple[Classifier, list[str]]:
     """Rebuild a classifier saved by ``save_classifier`` (``torch.load(weights_only=True)``); -> (model, classes)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"classifier checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
-        raise ValueError(f"cannot read classifier checkpoint {path}: {error}") from error
+    payload = load_torch(path, what="classifier checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a dhr-label classifier checkpoint")
     model = Classifier(payload["backbone"], int(payload["num_classes"]), int(payload["output_stride"]))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from annotate.files import load_torch, save_torch
 from training.transforms import AugmentConfig, augment
 
 __all__ = ["ImageEntry", "project_entries", "USSFeatureCache", "precompute_uss_features", "ProjectDataset",
@@ -78,22 +79,21 @@ class USSFeatureCache:
     def get(self, sha256: str) -> torch.Tensor | None:
         """The cached (D, h, w) float32 features, or None when absent or unreadable (warned)."""
         path = self.path(sha256)
-        if not path.is_file():
-            return None
         try:
-            return torch.load(path, map_location="cpu", weights_only=True).float()
-        except (RuntimeError, EOFError, OSError) as error:
-            logger.warning("unreadable USS cache file %s (%s); it will be recomputed", path, error)
+            features = load_torch(path, what="USS cache file")
+        except FileNotFoundError:
             return None
+        except ValueError as error:
+            cause = error.__cause__ or error
+            logger.warning("unreadable USS cache file %s (%s); it will be recomputed", path, cause)
+            return None
+        return features.float()
 
     def put(self, sha256: str, features: torch.Tensor) -> None:
         if features.ndim != 3 or not torch.isfinite(features).all():
             raise ValueError(f"USS features must be finite (D, h, w), got shape {tuple(features.shape)}")
-        path = self.path(sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save(features.detach().to("cpu", torch.float16).contiguous(), tmp)
-        tmp.replace(path)
+        # A cache: no fsync (a lost or torn file after a crash is read as a miss and recomputed).
+        save_torch(features.detach().to("cpu", torch.float16).contiguous(), self.path(sha256), fsync=False)
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from annotate.files import atomic_write_text, load_torch, save_torch
 from training.data import (
     ImageEntry,
     ProjectDataset,
@@ -84,24 +85,14 @@ class RoundsConfig:
 def save_model(model: DeepLabV3Plus, path: str | Path, *, backbone: str, output_stride: int,
                classes: Sequence[str]) -> None:
     """Write weights and architecture (atomic) so that :func:`load_model` rebuilds the network."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": MODEL_FORMAT, "backbone": backbone, "output_stride": output_stride,
                "classes": list(classes), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_torch(payload, path)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[DeepLabV3Plus, list[str]]:
     """Rebuild a network saved by :func:`save_model` -> (model in eval mode on ``device``, class names)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError) as error:
-        raise ValueError(f"cannot read model file {path}: {error}") from error
+    payload = load_torch(path, what="model file")
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a dhr-label segmentation model")
     model = build_deeplab(len(payload["classes"]), payload["backbone"], output_stride=int(payload["output_stride"]))
@@ -265,7 +256,7 @@ def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None =
             history.append({"round": 0, "miou": start["miou"], "fpr": start["fpr"], "fnr": start["fnr"],
                             "iou": [float(v) for v in start["iou"]]})
             out_dir.mkdir(parents=True, exist_ok=True)
-            initial_path.write_text(json.dumps(history[-1], indent=1))
+            atomic_write_text(initial_path, json.dumps(history[-1], indent=1))
         logger.info("labels before training: mIoU %.4f", history[-1]["miou"])
     for round_index in range(1, config.rounds + 1):
         round_dir = out_dir / f"round_{round_index:02d}"
@@ -313,7 +304,7 @@ def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None =
         if ctx.is_main:
             logger.info("round %d: %s", round_index,
                         {k: v for k, v in figures.items() if k not in ("iou", "class_shares")})
-            metrics_path.write_text(json.dumps(figures, indent=1))
+            atomic_write_text(metrics_path, json.dumps(figures, indent=1))
         history.append(figures)
         barrier(ctx)
         if figures["stopped_early"]:
@@ -322,7 +313,8 @@ def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None =
             break
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "rounds.json").write_text(json.dumps({"config": _jsonable(config), "rounds": history}, indent=1))
+        summary = {"config": _jsonable(config), "rounds": history}
+        atomic_write_text(out_dir / "rounds.json", json.dumps(summary, indent=1))
     store.close()
     return history
 

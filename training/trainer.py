@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from annotate.files import load_torch, save_torch
 from training.data import EpochSampler, ProjectDataset, collate
 from training.dhr_step import rebalance_batch
 from training.distributed import DistContext, all_reduce_sum, broadcast_buffers, unwrap, wrap_model
@@ -228,10 +229,7 @@ class Trainer:
         """Write the full training state atomically (rank 0 only; other ranks return the path)."""
         path = Path(path) if path is not None else self.checkpoint_path
         if self.ctx.is_main:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            torch.save(self.state_dict(), tmp)
-            tmp.replace(path)
+            save_torch(self.state_dict(), path)
         return path
 
     def load_checkpoint(self, path: str | Path | None = None) -> bool:
@@ -239,10 +237,7 @@ class Trainer:
         path = Path(path) if path is not None else self.checkpoint_path
         if not path.is_file():
             return False
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError) as error:
-            raise ValueError(f"cannot read training checkpoint {path}: {error}") from error
+        state = load_torch(path, what="training checkpoint")
         if state.get("config", {}).get("steps") != self.config.steps:
             raise ValueError(f"checkpoint {path} was written for {state.get('config', {}).get('steps')} steps, "
                              f"this run has {self.config.steps}; use another output folder")

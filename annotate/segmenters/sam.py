@@ -10,7 +10,6 @@ model in ``SamPredictor``: the image encoder runs once per image and model, and 
 from __future__ import annotations
 
 import logging
-import pickle
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from annotate.embedding_cache import EmbeddingCache, image_hash
+from annotate.files import load_torch
 from annotate.segmenters.base import Segmenter, SegmenterOutput
 
 if TYPE_CHECKING:
@@ -41,12 +41,7 @@ def build_sam(name: str, checkpoint: str | Path | None = None, device: str | tor
         raise ValueError(f"unknown SAM model {name!r}; choose one of {sorted(SAM_VARIANTS)}")
     model = sam_model_registry[SAM_VARIANTS[name]](checkpoint=None)
     if checkpoint is not None:
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-            raise ValueError(
-                f"SAM checkpoint {checkpoint} cannot be read as a weights-only torch file: {error}"
-            ) from error
+        state = load_torch(checkpoint, what="SAM checkpoint")
         try:
             model.load_state_dict(state)
         except RuntimeError as error:
