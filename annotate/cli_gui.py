@@ -15,7 +15,17 @@ from pathlib import Path
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 
-_VALUE_OPTIONS = ("project", "host", "port", "auth", "auth_file", "segmenter", "weights_dir", "device", "user")
+_VALUE_OPTIONS = (
+    "project",
+    "host",
+    "port",
+    "auth",
+    "auth_file",
+    "segmenter",
+    "weights_dir",
+    "device",
+    "user",
+)
 
 
 def add_gui_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -31,10 +41,16 @@ def add_gui_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         action="store_true",
         help="create the demo project in --project DIR (a new or empty folder) if it is not there yet",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     login = parser.add_mutually_exclusive_group()
-    login.add_argument("--auth", metavar="USER:PASS", help="require this login (use when --host is shared)")
+    login.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        help="require this login (use when --host is shared; visible to other local users in the process list, --auth-file is not)",
+    )
     login.add_argument(
         "--auth-file",
         metavar="FILE",
@@ -45,9 +61,15 @@ def add_gui_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         default="auto",
         help="auto (SAM ViT-B if its checkpoint is present, else GrabCut), sam_vit_b, sam_vit_l, sam_vit_h, grabcut",
     )
-    parser.add_argument("--weights-dir", metavar="DIR", help="checkpoint folder (default $DHR_WEIGHTS_DIR or ~/.cache/dhr-label/weights)")
+    parser.add_argument(
+        "--weights-dir",
+        metavar="DIR",
+        help="checkpoint folder (default $DHR_WEIGHTS_DIR or ~/.cache/dhr-label/weights)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for the segmenter, e.g. cpu or cuda")
-    parser.add_argument("--user", help="name recorded with each edit when there is no login (default: the OS user)")
+    parser.add_argument(
+        "--user", help="name recorded with each edit when there is no login (default: the OS user)"
+    )
     return parser
 
 
@@ -144,6 +166,8 @@ def _run_gui(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``dhr gui``."""
-    parser = subparsers.add_parser("gui", help="open the review GUI in the browser (the demo project by default)")
+    parser = subparsers.add_parser(
+        "gui", help="open the review GUI in the browser (the demo project by default)"
+    )
     add_gui_arguments(parser)
     parser.set_defaults(func=_run_gui)

@@ -81,8 +81,12 @@ def ensure_demo_project(root: str | Path | None = None, assets: str | Path = DEM
         logger.info("creating the demo project in %s", root)
         store = ProjectStore.create(root, classes)
     if list(store.classes) != classes:
-        logger.warning("%s: project classes %s differ from the demo's %s; opening it as it is",
-                       root, store.classes, classes)
+        logger.warning(
+            "%s: project classes %s differ from the demo's %s; opening it as it is",
+            root,
+            store.classes,
+            classes,
+        )
         return store
     present = {Path(r.file_name).name for r in store.list_images()}
     for name in sorted(tags):

@@ -3,7 +3,8 @@
 A :class:`ReviewSession` holds the selected image, its instances, the selected instance and the tool state;
 every accepted edit is saved at once through :meth:`annotate.store.ProjectStore.save_labels` with the version it
 was based on, so two annotators on the same image never overwrite each other silently: the second save raises
-:class:`EditConflict` (a :class:`annotate.store.VersionConflict`) after the session reloaded the newer labels.
+:class:`EditConflict` (from the store's :class:`annotate.store.VersionConflict`) after the session reloaded the
+newer labels, and nothing of the stale edit is written.
 
 Clicks refine the selected instance at once: the segmenter receives all the instance's clicks, its box (if it
 was drawn as one) and its previous low-resolution logits (SAM's ``mask_input``), as Segment Anything's own
@@ -20,6 +21,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,13 +35,13 @@ TOOLS = ("select", "positive", "negative", "box")
 
 PALETTE = np.array(
     [
-        (230, 25, 75),
+        (0, 130, 200),
         (60, 180, 75),
         (255, 225, 25),
-        (0, 130, 200),
-        (245, 130, 48),
+        (230, 25, 75),
         (145, 30, 180),
         (70, 240, 240),
+        (245, 130, 48),
         (240, 50, 230),
         (210, 245, 60),
         (250, 190, 190),
@@ -58,8 +60,11 @@ ProgressFn = Callable[[float, str], None]
 """Progress callback: fraction done in [0, 1] and a short description."""
 
 
-class EditConflict(VersionConflict):
-    """The image was changed elsewhere since it was opened; the session has reloaded the newer labels."""
+class EditConflict(RuntimeError):
+    """The image was changed elsewhere since it was opened; the session has reloaded the newer labels.
+
+    Raised from the store's :class:`annotate.store.VersionConflict` (kept as ``__cause__``); nothing was saved.
+    """
 
 
 def class_color(class_id: int) -> tuple[int, int, int]:
@@ -75,8 +80,8 @@ class EditableInstance:
     """One instance being edited.
 
     ``mask`` (H, W) bool; ``points`` (N, 2) float XY pixels with ``labels`` (N,) int 1 = positive, 0 = negative;
-    ``box`` XYXY pixels or None; ``logits`` (256, 256) float low-res logits of the segmenter's last answer for
-    this instance, or None when the mask did not come from the segmenter (loaded, painted, merged).
+    ``box`` XYXY pixels or None; ``logits`` (L, L) float32 low-res logits of the segmenter's last answer for
+    this instance (L = the segmenter's ``mask_input_size``, 256 for SAM), or None when the mask did not come from the segmenter (loaded, painted, merged).
     """
 
     class_id: int
@@ -138,6 +143,26 @@ class SharedSegmenter:
     def is_fallback(self) -> bool:
         return bool(getattr(self.segmenter, "is_fallback", False))
 
+    @property
+    def source(self) -> str:
+        """Instance source of its masks ("sam" or "grabcut")."""
+        return str(getattr(self.segmenter, "source", "") or ("grabcut" if self.is_fallback else "sam"))
+
+    @property
+    def message(self) -> str:
+        """A sentence saying what segmenter runs and why (names the missing checkpoint for the fallback)."""
+        return str(getattr(self.segmenter, "message", "") or self.model_id)
+
+    def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
+        """(H, W) bool mask -> (1, L, L) float32 logits in the segmenter's mask-prompt frame."""
+        from annotate.prompts import mask_to_sam_logits
+
+        return mask_to_sam_logits(
+            mask,
+            int(getattr(self.segmenter, "long_side", 1024)),
+            int(getattr(self.segmenter, "mask_input_size", 256)),
+        )
+
     def prepare(self, key: str, image: np.ndarray) -> None:
         """Make ``image`` (HWC uint8 RGB) the current image (computes or loads its embedding)."""
         with self._lock:
@@ -155,34 +180,7 @@ class SharedSegmenter:
             self._key = key
 
 
-def mask_to_logits(mask: np.ndarray, size: int = 256, magnitude: float = 8.0) -> np.ndarray:
-    """A binary mask as SAM low-res logits: (size, size) float32, ``+magnitude`` inside, ``-magnitude`` outside.
-
-    SAM's low-res frame is the image scaled so its longest side fills ``size``, anchored top-left and padded,
-    the layout of ``SegmenterOutput.low_res_logits``.
-    """
-    import cv2
-
-    h, w = mask.shape
-    scale = size / max(h, w)
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-    small = cv2.resize(mask.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA)
-    out = np.full((size, size), -magnitude, np.float32)
-    out[:nh, :nw] = np.where(small >= 0.5, magnitude, -magnitude)
-    return out
-
-
-def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    """Tight XYXY box of a (H, W) bool mask (pixel edges, x2/y2 exclusive), None when empty."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
-
-
-def stroke_mask(
-    shape: tuple[int, int], points: Sequence[tuple[float, float]], radius: float
-) -> np.ndarray:
+def stroke_mask(shape: tuple[int, int], points: Sequence[tuple[float, float]], radius: float) -> np.ndarray:
     """(H, W) bool mask of a brush stroke: discs of ``radius`` pixels along the polyline through ``points`` (XY)."""
     import cv2
 
@@ -196,6 +194,45 @@ def stroke_mask(
     for a, b in zip(pts[:-1], pts[1:], strict=False):
         cv2.line(canvas, a, b, 1, thickness=2 * r + 1)
     return canvas.astype(bool)
+
+
+def strokes_from_layers(
+    layers: Iterable[np.ndarray], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Brush strokes painted on RGBA layers -> (add, remove) (H, W) bool masks at ``shape``.
+
+    A painted pixel (alpha > 127) adds to the instance where its colour is greener than red (the green brush)
+    and removes otherwise (the red brush). Layers of another size are resized (nearest) to ``shape``.
+    """
+    import cv2
+
+    add = np.zeros(shape, bool)
+    remove = np.zeros(shape, bool)
+    for layer in layers:
+        layer = np.asarray(layer)
+        if layer.ndim != 3 or layer.shape[2] != 4:
+            raise ValueError(f"a brush layer must be (H, W, 4) RGBA, got shape {layer.shape}")
+        if layer.shape[:2] != tuple(shape):
+            layer = cv2.resize(layer, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+        painted = layer[..., 3] > 127
+        green = layer[..., 1].astype(np.int16) > layer[..., 0].astype(np.int16)
+        add |= painted & green
+        remove |= painted & ~green
+    return add, remove
+
+
+def project_path(root: str | Path, relative: str | Path) -> Path:
+    """``root / relative`` resolved, refusing any path that would leave ``root`` (absolute, ``..``, links)."""
+    root = Path(root).resolve()
+    relative = Path(relative)
+    if relative.is_absolute() or relative.drive:
+        raise ValueError(
+            f"{relative}: an absolute path is not allowed here; give a path inside the project {root}"
+        )
+    path = (root / relative).resolve()
+    if path != root and root not in path.parents:
+        raise ValueError(f"{relative}: leads outside the project folder {root}")
+    return path
 
 
 class ReviewSession:
@@ -253,7 +290,7 @@ class ReviewSession:
 
     def reload(self) -> None:
         """Re-read the current image's instances and version from the store."""
-        self._require_image()
+        self.require_image()
         self._load_instances(self.store.image(self.image_id))
 
     def _load_instances(self, record: Any) -> None:
@@ -273,19 +310,31 @@ class ReviewSession:
         self.selected = None
         self.pending_corner = None
 
-    def _require_image(self) -> np.ndarray:
+    def require_image(self) -> np.ndarray:
+        """The open image (H, W, 3) uint8 RGB; ValueError when none is open."""
         if self.image is None or self.image_id is None:
             raise ValueError("no image is open: pick one in the queue first")
         return self.image
 
     def prepare_segmenter(self) -> None:
         """Give the current image to the segmenter now (SAM encodes it once; later clicks are fast)."""
-        self.segmenter.prepare(self.image_key, self._require_image())
+        self.segmenter.prepare(self.image_key, self.require_image())
 
     # ------------------------------------------------------------------ saving
-    def _commit(self, status: str | None = None) -> int:
-        """Save all instances as the image's new version; on a stale version reload and raise EditConflict."""
-        self._require_image()
+    def _commit(self) -> int:
+        """Save all instances as the image's new version; on a stale version reload and raise EditConflict.
+
+        The first edit of a "new" or "pseudo" image puts it in "review" (work in progress: the bootstrap leaves
+        it alone from then on).
+        """
+        self.require_image()
+        status = "review" if self.status in ("new", "pseudo") else None
+        # The store drops empty masks; drop them here too so the list matches what is saved.
+        kept = [inst for inst in self.instances if inst.mask.any()]
+        if len(kept) != len(self.instances):
+            chosen = self.instances[self.selected] if self.selected is not None else None
+            self.instances = kept
+            self.selected = next((i for i, inst in enumerate(kept) if inst is chosen), None)
         try:
             self.version = self.store.save_labels(
                 self.image_id,
@@ -307,7 +356,7 @@ class ReviewSession:
     # ------------------------------------------------------------------ selection
     def instance_at(self, x: float, y: float) -> int | None:
         """Index of the smallest instance covering pixel (x, y), None if none does."""
-        image = self._require_image()
+        image = self.require_image()
         xi, yi = int(x), int(y)
         if not (0 <= xi < image.shape[1] and 0 <= yi < image.shape[0]):
             return None
@@ -324,7 +373,9 @@ class ReviewSession:
     def _target(self, index: int | None) -> int:
         index = self.selected if index is None else index
         if index is None:
-            raise ValueError("select an instance first (click it with the select tool or pick it in the list)")
+            raise ValueError(
+                "select an instance first (click it with the select tool or pick it in the list)"
+            )
         if not 0 <= index < len(self.instances):
             raise ValueError(f"no instance #{index + 1}: the image has {len(self.instances)}")
         return index
@@ -354,9 +405,11 @@ class ReviewSession:
     def add_point(self, x: float, y: float, *, positive: bool = True, class_id: int | None = None) -> int:
         """Add a click to the selected instance and refine it at once; with no selection a positive click
         starts a new instance of ``class_id`` (default :attr:`new_class`). Returns the instance index."""
-        image = self._require_image()
+        image = self.require_image()
         if not (0 <= x < image.shape[1] and 0 <= y < image.shape[0]):
-            raise ValueError(f"point ({x:.0f}, {y:.0f}) lies outside the {image.shape[1]}x{image.shape[0]} image")
+            raise ValueError(
+                f"point ({x:.0f}, {y:.0f}) lies outside the {image.shape[1]}x{image.shape[0]} image"
+            )
         if self.selected is None:
             if not positive:
                 raise ValueError("a negative point needs a selected instance")
@@ -374,6 +427,8 @@ class ReviewSession:
             self._refine(inst)
             self.selected = index
             self._commit()
+        except EditConflict:
+            raise
         except Exception:
             if created:
                 self.instances.pop(index)
@@ -385,20 +440,26 @@ class ReviewSession:
 
     def add_box(self, box: Sequence[float], class_id: int | None = None) -> int:
         """A new instance of ``class_id`` (default :attr:`new_class`) from an XYXY box; selected and saved."""
-        image = self._require_image()
+        image = self.require_image()
         h, w = image.shape[:2]
         x0, y0, x1, y1 = (float(v) for v in box)
         x0, x1 = sorted((min(max(x0, 0), w - 1), min(max(x1, 0), w - 1)))
         y0, y1 = sorted((min(max(y0, 0), h - 1), min(max(y1, 0), h - 1)))
         if x1 - x0 < 2 or y1 - y0 < 2:
-            raise ValueError(f"box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) is too small: drag at least 2 px each way")
+            raise ValueError(
+                f"box ({x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}) is too small: drag at least 2 px each way"
+            )
         cid = self.class_id(class_id if class_id is not None else self.new_class)
-        inst = EditableInstance(class_id=cid, mask=np.zeros((h, w), bool), source="manual", box=(x0, y0, x1, y1))
+        inst = EditableInstance(
+            class_id=cid, mask=np.zeros((h, w), bool), source="manual", box=(x0, y0, x1, y1)
+        )
         self._refine(inst)
         self.instances.append(inst)
         self.selected = len(self.instances) - 1
         try:
             self._commit()
+        except EditConflict:
+            raise
         except Exception:
             self.instances.pop()
             self.selected = None
@@ -407,7 +468,7 @@ class ReviewSession:
 
     def _refine(self, inst: EditableInstance) -> None:
         """Run the segmenter on the instance's prompts and replace its mask, score and logits."""
-        image = self._require_image()
+        image = self.require_image()
         prompts: dict[str, Any] = {}
         if len(inst.points):
             prompts["point_coords"] = inst.points.astype(np.float32)
@@ -416,8 +477,8 @@ class ReviewSession:
         if inst.logits is not None:
             prompts["mask_input"] = inst.logits[None].astype(np.float32)
         elif inst.mask.any():
-            # A mask that did not come from the segmenter (loaded, painted, merged): its logits guide the refinement.
-            prompts["mask_input"] = mask_to_logits(inst.mask)[None]
+            # A mask that did not come from the segmenter (loaded, painted, merged) guides the refinement.
+            prompts["mask_input"] = self.segmenter.mask_prompt(inst.mask)
         if box is not None:
             prompts["box"] = np.asarray(box, np.float32)
         single_click = len(inst.points) == 1 and box is None and "mask_input" not in prompts
@@ -425,23 +486,28 @@ class ReviewSession:
         masks = np.asarray(out.masks, bool)
         scores = np.asarray(out.scores, np.float32)
         if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
-            raise ValueError(f"segmenter returned masks of shape {masks.shape}, expected (M, {image.shape[0]}, {image.shape[1]})")
+            raise ValueError(
+                f"segmenter returned masks of shape {masks.shape}, expected (M, {image.shape[0]}, {image.shape[1]})"
+            )
         best = int(np.argmax(scores)) if len(scores) else 0
+        if len(masks) == 0 or not masks[best].any():
+            raise ValueError("the segmenter found no object for these prompts; try another point or a box")
         inst.mask = masks[best].copy()
         inst.score = float(scores[best]) if len(scores) else 1.0
         inst.logits = np.asarray(out.low_res_logits[best], np.float32).copy()
-        seg = self.segmenter
-        inst.source = "grabcut" if seg.is_fallback else "sam"
+        inst.source = self.segmenter.source
         inst.needs_review = False
         inst.reason = ""
 
     # ------------------------------------------------------------------ instance edits
     def set_class(self, class_id: int | str, index: int | None = None) -> None:
-        """Change the class of the selected (or given) instance; saved at once."""
+        """Change the class of the selected (or given) instance; saved at once (nothing saved if unchanged)."""
         index = self._target(index)
         inst = self.instances[index]
-        old = inst.class_id
-        inst.class_id = self.class_id(class_id)
+        old, new = inst.class_id, self.class_id(class_id)
+        if new == old:
+            return  # nothing to save (no empty step in the undo history)
+        inst.class_id = new
         try:
             self._commit()
         except EditConflict:
@@ -494,13 +560,15 @@ class ReviewSession:
             raise
         return index
 
-    def paint(self, add: np.ndarray | None = None, remove: np.ndarray | None = None, index: int | None = None) -> int:
+    def paint(
+        self, add: np.ndarray | None = None, remove: np.ndarray | None = None, index: int | None = None
+    ) -> int:
         """Brush (``add``) and eraser (``remove``) on the selected instance: (H, W) bool stroke masks.
 
         With no selection and a non-empty ``add``, the strokes become a new instance of :attr:`new_class`.
         Returns the signed change of the mask's pixel count.
         """
-        image = self._require_image()
+        image = self.require_image()
         shape = image.shape[:2]
         for name, stroke in (("brush", add), ("eraser", remove)):
             if stroke is not None and stroke.shape != shape:
@@ -511,7 +579,9 @@ class ReviewSession:
         if index is None and self.selected is None:
             if not add.any():
                 raise ValueError("select an instance first (or paint with the brush to start a new one)")
-            self.instances.append(EditableInstance(class_id=self.class_id(self.new_class), mask=np.zeros(shape, bool)))
+            self.instances.append(
+                EditableInstance(class_id=self.class_id(self.new_class), mask=np.zeros(shape, bool))
+            )
             self.selected = len(self.instances) - 1
             created = True
         index = self._target(index)
@@ -537,26 +607,36 @@ class ReviewSession:
 
     def brush(self, points: Sequence[tuple[float, float]], radius: float, *, erase: bool = False) -> int:
         """Paint (or erase) a stroke of ``radius`` px along ``points`` (XY) on the selected instance."""
-        image = self._require_image()
+        image = self.require_image()
         stroke = stroke_mask(image.shape[:2], points, radius)
         return self.paint(remove=stroke) if erase else self.paint(add=stroke)
 
     # ------------------------------------------------------------------ history and status
     def undo(self) -> None:
         """Go back to the image's previous saved version (through the store's history)."""
-        self._require_image()
-        self.store.undo(self.image_id, user=self.user)
+        self.require_image()
+        self._history("undo")
+
+    def _history(self, direction: str) -> None:
+        move = self.store.undo if direction == "undo" else self.store.redo
+        try:
+            move(self.image_id, user=self.user, expected_version=self.version)
+        except VersionConflict as error:
+            self.reload()
+            raise EditConflict(
+                f"image {self.image_id} was changed by someone else; the latest labels are shown and nothing "
+                f"was {direction}ne ({error})"
+            ) from error
         self.reload()
 
     def redo(self) -> None:
         """Re-apply the version undone last."""
-        self._require_image()
-        self.store.redo(self.image_id, user=self.user)
-        self.reload()
+        self.require_image()
+        self._history("redo")
 
     def set_status(self, status: str) -> None:
         """Set the image's status (one of ``STATUSES``), saving at once."""
-        self._require_image()
+        self.require_image()
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; choose one of {STATUSES}")
         try:
@@ -577,7 +657,7 @@ class ReviewSession:
         Returns the id of the image opened, or None when every image in the queue is accepted (the current
         image stays open).
         """
-        self._require_image()
+        self.require_image()
         current = self.image_id
         self.set_status("accepted")
         rows = self.queue(status=status_filter, order=order)
@@ -601,22 +681,34 @@ class ReviewSession:
 
     def progress(self) -> dict[str, int]:
         """Number of images per status (every status present, plus ``"total"``)."""
-        counts = dict.fromkeys(STATUSES, 0)
-        for r in self.store.list_images():
-            counts[r.status] = counts.get(r.status, 0) + 1
+        counts = dict(self.store.status_counts())
         counts["total"] = sum(counts.values())
         return counts
 
     def instance_rows(self) -> list[list[Any]]:
-        """Rows of the instance list: [#, class, score, source, area px, review note]."""
+        """Rows of the instance list: [#, class, score, source, area px]; "▶" marks the selected instance and
+        "⚑" one flagged for review (its reason: :meth:`describe`)."""
         classes = self.classes
         rows = []
         for i, inst in enumerate(self.instances):
             name = classes[inst.class_id - 1] if 1 <= inst.class_id <= len(classes) else f"id {inst.class_id}"
-            note = inst.reason or ("check" if inst.needs_review else "")
-            mark = "▶ " if i == self.selected else ""
-            rows.append([f"{mark}{i + 1}", name, round(float(inst.score), 3), inst.source, inst.area, note])
+            number = ("▶ " if i == self.selected else "") + str(i + 1) + (" ⚑" if inst.needs_review else "")
+            rows.append([number, name, round(float(inst.score), 2), inst.source, inst.area])
         return rows
+
+    def describe(self, index: int | None = None) -> str:
+        """One line about the selected (or given) instance: class, size, source and any review note."""
+        index = self._target(index)
+        inst = self.instances[index]
+        name = (
+            self.classes[inst.class_id - 1]
+            if 1 <= inst.class_id <= len(self.classes)
+            else f"id {inst.class_id}"
+        )
+        text = f"instance #{index + 1}: {name}, {inst.area} px, score {inst.score:.3f}, from {inst.source}"
+        if inst.needs_review:
+            text += " · ⚑ to check" + (f": {inst.reason}" if inst.reason else "")
+        return text
 
     # ------------------------------------------------------------------ rendering
     def render(
@@ -628,28 +720,34 @@ class ReviewSession:
     ) -> np.ndarray:
         """The image with instance overlays: HWC uint8 RGB, same size as the image.
 
-        Each visible instance is blended with its class colour at ``opacity`` in [0, 1] and outlined; the
-        selected one gets a white outline and its clicks (green positive, red negative); a pending box corner
+        Each visible instance is blended with its class colour at ``opacity`` in [0, 1] (where instances
+        overlap, the smaller one's colour) and outlined; the selected one gets a white outline and its clicks (green positive, red negative); a pending box corner
         is marked with a cross.
         """
         import cv2
 
-        image = self._require_image()
+        image = self.require_image()
         if not 0.0 <= opacity <= 1.0:
             raise ValueError(f"opacity must lie in [0, 1], got {opacity}")
         hidden = set(int(c) for c in hidden_classes)
         h, w = image.shape[:2]
         thick = max(1, int(round(max(h, w) / 400)))
-        out = image.astype(np.float32)
         visible = [(i, inst) for i, inst in enumerate(self.instances) if inst.class_id not in hidden]
-        # Paint large instances first so small ones stay visible on top.
+        # Paint large instances first so small ones stay visible on top; one blend for all of them.
         visible.sort(key=lambda item: -item[1].area)
+        colors = image.copy()
+        covered = np.zeros((h, w), bool)
         for _, inst in visible:
-            color = np.array(class_color(inst.class_id), np.float32)
-            out[inst.mask] = out[inst.mask] * (1.0 - opacity) + color * opacity
-        canvas = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+            colors[inst.mask] = class_color(inst.class_id)
+            covered |= inst.mask
+        canvas = image.copy()
+        if visible and opacity > 0:
+            blended = cv2.addWeighted(image, 1.0 - opacity, colors, opacity, 0.0)
+            canvas[covered] = blended[covered]
         for i, inst in visible:
-            contours, _ = cv2.findContours(inst.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            contours, _ = cv2.findContours(
+                inst.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+            )
             if i == self.selected:
                 cv2.drawContours(canvas, contours, -1, (255, 255, 255), thick + 2)
             cv2.drawContours(canvas, contours, -1, class_color(inst.class_id), thick)
@@ -675,57 +773,90 @@ def run_bootstrap(
     store: ProjectStore,
     image_ids: Sequence[int] | None = None,
     *,
-    progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None,
+    redo_pseudo: bool = False,
+    user: str = "local",
     **options: Any,
 ) -> Any:
-    """Run the automatic labelling (``annotate.bootstrap``) on ``image_ids`` (None = all images)."""
-    try:
-        from annotate import bootstrap
-    except ModuleNotFoundError as error:
-        if error.name != "annotate.bootstrap":
-            raise
-        raise RuntimeError("the bootstrap pipeline (annotate.bootstrap) is not installed in this build") from None
-    return _call_with_progress(bootstrap, ("bootstrap_project", "run_bootstrap", "bootstrap"),
-                               store, image_ids, progress, options)
+    """Pseudo-label project images with ``annotate.bootstrap`` (classifier -> CAMs -> DHR -> segmenter).
+
+    ``image_ids`` None means every image. Only images still "new" are labelled (the bootstrap never overwrites
+    reviewed work); with ``redo_pseudo`` the chosen images in status "pseudo" are set back to "new" first.
+    The classifier is trained once on every image of the project (``PROJECT/classifier.pt``, reused later).
+    ``options`` are :class:`annotate.bootstrap.BootstrapConfig` fields (``segmenter``, ``device``, ``epochs``...);
+    the bootstrap builds its own segmenter, sharing the project's embedding cache with the GUI.
+    Returns the :class:`annotate.bootstrap.BootstrapReport`.
+    """
+    from annotate.bootstrap import CLASSIFIER_FILE, BootstrapConfig, prepare_classifier
+    from annotate.bootstrap import run_bootstrap as bootstrap_images
+    from annotate.dataset import DatasetEntry, TaggedDataset
+    from annotate.store import IMAGES_DIR
+
+    prefix = IMAGES_DIR + "/"
+    records = store.list_images(order="name")
+    chosen = set(int(i) for i in image_ids) if image_ids is not None else {r.id for r in records}
+    unknown = chosen - {r.id for r in records}
+    if unknown:
+        raise ValueError(f"no image with id(s) {sorted(unknown)} in project {store.root}")
+    usable = [r for r in records if r.file_name.startswith(prefix) and r.tags]
+    skipped = [r.file_name for r in records if r.id in chosen and r not in usable]
+    if skipped:
+        logger.warning(
+            "not labelled automatically (outside %s or without tags): %s", prefix, ", ".join(skipped)
+        )
+
+    def entry(record: Any) -> DatasetEntry:
+        return DatasetEntry(record.file_name[len(prefix) :], store.image_path(record.id), tuple(record.tags))
+
+    classes = list(store.classes)
+    everything = TaggedDataset(
+        store.root / IMAGES_DIR, classes, [entry(r) for r in usable], source=store.root
+    )
+    targets = [r for r in usable if r.id in chosen]
+    if not targets:
+        raise ValueError("none of the chosen images can be labelled automatically (they need tags)")
+    if redo_pseudo:
+        for r in targets:
+            if r.status == "pseudo":
+                store.set_status(r.id, "new", user=user, expected_version=r.version)
+    todo = sum(1 for r in targets if store.image(r.id).status == "new")
+    if todo == 0:
+        raise ValueError(
+            "the chosen images are all labelled or reviewed already (only 'new' images are labelled)"
+        )
+    defaults = {"embedding_cache": project_path(store.root, "cache/embeddings")}
+    config = BootstrapConfig(out=store.root, **{**defaults, **options})
+    if on_progress is not None:
+        on_progress(0.0, "classifier")
+    prepare_classifier(everything, config, store.root / CLASSIFIER_FILE)
+    done = [0]
+
+    def image_done(file_name: str) -> None:
+        done[0] += 1
+        if on_progress is not None:
+            on_progress(done[0] / todo, f"labelled {file_name}")
+
+    dataset = TaggedDataset(store.root / IMAGES_DIR, classes, [entry(r) for r in targets], source=store.root)
+    return bootstrap_images(dataset, config, on_image_done=image_done)
 
 
 def run_training_round(
-    store: ProjectStore, *, progress: ProgressFn | None = None, **options: Any
-) -> Any:
-    """Run one recursive training round (``training.rounds``) on the project's reviewed labels."""
-    try:
-        from training import rounds
-    except ModuleNotFoundError as error:
-        if error.name != "training.rounds":
-            raise
-        raise RuntimeError("the training loop (training.rounds) is not installed in this build") from None
-    return _call_with_progress(rounds, ("run_round", "training_round", "run_training_round"),
-                               store, None, progress, options)
+    store: ProjectStore, *, on_progress: ProgressFn | None = None, **options: Any
+) -> dict[str, Any]:
+    """Run the project's next recursive training round (``training.rounds``); returns that round's figures.
 
+    ``options`` are :class:`training.rounds.RoundsConfig` fields (``segmenter``, ``weights_dir``, ``train``...);
+    rounds already done under ``PROJECT/training`` are kept, so each call adds one round. Progress inside the
+    round is reported through tqdm bars (a GUI can track them).
+    """
+    from training.rounds import RoundsConfig, run_rounds
 
-def _call_with_progress(
-    module: Any,
-    names: Sequence[str],
-    store: ProjectStore,
-    image_ids: Sequence[int] | None,
-    progress: ProgressFn | None,
-    options: dict[str, Any],
-) -> Any:
-    """Call the first entry point of ``module`` among ``names``, forwarding ids and progress where accepted."""
-    import inspect
-
-    for name in names:
-        fn = getattr(module, name, None)
-        if callable(fn):
-            break
-    else:
-        raise RuntimeError(f"{module.__name__} has none of the entry points {list(names)}")
-    params = inspect.signature(fn).parameters
-    kwargs = dict(options)
-    if image_ids is not None:
-        if "image_ids" not in params:
-            raise RuntimeError(f"{module.__name__}.{fn.__name__} cannot run on selected images")
-        kwargs["image_ids"] = list(image_ids)
-    if progress is not None and "progress" in params:
-        kwargs["progress"] = progress
-    return fn(store, **kwargs)
+    out_dir = Path(options.get("out_dir") or project_path(store.root, "training"))
+    done = len(list(out_dir.glob("round_*/metrics.json"))) if out_dir.is_dir() else 0
+    config = RoundsConfig(**{**options, "rounds": done + 1})
+    if on_progress is not None:
+        on_progress(0.0, f"training round {done + 1}")
+    history = run_rounds(store.root, config, progress=True)
+    if on_progress is not None:
+        on_progress(1.0, f"training round {done + 1} done")
+    return history[-1] if history else {}

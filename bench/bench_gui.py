@@ -1,0 +1,239 @@
+"""Click latency of the review GUI: from a click in the browser to the updated overlay on screen.
+
+Serves the GUI on a temporary copy of the demo project and drives Debian's Chromium with Playwright: each
+click adds a point to an instance on the astronaut photo; the time runs from the click until the new overlay
+image has loaded in the page. The same clicks are also timed without the browser (``ReviewSession.add_point``
++ ``render``: segmenter, store save and overlay drawing).
+
+Segmenters: ``sam_vit_b`` is the real-size SAM ViT-B with random weights (timing does not depend on the
+weights) whose image embedding is put in the embedding cache beforehand, as after the first visit of an image;
+``grabcut`` is the fallback used when no checkpoint is present.
+
+    .venv/bin/python bench/bench_gui.py [--segmenter sam_vit_b grabcut] [--clicks 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+# Points (x, y) on the astronaut photo (512 x 512): suit, helmet, flag, shuttle, face...
+POINTS = [
+    (110, 420),
+    (395, 430),
+    (40, 200),
+    (410, 150),
+    (225, 120),
+    (300, 470),
+    (60, 380),
+    (430, 230),
+    (180, 250),
+    (480, 480),
+    (20, 60),
+    (390, 60),
+    (140, 470),
+    (250, 60),
+    (350, 300),
+    (70, 470),
+    (455, 330),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build(name: str, root: Path):
+    """(store, segmenter) for the bench: the demo project and a segmenter with a warm embedding cache."""
+    import torch
+
+    from annotate.demo import ensure_demo_project
+    from annotate.embedding_cache import EmbeddingCache, image_hash
+    from annotate.prompts import preprocess_shape
+    from annotate.segmenters import SamSegmenter, build_sam, build_segmenter
+
+    store = ensure_demo_project(root / "demo-project")
+    if name == "grabcut":
+        return store, build_segmenter("grabcut")
+    if name != "sam_vit_b":
+        raise ValueError(f"unknown segmenter {name!r}: sam_vit_b or grabcut")
+    model = build_sam("sam_vit_b")  # real size, random weights
+    cache = EmbeddingCache(root / "embeddings")
+    model_id = "sam_vit_b@random"
+    long_side = model.image_encoder.img_size
+    for record in store.list_images():
+        image = store.load_image(record.id)
+        features = torch.randn(1, 256, 64, 64) * 0.1
+        cache.put(
+            image_hash(image),
+            model_id,
+            {
+                "features": features,
+                "original_size": tuple(image.shape[:2]),
+                "input_size": preprocess_shape(image.shape[0], image.shape[1], long_side),
+            },
+        )
+    return store, SamSegmenter(model, model_id, cache=cache)
+
+
+def session_clicks(store, segmenter, n: int) -> list[float]:
+    """Milliseconds per click without the browser: add_point (segmenter + save) and render."""
+    from annotate.session import ReviewSession
+
+    session = ReviewSession(store, segmenter, user="bench")
+    first = store.list_images(order="name")[0].id
+    session.open_image(first)
+    session.prepare_segmenter()
+    times = []
+    for i in range(n):
+        if i % 4 == 0:
+            session.select(None)
+        x, y = POINTS[i % len(POINTS)]
+        start = time.perf_counter()
+        try:
+            session.add_point(x, y, positive=True)
+        except ValueError:
+            pass  # random weights may find nothing at a point: the click still did all its work
+        session.render()
+        times.append(1e3 * (time.perf_counter() - start))
+    store.save_labels(first, [], user="bench")  # the browser run starts from a clean image
+    return times
+
+
+def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
+    """Milliseconds from a click to the new overlay loaded in Chromium; and the number of clicks timed out."""
+    from playwright.sync_api import sync_playwright
+
+    import app
+
+    port = _free_port()
+    demo = app.build_app(store, segmenter, user="bench")
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        js=app.SHORTCUTS_JS,
+        css=app.CSS,
+        footer_links=[],
+        ssr_mode=False,
+    )
+    times, missed = [], 0
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}")
+            page.wait_for_selector("#canvas img")
+            page.wait_for_timeout(1500)  # initial load and segmenter preparation
+            img = page.locator("#canvas img")
+            for i in range(n + 1):  # the first click warms the page up and is not counted
+                if i % 4 == 0:
+                    page.locator("#btn-deselect").click()
+                    page.wait_for_timeout(300)
+                x, y = POINTS[i % len(POINTS)]
+                old = img.get_attribute("src")
+                natural = img.evaluate("el => [el.naturalWidth, el.naturalHeight]")
+                box = img.bounding_box()
+                sent = natural[0] / 512
+                fit = min(box["width"] / natural[0], box["height"] / natural[1], 1.0)
+                left = (box["width"] - natural[0] * fit) / 2
+                top = (box["height"] - natural[1] * fit) / 2
+                start = time.perf_counter()
+                img.click(position={"x": left + (x + 0.5) * sent * fit, "y": top + (y + 0.5) * sent * fit})
+                try:
+                    page.wait_for_function(
+                        "old => { const i = document.querySelector('#canvas img');"
+                        " return i && i.src !== old && i.complete && i.naturalWidth > 0; }",
+                        arg=old,
+                        polling="raf",
+                        timeout=30_000,
+                    )
+                except Exception:  # noqa: BLE001 - a click the segmenter found nothing for; counted apart
+                    missed += 1
+                    continue
+                if i:
+                    times.append(1e3 * (time.perf_counter() - start))
+            browser.close()
+    finally:
+        demo.close()
+    return times, missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segmenter", nargs="+", default=["sam_vit_b"], choices=["sam_vit_b", "grabcut"])
+    parser.add_argument("--clicks", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} not found: install Debian's chromium to run this benchmark", file=sys.stderr)
+        return 2
+    rows = []
+    for name in args.segmenter:
+        with tempfile.TemporaryDirectory() as tmp:
+            store, segmenter = build(name, Path(tmp))
+            direct = session_clicks(store, segmenter, args.clicks)
+            browser, missed = browser_clicks(store, segmenter, args.clicks)
+            store.close()
+        for where, times in (("session (no browser)", direct), ("browser click -> overlay", browser)):
+            if not times:
+                rows.append((name, where, 0, float("nan"), float("nan"), float("nan")))
+                continue
+            q = sorted(times)
+            p90 = q[min(len(q) - 1, int(round(0.9 * (len(q) - 1))))]
+            rows.append((name, where, len(times), statistics.median(times), p90, max(times)))
+        if missed:
+            rows.append(
+                (
+                    name,
+                    f"browser clicks without an overlay update: {missed}",
+                    0,
+                    float("nan"),
+                    float("nan"),
+                    float("nan"),
+                )
+            )
+    cpus = os.cpu_count()
+    print(
+        f"\nGUI click latency, {platform.processor() or platform.machine()}, {cpus} CPU cores, "
+        f"torch threads {torch.get_num_threads()}; demo photo 512x512 (sent to the browser at 640x640)\n"
+    )
+    print("| segmenter | measured | clicks | median ms | p90 ms | max ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, where, n, med, p90, worst in rows:
+        label = (
+            "SAM ViT-B (real size, random weights, cached embedding)" if name == "sam_vit_b" else "GrabCut"
+        )
+        print(f"| {label} | {where} | {n} | {med:.0f} | {p90:.0f} | {worst:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

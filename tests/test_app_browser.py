@@ -1,0 +1,302 @@
+"""The review GUI in a real browser: Chromium driven by Playwright on a copy of the demo project (GrabCut).
+
+Clicks on the photo create instances, a shortcut key switches to the box tool, a class is changed, undo and
+redo go through the store, the image is accepted, and the COCO export is downloaded and read with
+pycocotools. A screenshot of the main screen is written to ``$DHR_SCREENSHOT`` when that is set (the docs'
+``docs/screenshot.png`` is made this way).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def _sync_api():
+    """Playwright's sync API, or a skip saying what is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) to run "
+            "the browser tests"
+        )
+    return pytest.importorskip("playwright.sync_api", reason="pip package 'playwright' is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The GUI on a fresh copy of the demo project, on a free 127.0.0.1 port, in this process."""
+    import app
+    from annotate.cli_gui import build_gui_parser
+    from annotate.demo import ensure_demo_project
+    from annotate.segmenters import build_segmenter
+
+    root = tmp_path_factory.mktemp("gui") / "demo-project"
+    store = ensure_demo_project(root)
+    port = _free_port()
+    args = build_gui_parser().parse_args(
+        ["--project", str(root), "--port", str(port), "--segmenter", "grabcut"]
+    )
+    demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
+    demo.queue(default_concurrency_limit=1)
+    kwargs = app.launch_kwargs(args, store)
+    assert kwargs["server_name"] == "127.0.0.1" and kwargs["auth"] is None
+    demo.launch(prevent_thread_lock=True, quiet=True, **kwargs)
+    yield f"http://127.0.0.1:{port}", store
+    demo.close()
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    url, _ = served
+    sync_api = _sync_api()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.wait_for_selector("#canvas img")
+        yield page
+        browser.close()
+
+
+def click_image(page, x: float, y: float, width: int = 512) -> None:
+    """Click pixel (x, y) of the photo (``width`` px wide at full size) as shown on the canvas.
+
+    The app sends the photo resized (``app.display_scale``); the browser centres it in the <img> box, scaled
+    down to fit and never up (the geometry Gradio uses to report the clicked pixel).
+    """
+    img = page.locator("#canvas img")
+    natural = img.evaluate("el => [el.naturalWidth, el.naturalHeight]")
+    box = img.bounding_box()
+    sent = natural[0] / width
+    fit = min(box["width"] / natural[0], box["height"] / natural[1], 1.0)
+    left = (box["width"] - natural[0] * fit) / 2
+    top = (box["height"] - natural[1] * fit) / 2
+    img.click(position={"x": left + (x + 0.5) * sent * fit, "y": top + (y + 0.5) * sent * fit})
+
+
+def choose(page, dropdown: str, option: str) -> None:
+    page.locator(f"{dropdown} input").click()
+    page.locator(dropdown).get_by_role("option", name=option, exact=True).click()
+
+
+def wait_for(predicate, page, timeout_s: float = 60.0) -> None:
+    """Poll a Python condition (on the store) while the page works."""
+    for _ in range(int(timeout_s * 10)):
+        if predicate():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(
+        f"condition not met in {timeout_s} s; the page says: {page.locator('#message').inner_text()!r}"
+    )
+
+
+@pytest.mark.browser
+def test_review_flow_in_browser(served, page, tmp_path):
+    from pycocotools.coco import COCO
+
+    expect = _sync_api().expect
+    expect.set_options(timeout=60_000)
+    _, store = served
+    first = store.list_images(order="confidence")[0]
+    assert first.file_name == "images/astronaut.jpg"
+    expect(page.locator("#segmenter-status")).to_contain_text("GrabCut")
+    expect(page.locator("#progress")).to_contain_text("0 / 4 reviewed")
+    expect(page.locator("#image-info")).to_contain_text("astronaut.jpg")
+
+    # A positive click on the orange suit creates a "person" instance covering the clicked pixel.
+    click_image(page, 110, 420)
+    expect(page.locator("#instances")).to_contain_text("person")
+    wait_for(lambda: len(store.instances(first.id)) == 1, page)
+    suit = store.instance_mask(store.instances(first.id)[0])
+    assert suit[420, 110] and suit.sum() > 20_000
+
+    # "B" switches to the box tool; two clicks make a new instance around the helmet.
+    page.locator("body").press("b")
+    expect(page.locator("#tool input[value='box']")).to_be_checked()
+    choose(page, "#new-class", "helmet")
+    click_image(page, 283, 340)
+    expect(page.locator("#message")).to_contain_text("corner")
+    click_image(page, 508, 508)
+    wait_for(lambda: len(store.instances(first.id)) == 2, page)
+    expect(page.locator("#instances")).to_contain_text("helmet")
+    helmet = store.instances(first.id)[1]
+    assert helmet.class_id == store.classes.index("helmet") + 1
+    x, y, w, h = helmet.bbox  # GrabCut may reach a little past the box (10 % slack band)
+    assert x >= 283 - 25 and y >= 340 - 25 and x + w <= 508 + 25 and y + h <= 508 + 25
+    assert helmet.area > 5000
+
+    # The shuttle model as a third instance, then its class changed from "person" to "rocket".
+    choose(page, "#new-class", "person")
+    click_image(page, 360, 2)
+    expect(page.locator("#message")).to_contain_text("corner")
+    click_image(page, 468, 285)
+    wait_for(lambda: len(store.instances(first.id)) == 3, page)
+    assert store.instances(first.id)[2].class_id == 1
+    choose(page, "#class-select", "rocket")
+    wait_for(lambda: store.instances(first.id)[2].class_id == store.classes.index("rocket") + 1, page)
+    expect(page.locator("#instances")).to_contain_text("rocket")
+
+    # Undo ("Z") brings "person" back; redo ("Y") the rocket class, both through the store's history.
+    page.locator("body").press("z")
+    wait_for(lambda: store.instances(first.id)[2].class_id == 1, page)
+    page.locator("body").press("y")
+    wait_for(lambda: store.instances(first.id)[2].class_id == store.classes.index("rocket") + 1, page)
+
+    page.locator("body").press("s")  # select tool, nothing selected: a clean main screen
+    page.locator("#btn-deselect").click()
+    expect(page.locator("#tool input[value='select']")).to_be_checked()
+    page.wait_for_timeout(500)
+    shot = Path(os.environ.get("DHR_SCREENSHOT") or tmp_path / "screenshot.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 50_000
+
+    # Brush: select the helmet, paint a green stroke in the editor, apply: the stored mask grows by that much.
+    page.locator("#instances").get_by_role("gridcell").filter(has_text="helmet").first.click()
+    expect(page.locator("#message")).to_contain_text("instance #2: helmet")
+    before = store.instances(first.id)[1].area
+    page.get_by_role("tab", name="Brush / eraser").click()
+    page.locator("#editor").get_by_label("Brush", exact=True).first.click()
+    canvas = page.locator("#editor canvas").first
+    box = canvas.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.4
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for k in range(1, 4):  # few pointer events: the canvas redraws in software (no GPU) at each one
+        page.mouse.move(x0 + 25 * k, y0 + 8 * k)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+    page.locator("#btn-brush-apply").click()
+    expect(page.locator("#message")).to_contain_text("instance #2: +")
+    grown = int(page.locator("#message").inner_text().split("+")[1].split()[0])
+    assert grown > 100
+    assert store.instances(first.id)[1].area == before + grown
+    assert store.instances(first.id)[1].source == "manual"
+    page.get_by_role("tab", name="Click").click()
+
+    # Accept and go to the next image of the queue.
+    page.locator("#btn-accept").click()
+    expect(page.locator("#image-info")).to_contain_text("chelsea.jpg")
+    expect(page.locator("#progress")).to_contain_text("1 / 4 reviewed")
+    assert store.image(first.id).status == "accepted"
+
+    # Someone else saves the open image meanwhile: the next click is refused with a clear message and the
+    # page shows their version.
+    chelsea = store.find_image("images/chelsea.jpg")
+    store.save_labels(chelsea.id, [], user="someone-else", status="review")
+    page.locator("body").press("p")
+    click_image(page, 220, 150, width=451)
+    expect(page.locator("#message")).to_contain_text("changed by someone else")
+    expect(page.locator("#image-info")).to_contain_text("status review")
+    assert store.instances(chelsea.id) == [] and store.image(chelsea.id).updated_by == "someone-else"
+
+    # Export the accepted images, download the file and read it with pycocotools.
+    page.get_by_label("Accepted images only").check()
+    page.locator("#btn-export").click()
+    link = page.locator("#export-file a").first
+    expect(link).to_be_visible()
+    with page.expect_download() as download:
+        link.click()
+    path = tmp_path / "export.json"
+    download.value.save_as(path)
+    coco = COCO(str(path))
+    assert [img["file_name"] for img in coco.dataset["images"]] == ["images/astronaut.jpg"]
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == store.classes
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[coco.dataset["images"][0]["id"]]))
+    saved = store.instances(first.id)
+    assert sorted(a["category_id"] for a in anns) == sorted(r.class_id for r in saved)
+    for ann in anns:
+        mask = coco.annToMask(ann).astype(bool)
+        assert any(np.array_equal(mask, store.instance_mask(r)) for r in saved)
+    exports = list((store.root / "exports").glob("coco-accepted-*.json"))
+    assert len(exports) == 1
+
+    # Add an image with its tags: copied into the project, listed in the queue.
+    from PIL import Image
+
+    new_file = tmp_path / "kitten.png"
+    Image.fromarray(np.full((40, 60, 3), 128, np.uint8)).save(new_file)
+    page.get_by_text("Add images").click()
+    page.locator("#upload input[type=file]").set_input_files(str(new_file))
+    page.locator("#upload-tags textarea, #upload-tags input").first.fill("cat")
+    page.wait_for_timeout(500)
+    page.locator("#btn-add").click()
+    expect(page.locator("#queue")).to_contain_text("kitten.png")
+    added = store.find_image("images/kitten.png")
+    assert added is not None and added.tags == ("cat",) and (store.root / "images" / "kitten.png").is_file()
+
+
+def test_display_scale_fits_the_canvas():
+    import app
+
+    assert app.display_scale(np.zeros((512, 512, 3), np.uint8)) == 1.25  # small photos are enlarged
+    assert app.display_scale(np.zeros((800, 1000, 3), np.uint8)) == 1.0
+    assert app.display_scale(np.zeros((2000, 3200, 3), np.uint8)) == 0.5  # large ones sent smaller
+
+
+def test_login_required_when_asked(tmp_path):
+    """``--auth user:pass``: nothing is served before a login; a wrong password is refused."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    import app
+    from annotate.cli_gui import build_gui_parser
+    from annotate.demo import ensure_demo_project
+    from annotate.segmenters import build_segmenter
+
+    store = ensure_demo_project(tmp_path / "demo-project")
+    port = _free_port()
+    args = build_gui_parser().parse_args(
+        ["--project", str(store.root), "--port", str(port), "--auth", "ann:s3cret"]
+    )
+    demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
+    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}/config", timeout=30)
+        assert refused.value.code == 401
+
+        def login(password: str) -> int:
+            data = urllib.parse.urlencode({"username": "ann", "password": password}).encode()
+            try:
+                with urllib.request.urlopen(
+                    urllib.request.Request(f"{url}/login", data=data), timeout=30
+                ) as r:
+                    return r.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        assert login("wrong") == 400
+        assert login("s3cret") == 200
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        data = urllib.parse.urlencode({"username": "ann", "password": "s3cret"}).encode()
+        opener.open(urllib.request.Request(f"{url}/login", data=data), timeout=30)
+        with opener.open(f"{url}/config", timeout=30) as response:
+            assert json.loads(response.read())["components"]
+    finally:
+        demo.close()
+        store.close()

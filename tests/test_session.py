@@ -1,0 +1,459 @@
+"""The review editor without a GUI (annotate.session), the demo project and the GUI's command line.
+
+A synthetic scene with two objects of known shape (a red disc, a blue square on a grey noisy background) is
+labelled with the GrabCut segmenter (no weights): every edit is checked against the known masks and against
+what the store saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from annotate.demo import DEMO_ASSETS, demo_classes, demo_tags, ensure_demo_project
+from annotate.segmenters import build_segmenter
+from annotate.session import (
+    PALETTE,
+    EditConflict,
+    ReviewSession,
+    class_color,
+    project_path,
+    stroke_mask,
+    strokes_from_layers,
+)
+from annotate.store import NewInstance, ProjectStore
+
+H, W = 120, 160
+
+
+def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image HWC uint8, disc (H, W) bool, square (H, W) bool)."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(90, 12, (H, W, 3)).clip(0, 255).astype(np.uint8)
+    yy, xx = np.mgrid[:H, :W]
+    disc = (xx - 60) ** 2 + (yy - 55) ** 2 <= 25**2
+    square = (xx >= 110) & (xx < 145) & (yy >= 70) & (yy < 105)
+    image[disc] = rng.normal([220, 60, 40], 10, (disc.sum(), 3)).clip(0, 255).astype(np.uint8)
+    image[square] = rng.normal([40, 70, 220], 10, (square.sum(), 3)).clip(0, 255).astype(np.uint8)
+    return image, disc, square
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return build_segmenter("grabcut")
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """A project with three synthetic images (ids in the order a, b, c) and the scene's masks."""
+    image, disc, square = _scene()
+    store = ProjectStore.create(tmp_path / "project", ["ball", "box", "other"])
+    ids = []
+    for name in ("a", "b", "c"):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(image).save(path)
+        ids.append(store.add_image(path, ["ball", "box"]))
+    yield store, ids, disc, square
+    store.close()
+
+
+@pytest.fixture
+def session(project, segmenter):
+    store, ids, _, _ = project
+    s = ReviewSession(store, segmenter, user="tester")
+    s.open_image(ids[0])
+    return s
+
+
+def test_click_creates_instance_matching_object(project, session):
+    store, ids, disc, _ = project
+    version = session.version
+    index = session.add_point(60, 55)
+    assert index == 0 and session.selected == 0
+    inst = session.instances[0]
+    assert inst.class_id == 1  # the image's first tag
+    assert inst.source == "grabcut"
+    assert _iou(inst.mask, disc) > 0.9
+    saved = store.instances(ids[0])
+    assert len(saved) == 1 and saved[0].class_id == 1
+    assert _iou(store.instance_mask(saved[0]), disc) > 0.9
+    assert session.version == version + 1 == store.image(ids[0]).version
+    assert store.image(ids[0]).status == "review" == session.status  # work in progress
+
+
+def test_clicks_refine_the_selected_instance(session):
+    _, disc, square = _scene()
+    session.add_point(60, 55)
+    # A second positive click on the square grows the same instance.
+    index = session.add_point(127, 87)
+    assert index == 0 and len(session.instances) == 1
+    mask = session.instances[0].mask
+    assert (mask & square).sum() / square.sum() > 0.9 and (mask & disc).sum() / disc.sum() > 0.9
+    assert session.instances[0].logits is not None and len(session.instances[0].points) == 2
+    area = session.instances[0].area
+    # A negative click removes the clicked pixel and shrinks the instance.
+    session.add_point(140, 100, positive=False)
+    mask = session.instances[0].mask
+    assert not mask[100, 140]
+    assert session.instances[0].area < area
+    assert list(session.instances[0].labels) == [1, 1, 0]
+
+
+def test_tools_through_click(session):
+    _, disc, square = _scene()
+    session.tool = "box"
+    assert "corner" in session.click(108, 68)
+    assert session.pending_corner == (108.0, 68.0) and not session.instances
+    session.new_class = 2
+    session.click(147, 107)
+    assert len(session.instances) == 1 and session.instances[0].class_id == 2
+    assert _iou(session.instances[0].mask, square) > 0.9
+    session.tool = "select"
+    session.click(5, 5)
+    assert session.selected is None
+    session.click(127, 87)
+    assert session.selected == 0
+    session.select(None)
+    session.tool = "negative"
+    with pytest.raises(ValueError, match="selected instance"):
+        session.click(60, 55)
+    with pytest.raises(ValueError, match="outside"):
+        session.add_point(W + 5, 10)
+    session.tool = "lasso"
+    with pytest.raises(ValueError, match="unknown tool"):
+        session.click(1, 1)
+
+
+def test_set_class_delete_and_merge(project, session):
+    store, ids, disc, square = project
+    session.add_point(60, 55)
+    session.select(None)
+    session.add_box((108, 68, 147, 107), class_id="box")
+    assert [i.class_id for i in session.instances] == [1, 2]
+
+    session.set_class("other", index=0)
+    assert [r.class_id for r in store.instances(ids[0])] == [3, 2]
+    version = session.version
+    session.set_class(3, index=0)  # unchanged: nothing saved, no empty undo step
+    assert session.version == version == store.image(ids[0]).version
+    with pytest.raises(ValueError, match="unknown class"):
+        session.set_class("dog", index=0)
+
+    union = (
+        session.instances[0].area
+        + session.instances[1].area
+        - (session.instances[0].mask & session.instances[1].mask).sum()
+    )
+    merged = session.merge(1, 0)
+    assert merged == 0 and len(session.instances) == 1
+    assert session.instances[0].class_id == 2 and session.instances[0].area == union
+    saved = store.instances(ids[0])
+    assert len(saved) == 1 and int(store.instance_mask(saved[0]).sum()) == union
+    with pytest.raises(ValueError, match="itself"):
+        session.merge(0, 0)
+
+    session.delete(0)
+    assert session.instances == [] and store.instances(ids[0]) == []
+    with pytest.raises(ValueError, match="select an instance"):
+        session.delete()
+
+
+def test_brush_and_eraser_pixel_counts(project, session):
+    store, ids, disc, _ = project
+    session.add_point(60, 55)
+    mask = session.instances[0].mask.copy()
+    stroke = stroke_mask((H, W), [(80, 55), (100, 55)], radius=4)
+    expected_added = int((stroke & ~mask).sum())
+    assert expected_added > 0
+    assert session.paint(add=stroke) == expected_added
+    assert session.instances[0].area == int((mask | stroke).sum())
+    assert session.instances[0].logits is None and session.instances[0].source == "manual"
+
+    painted = session.instances[0].mask.copy()
+    removed = session.brush([(60, 40), (60, 70)], radius=3, erase=True)
+    eraser = stroke_mask((H, W), [(60, 40), (60, 70)], radius=3)
+    assert removed == -int((painted & eraser).sum()) < 0
+    assert session.instances[0].area == int((painted & ~eraser).sum())
+    assert int(store.instance_mask(store.instances(ids[0])[0]).sum()) == session.instances[0].area
+
+    # Erasing everything deletes the instance; painting with nothing selected starts a new one.
+    session.paint(remove=np.ones((H, W), bool))
+    assert session.instances == [] and store.instances(ids[0]) == []
+    session.new_class = 3
+    assert session.paint(add=stroke) == int(stroke.sum())
+    assert session.instances[0].class_id == 3
+    with pytest.raises(ValueError, match="shape"):
+        session.paint(add=np.ones((H + 1, W), bool))
+
+
+def test_strokes_from_editor_layers():
+    layer = np.zeros((60, 80, 4), np.uint8)
+    layer[10:20, 10:30] = (40, 200, 40, 255)  # green brush: add
+    layer[30:40, 50:60] = (230, 30, 30, 255)  # red brush: remove
+    layer[45:50, 0:10] = (40, 200, 40, 60)  # faint (alpha <= 127): ignored
+    add, remove = strokes_from_layers([layer], (60, 80))
+    assert add.sum() == 200 and add[10:20, 10:30].all()
+    assert remove.sum() == 100 and remove[30:40, 50:60].all()
+    big_add, big_remove = strokes_from_layers([layer], (120, 160))  # layers scaled to the image
+    assert big_add.sum() == 800 and big_remove.sum() == 400
+    with pytest.raises(ValueError, match="RGBA"):
+        strokes_from_layers([layer[..., :3]], (60, 80))
+
+
+def test_undo_redo_through_store(project, session):
+    store, ids, _, _ = project
+    session.add_point(60, 55)
+    session.set_class(2)
+    assert store.instances(ids[0])[0].class_id == 2
+    session.undo()
+    assert session.instances[0].class_id == 1 and store.instances(ids[0])[0].class_id == 1
+    session.undo()
+    assert session.instances == []
+    session.redo()
+    session.redo()
+    assert [i.class_id for i in session.instances] == [2]
+    with pytest.raises(ValueError, match="nothing to redo"):
+        session.redo()
+
+
+def test_accept_and_next_updates_status(project, session):
+    store, ids, _, _ = project
+    # Confidences order the queue: c (0.2) < a (0.5) < b (0.9).
+    for image_id, confidence in zip(ids, (0.5, 0.9, 0.2), strict=True):
+        store.save_labels(image_id, [], user="bootstrap", confidence=confidence, status="pseudo")
+    session.reload()
+    assert [r.image_id for r in session.queue(order="confidence")] == [ids[2], ids[0], ids[1]]
+    nxt = session.accept_and_next()
+    assert store.image(ids[0]).status == "accepted"
+    assert nxt == ids[1] and session.image_id == ids[1]
+    assert session.accept_and_next() == ids[2]
+    assert session.accept_and_next() is None  # every image accepted
+    assert session.progress() == {
+        "new": 0,
+        "pseudo": 0,
+        "review": 0,
+        "accepted": 3,
+        "rejected": 0,
+        "total": 3,
+    }
+    assert [r.image_id for r in session.queue(status="accepted", order="name")] == ids
+    session.set_status("rejected")
+    assert [r.image_id for r in session.queue(status="rejected")] == [ids[2]]
+    with pytest.raises(ValueError, match="unknown status"):
+        session.queue(status="done")
+
+
+def test_conflicting_edit_is_refused_and_reloaded(project, segmenter):
+    store, ids, _, _ = project
+    first = ReviewSession(store, segmenter, user="ann")
+    second = ReviewSession(store, segmenter, user="bob")
+    first.open_image(ids[0])
+    second.open_image(ids[0])
+    first.add_point(60, 55)
+    with pytest.raises(EditConflict, match="changed by someone else"):
+        second.add_box((108, 68, 147, 107))
+    # The second session now shows the first one's labels, and nothing of its own edit was saved.
+    assert len(second.instances) == 1 and second.version == first.version
+    assert len(store.instances(ids[0])) == 1
+    second.add_box((108, 68, 147, 107))
+    assert len(store.instances(ids[0])) == 2
+
+
+def test_loaded_instance_refined_from_its_mask(project, segmenter):
+    store, ids, disc, square = project
+    store.save_labels(
+        ids[1],
+        [NewInstance(1, disc, score=0.4, source="dhr", needs_review=True, reason="small")],
+        user="bootstrap",
+    )
+    s = ReviewSession(store, segmenter, user="tester")
+    s.open_image(ids[1])
+    assert s.instance_rows() == [["1 ⚑", "ball", 0.4, "dhr", int(disc.sum())]]
+    assert (
+        s.describe(0) == f"instance #1: ball, {int(disc.sum())} px, score 0.400, from dhr · ⚑ to check: small"
+    )
+    assert s.instance_at(60, 55) == 0 and s.instance_at(1, 1) is None
+    s.select(0)
+    s.add_point(127, 87)
+    assert (s.instances[0].mask & square).sum() / square.sum() > 0.9
+    assert (s.instances[0].mask & disc).sum() / disc.sum() > 0.9
+
+
+def test_render_overlay_colours_opacity_and_hidden_classes(session):
+    image = session.image
+    _, disc, square = _scene()
+    session.add_point(60, 55)
+    session.select(None)
+    session.add_box((108, 68, 147, 107), class_id=2)
+    session.select(None)
+    inside = (55, 60)  # (row, col) deep inside the disc, far from the outline
+    out = session.render(opacity=0.5)
+    expected = (image[inside].astype(float) * 0.5 + np.array(class_color(1)) * 0.5).round()
+    assert np.abs(out[inside].astype(float) - expected).max() <= 1
+    assert np.array_equal(out[5, 5], image[5, 5])  # background untouched
+    assert np.array_equal(session.render(opacity=1.0)[inside], np.array(class_color(1), np.uint8))
+    hidden = session.render(opacity=0.5, hidden_classes=[1])
+    assert np.array_equal(hidden[inside], image[inside])
+    assert np.array_equal(hidden[87, 127], out[87, 127])  # class 2 still shown
+    assert out.shape == image.shape and out.dtype == np.uint8
+    with pytest.raises(ValueError, match="opacity"):
+        session.render(opacity=1.5)
+    assert class_color(len(PALETTE) + 1) == class_color(1)
+    with pytest.raises(ValueError):
+        class_color(0)
+
+
+def test_project_path_never_escapes(tmp_path):
+    root = tmp_path / "p"
+    root.mkdir()
+    assert project_path(root, "exports/coco.json") == (root / "exports" / "coco.json").resolve()
+    for bad in ("../x.json", "exports/../../x", str(tmp_path / "abs.json")):
+        with pytest.raises(ValueError):
+            project_path(root, bad)
+    (root / "link").symlink_to(tmp_path)
+    with pytest.raises(ValueError, match="outside"):
+        project_path(root, "link/x.json")
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_demo_project_created_once_from_untouched_assets(tmp_path):
+    before = _tree_digest(DEMO_ASSETS)
+    classes, tags = demo_classes(), demo_tags()
+    assert len(tags) >= 4 and all(tags.values())
+    store = ensure_demo_project(tmp_path / "demo")
+    records = store.list_images(order="name")
+    assert [Path(r.file_name).name for r in records] == sorted(tags)
+    assert store.classes == classes
+    for r in records:
+        assert list(r.tags) == sorted(tags[Path(r.file_name).name], key=classes.index)
+        assert r.status == "new" and store.image_path(r.id).is_relative_to(store.root)
+        assert store.load_image(r.id).shape == (r.height, r.width, 3)
+    store.save_labels(records[0].id, [], user="t", status="accepted")
+    store.close()
+    again = ensure_demo_project(tmp_path / "demo")  # reopened as it is, nothing added twice
+    assert len(again.list_images()) == len(tags) and again.image(records[0].id).status == "accepted"
+    again.close()
+    assert _tree_digest(DEMO_ASSETS) == before
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="not empty"):
+        ensure_demo_project(busy)
+
+
+def test_gui_command_line(tmp_path):
+    import cli
+    from annotate.cli_gui import (
+        build_gui_parser,
+        logins_from_args,
+        open_project,
+        parse_auth,
+        read_auth_file,
+        to_argv,
+    )
+
+    args = build_gui_parser().parse_args([])
+    assert (args.host, args.port, args.project, args.segmenter, args.device) == (
+        "127.0.0.1",
+        7860,
+        None,
+        "auto",
+        "cpu",
+    )
+    assert logins_from_args(args) is None
+    args = cli.build_parser().parse_args(
+        ["gui", "--project", "p", "--host", "0.0.0.0", "--auth", "ann:se:cret"]
+    )
+    assert logins_from_args(args) == [("ann", "se:cret")]
+    reparsed = build_gui_parser().parse_args(to_argv(args))
+    assert (reparsed.project, reparsed.host, reparsed.auth) == ("p", "0.0.0.0", "ann:se:cret")
+    with pytest.raises(SystemExit):  # --auth and --auth-file are exclusive
+        build_gui_parser().parse_args(["--auth", "a:b", "--auth-file", "f"])
+    for bad in ("nopassword", ":x", "user:"):
+        with pytest.raises(ValueError):
+            parse_auth(bad)
+    logins = tmp_path / "logins.txt"
+    logins.write_text("# team\nann:one\n\nbob:two\n")
+    assert read_auth_file(logins) == [("ann", "one"), ("bob", "two")]
+    logins.write_text("ann\n")
+    with pytest.raises(ValueError, match="line 1"):
+        read_auth_file(logins)
+    with pytest.raises(FileNotFoundError):
+        open_project(build_gui_parser().parse_args(["--project", str(tmp_path / "none")]))
+    store = open_project(build_gui_parser().parse_args(["--project", str(tmp_path / "d"), "--demo"]))
+    assert len(store.list_images()) == len(demo_tags())
+    store.close()
+
+
+def test_bootstrap_on_chosen_images_from_the_session(project):
+    from annotate.session import run_bootstrap
+
+    store, ids, disc, _ = project
+    store.save_labels(ids[2], [NewInstance(1, disc)], user="ann", status="accepted")
+    seen: list[tuple[float, str]] = []
+    options = dict(
+        backbone="resnet_tiny",
+        pretrained=False,
+        epochs=2,
+        crop_size=64,
+        segmenter="grabcut",
+        uss="color",
+        progress=False,
+    )
+    report = run_bootstrap(
+        store, [ids[0], ids[2]], on_progress=lambda f, text: seen.append((f, text)), **options
+    )
+    assert report.processed == ["a.png"]  # the accepted image is never relabelled
+    assert store.image(ids[0]).status == "pseudo" and 0.0 <= store.image(ids[0]).confidence <= 1.0
+    assert store.image(ids[1]).status == "new"  # not chosen
+    assert store.image(ids[2]).status == "accepted" and len(store.instances(ids[2])) == 1
+    assert (store.root / "classifier.pt").is_file()
+    assert seen[0] == (0.0, "classifier") and seen[-1][0] == 1.0
+    with pytest.raises(ValueError, match="labelled or reviewed already"):
+        run_bootstrap(store, [ids[0]], **options)
+    again = run_bootstrap(store, [ids[0]], redo_pseudo=True, **options)
+    assert again.processed == ["a.png"] and store.image(ids[0]).status == "pseudo"
+    with pytest.raises(ValueError, match="no image with id"):
+        run_bootstrap(store, [999], **options)
+
+
+def test_training_round_from_the_session_adds_one_round(project):
+    from annotate.session import run_training_round
+    from training.trainer import TrainConfig
+
+    store, ids, disc, square = project
+    for image_id in ids:
+        store.save_labels(
+            image_id, [NewInstance(1, disc), NewInstance(2, square)], user="ann", status="pseudo"
+        )
+    store.set_status(ids[0], "accepted", user="ann")
+    accepted = [(r.class_id, r.rle["counts"]) for r in store.instances(ids[0])]
+    train = TrainConfig(steps=2, batch_size=2, amp=False, checkpoint_every=1000, dhr_warmup=1)
+    options = dict(
+        train=train,
+        backbone="resnet_tiny",
+        pretrained=False,
+        crop_size=64,
+        scales=(1.0,),
+        flip=False,
+        segmenter="grabcut",
+        min_change=0.0,
+    )
+    seen: list[tuple[float, str]] = []
+    first = run_training_round(store, on_progress=lambda f, text: seen.append((f, text)), **options)
+    assert first["round"] == 1 and seen == [(0.0, "training round 1"), (1.0, "training round 1 done")]
+    second = run_training_round(store, **options)
+    assert second["round"] == 2
+    assert sorted(p.name for p in (store.root / "training").glob("round_*")) == ["round_01", "round_02"]
+    assert [(r.class_id, r.rle["counts"]) for r in store.instances(ids[0])] == accepted
