@@ -218,18 +218,27 @@ def test_import_foreign_file_maps_categories_by_name(tmp_path: Path) -> None:
         assert [r.class_id for r in store.instances(1)] == [2, 1]
 
 
+def _one_object_file(
+    file_name: str, mask: np.ndarray, *, image_id: int = 1, category: tuple[int, str] = (1, "cat")
+) -> dict:
+    """A foreign COCO dict: one image ``file_name`` of the mask's size with one RLE object of ``category``."""
+    height, width = mask.shape
+    return {
+        "images": [{"id": image_id, "file_name": file_name, "width": width, "height": height}],
+        "categories": [{"id": category[0], "name": category[1]}],
+        "annotations": [
+            {"id": 1, "image_id": image_id, "category_id": category[0], "segmentation": encode_mask(mask)}
+        ],
+    }
+
+
 def _valid_file(tmp_path: Path) -> tuple[Path, dict]:
     folder = tmp_path / "imgs"
     folder.mkdir(exist_ok=True)
     Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "x.png")
     mask = np.zeros((10, 12), bool)
     mask[1:4, 1:4] = True
-    data = {
-        "images": [{"id": 1, "file_name": "x.png", "width": 12, "height": 10}],
-        "categories": [{"id": 1, "name": "cat"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": encode_mask(mask)}],
-    }
-    return folder, data
+    return folder, _one_object_file("x.png", mask)
 
 
 @pytest.mark.parametrize(
@@ -375,11 +384,7 @@ def test_cli_init_import_export_status(tmp_path: Path, capsys: pytest.CaptureFix
 
     mask = np.zeros((12, 16), bool)
     mask[2:6, 3:9] = True
-    foreign = {
-        "images": [{"id": 5, "file_name": "a.png", "width": 16, "height": 12}],
-        "categories": [{"id": 7, "name": "kitty"}],
-        "annotations": [{"id": 1, "image_id": 5, "category_id": 7, "segmentation": encode_mask(mask)}],
-    }
+    foreign = _one_object_file("a.png", mask, image_id=5, category=(7, "kitty"))
     (tmp_path / "f.json").write_text(json.dumps(foreign))
     assert cli.main(["import-coco", str(project), str(tmp_path / "f.json"), "--map", "kitty=cat"]) == 0
     assert "imported 1 annotations" in capsys.readouterr().out

@@ -18,6 +18,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from annotate import store_schema
+from annotate.labeling import Instance
+from annotate.project_paths import copied_name, png_name, source_name
 from annotate.rle import decode_rle, encode_mask
 from annotate.store import (
     STATUSES,
@@ -141,6 +143,15 @@ def test_path_escapes_refused(project: ProjectStore, outside: Path) -> None:
         project.load_image(image_id)
 
 
+def test_copied_and_mask_names() -> None:
+    assert copied_name("sub/./a.jpg") == "images/sub/a.jpg"
+    assert source_name(copied_name("sub/a.jpg")) == "sub/a.jpg"
+    assert source_name("elsewhere/a.jpg") == "elsewhere/a.jpg"  # registered in place: kept as it is
+    assert png_name("images/sub/a.b.JPG") == "images/sub/a.b.png" and png_name("noext") == "noext.png"
+    with pytest.raises(ValueError, match="outside the project root"):
+        copied_name("../a.jpg")
+
+
 # ---------------------------------------------------------------- labels
 def test_save_labels_stores_masks_area_bbox(project: ProjectStore, outside: Path) -> None:
     image_id = project.add_image(outside / "a.png", ["cat", "dog"])
@@ -174,6 +185,32 @@ def test_save_labels_stores_masks_area_bbox(project: ProjectStore, outside: Path
     assert int((semantic > 0).sum()) == int((low | high).sum())
     record = project.image(image_id)
     assert (record.status, record.confidence, record.version) == ("pseudo", 0.25, 2)
+
+
+def test_instances_copy_between_images_and_from_labelling(project: ProjectStore, outside: Path) -> None:
+    first = project.add_image(outside / "a.png", ["cat", "dog"])
+    second = project.add_image(outside / "b.png", ["cat", "dog"])
+    mask = _box(4, 9, 2, 30)
+    labelled = Instance(2, mask, 0.75, "sam", True, "disagrees with DHR")
+    project.save_labels(first, [NewInstance.from_instance(labelled)], user="ann")
+    (record,) = project.instances(first)
+    assert (record.class_id, record.score, record.source, record.needs_review, record.reason) == (
+        2,
+        0.75,
+        "sam",
+        True,
+        "disagrees with DHR",
+    )
+    project.save_labels(second, [r.to_new() for r in project.instances(first)], user="ann")
+    (copy,) = project.instances(second)
+    assert copy.rle == record.rle and (copy.area, copy.bbox) == (5 * 28, (2.0, 4.0, 28.0, 5.0))
+    assert (copy.class_id, copy.score, copy.source, copy.needs_review, copy.reason) == (
+        2,
+        0.75,
+        "sam",
+        True,
+        "disagrees with DHR",
+    )
 
 
 def test_save_labels_rejects_bad_input_without_writing(project: ProjectStore, outside: Path) -> None:

@@ -153,8 +153,7 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
     from annotate.store import NewInstance
 
     labeled = label_image(image, result, tags, segmenter, config=config.labeling or LabelingConfig())
-    instances = [NewInstance(int(i.class_id), np.asarray(i.mask, bool), score=float(i.score), source=i.source,
-                             needs_review=bool(i.needs_review), reason=i.reason) for i in labeled.instances]
+    instances = [NewInstance.from_instance(i) for i in labeled.instances]
     return np.asarray(labeled.semantic, np.int64), instances, confidence
 
 

@@ -1,0 +1,155 @@
+"""One image of a bootstrap run: CAMs -> base mask -> DHR -> segmenter prompts -> instances and a confidence.
+
+**Confidence** (orders the review queue, lowest first), in [0, 1]::
+
+    confidence = mean over pixels of max_c heatmap_c            (how decisive DHR's balanced heatmaps are)
+                 * (1 - 0.5 * flagged instances / instances)    (instances the segmenter and DHR disagree on)
+                 * (1 - 0.5 * tagged classes without instance / tagged classes)
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from annotate.labeling import LabelingResult, label_image
+from annotate.project_paths import png_name
+from dhr import DHRResult, rebalance
+
+if TYPE_CHECKING:
+    from annotate.bootstrap import BootstrapConfig
+    from annotate.segmenters import Segmenter
+    from training.classifier import Classifier
+
+
+@dataclass
+class ImageOutcome:
+    """One image's result: DHR output, labelling result, base mask (H, W) int64, confidence in [0, 1]."""
+
+    dhr: DHRResult
+    labels: LabelingResult
+    base_mask: torch.Tensor
+    confidence: float
+
+
+def image_confidence(dhr: DHRResult, labels: LabelingResult, tags: Sequence[int]) -> float:
+    """The review-queue confidence defined in the module docstring, in [0, 1]."""
+    heat = dhr.heatmaps
+    certainty = float(heat.max(0).values.mean()) if heat.numel() else 0.0
+    n = len(labels.instances)
+    flagged = sum(1 for inst in labels.instances if inst.needs_review)
+    found = {inst.class_id for inst in labels.instances}
+    missing = sum(1 for t in tags if t not in found)
+    value = certainty * (1 - 0.5 * flagged / max(1, n)) * (1 - 0.5 * missing / max(1, len(tags)))
+    return float(min(1.0, max(0.0, value)))
+
+
+def seed_image(name: str, seed: int) -> int:
+    """Seed torch, numpy and OpenCV for the image called ``name`` (run seed ``seed``); returns the seed used.
+
+    The seed depends on the name only, so an image's result does not depend on which images ran before it.
+    """
+    seed = (zlib.crc32(name.encode()) + seed * 7919) % (2**31)
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    try:
+        import cv2
+    except ImportError:  # GrabCut is then unavailable anyway
+        return seed
+    cv2.setRNGSeed(seed)
+    return seed
+
+
+def read_base_mask(folder: Path, file_name: str, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W) int64 base mask ``folder/<name>.png`` (class ids, 255 = ignore); its size must equal ``size``."""
+    from PIL import Image
+
+    path = folder / png_name(file_name)
+    if not path.is_file():
+        raise FileNotFoundError(f"base mask not found: {path}")
+    with Image.open(path) as image:
+        mask = np.array(image)
+    if mask.ndim != 2:
+        raise ValueError(
+            f"base mask {path} must be a single-channel image of class ids, got shape {mask.shape}"
+        )
+    if mask.shape != size:
+        raise ValueError(
+            f"base mask {path} is {mask.shape[1]}x{mask.shape[0]}, the image {size[1]}x{size[0]}"
+        )
+    return torch.from_numpy(mask.astype(np.int64))
+
+
+def process_image(
+    image: np.ndarray,
+    tags: Sequence[int],
+    model: Classifier,
+    uss_provider: nn.Module,
+    segmenter: Segmenter,
+    config: BootstrapConfig,
+    base_mask: torch.Tensor | None = None,
+    timings: dict[str, float] | None = None,
+) -> ImageOutcome:
+    """One image (HWC uint8 RGB) with its tag ids -> CAMs, base mask, DHR, segmenter instances, confidence.
+
+    ``timings``: when given, the seconds of each stage are added to it under "cams", "sam_encoder" (the
+    segmenter's ``set_image``), "uss", "dhr" and "prompting".
+    """
+    from dhr.uss import SamEmbeddingFeatures, image_to_tensor
+    from training.classifier import cams_to_mask, compute_cams
+
+    clock = _StageClock(timings, config.device)
+    with clock("cams"):
+        x = image_to_tensor(image, config.device)
+        cams, feats = compute_cams(model, x, [t - 1 for t in tags], config.cam_scales, config.cam_flip)
+        if base_mask is None:
+            base_mask = cams_to_mask(cams, tags, config.background_threshold)
+        base_mask = base_mask.to(cams.device)
+    with clock("sam_encoder"):
+        segmenter.set_image(image)  # computes or loads the embedding once; USS "sam" and labelling reuse it
+    with clock("uss"), torch.no_grad():
+        if isinstance(uss_provider, SamEmbeddingFeatures):
+            uss = uss_provider(x, embedding=segmenter.embedding)
+        else:
+            uss = uss_provider(x)
+    with clock("dhr"):
+        feats_list = [feats["C4"], feats["C5"]]
+        result = rebalance(cams, base_mask, list(tags), uss, feats_list, image=image, config=config.dhr)
+    with clock("prompting"):
+        labels = label_image(image, result, list(tags), segmenter, config.labeling)
+    return ImageOutcome(result, labels, base_mask, image_confidence(result, labels, tags))
+
+
+class _StageClock:
+    """Context managers adding each stage's wall time (seconds) to a dict; no-op when the dict is None."""
+
+    def __init__(self, timings: dict[str, float] | None, device: str) -> None:
+        self.timings = timings
+        self.cuda = torch.device(device).type == "cuda"
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        if self.timings is None:
+            yield
+            return
+        if self.cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+__all__ = ["ImageOutcome", "image_confidence", "process_image", "read_base_mask", "seed_image"]

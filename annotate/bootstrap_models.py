@@ -1,0 +1,143 @@
+"""The models a bootstrap run needs: the tag classifier, the USS feature provider and the prompted segmenter.
+
+Each is built from :class:`annotate.bootstrap.BootstrapConfig` settings (or any object with the fields a
+builder reads); model weights come through :mod:`annotate.weights` and are loaded onto ``config.device``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from annotate.dataset import DatasetEntry, TaggedDataset
+from annotate.images import load_image
+
+if TYPE_CHECKING:
+    from annotate.bootstrap import BootstrapConfig
+    from annotate.segmenters import Segmenter
+    from training.classifier import Classifier
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_classifier(dataset: TaggedDataset, config: BootstrapConfig, path: Path) -> Classifier:
+    """Load ``config.classifier`` or ``path`` if present (classes must match), else train and save to ``path``."""
+    from training.classifier import (
+        TrainConfig,
+        build_classifier,
+        load_classifier,
+        save_classifier,
+        train_classifier,
+    )
+
+    source = Path(config.classifier) if config.classifier is not None else (path if path.is_file() else None)
+    if source is not None:
+        model, classes = load_classifier(source, config.device)
+        if classes and classes != dataset.classes:
+            raise ValueError(
+                f"classifier {source} was trained on classes {classes}, the dataset has {dataset.classes}"
+            )
+        if model.num_classes != len(dataset.classes):
+            raise ValueError(
+                f"classifier {source} has {model.num_classes} classes, the dataset {len(dataset.classes)}"
+            )
+        logger.info("classifier loaded from %s", source)
+        if source != path:
+            save_classifier(model, path, dataset.classes)
+        return model
+    torch.manual_seed(config.seed)
+    model = build_classifier(
+        config.backbone,
+        len(dataset.classes),
+        pretrained=config.pretrained,
+        weights_dir=config.weights_dir,
+        download=config.download,
+    )
+    train = TrainConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        crop_size=config.crop_size,
+        optimizer=config.optimizer,
+        lr=config.lr,
+        workers=config.workers,
+        seed=config.seed,
+        device=config.device,
+    )
+    entries = dataset.entries
+    logger.info(
+        "training the %s classifier on %d images for %d epochs", config.backbone, len(entries), config.epochs
+    )
+    train_classifier(
+        model, _ImageReader(entries), torch.from_numpy(dataset.targets()), train, progress=config.progress
+    )
+    save_classifier(model, path, dataset.classes)
+    return model.eval()
+
+
+class _ImageReader:
+    """index -> HWC uint8 image of an entry (picklable, for DataLoader workers)."""
+
+    def __init__(self, entries: Sequence[DatasetEntry]) -> None:
+        self.paths = [e.path for e in entries]
+
+    def __call__(self, index: int) -> np.ndarray:
+        return load_image(self.paths[index])
+
+
+def build_uss_provider(
+    name: str | nn.Module, config: BootstrapConfig, segmenter: Segmenter | None
+) -> tuple[nn.Module, str]:
+    """The USS provider for ``name`` -> (provider, name used).
+
+    "auto": "sam" when the segmenter is SAM (its embedding is reused, no extra cost), else "color".
+    "sam" without a SAM segmenter falls back to "color" with a warning.
+    """
+    from dhr.uss import build_uss
+
+    if isinstance(name, nn.Module):
+        return name.to(config.device), type(name).__name__
+    if name == "auto":
+        name = "sam" if getattr(segmenter, "source", "") == "sam" else "color"
+    if name == "sam":
+        if getattr(segmenter, "source", "") != "sam":
+            warnings.warn(
+                "USS 'sam' needs a SAM segmenter (none is loaded: GrabCut runs); using the 'color' features instead",
+                stacklevel=2,
+            )
+            return build_uss("color"), "color"
+        return build_uss("sam", img_size=int(segmenter.long_side)), "sam"
+    if name.startswith("dino"):
+        from annotate.weights import load_state_dict
+
+        state = load_state_dict(name, config.weights_dir, config.download)
+        return build_uss(name, state_dict=state).to(config.device), name
+    return build_uss(name).to(config.device), name
+
+
+def build_bootstrap_segmenter(name: str | Segmenter, config: BootstrapConfig) -> Segmenter:
+    """A segmenter by name (with an embedding cache), or the given segmenter object."""
+    from annotate.embedding_cache import EmbeddingCache
+    from annotate.segmenters import build_segmenter
+
+    if not isinstance(name, str):
+        return name
+    cache_dir = (
+        Path(config.embedding_cache) if config.embedding_cache else config.out / ".cache" / "embeddings"
+    )
+    return build_segmenter(
+        name,
+        weights_dir=config.weights_dir,
+        device=config.device,
+        cache=EmbeddingCache(cache_dir),
+        download=config.download,
+    )
+
+
+__all__ = ["build_bootstrap_segmenter", "build_uss_provider", "prepare_classifier"]

@@ -1,0 +1,123 @@
+"""COCO export of a project: one "instances" JSON file.
+
+:func:`export_coco` writes:
+
+- ``categories``: one per project class, ``id`` = class id (1..N), matched by ``name`` on import;
+- ``images``: ``id`` = the project's image id, ``file_name`` relative to the project root (``images/a.jpg``),
+  ``width``/``height`` as displayed, and the extra field ``dhr_label`` = {status, tags, confidence, sha256};
+- ``annotations``: numbered 1..M in image order, ``segmentation`` = compressed RLE (``str`` counts) or, with
+  ``polygons=True``, COCO polygons traced with OpenCV (holes are lost: RLE keeps them), ``area`` and ``bbox``
+  (XYWH) computed by pycocotools from the stored mask, ``iscrowd`` 0, and the extra field ``dhr_label`` =
+  {score, source, needs_review, reason}.
+
+The file is written atomically (temporary file in the same folder, fsync, ``os.replace``): a reader sees the
+old file or the new one, never half of one. The export reads the database in one transaction, so edits made
+meanwhile by other sessions are either wholly in it or wholly absent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from annotate.files import atomic_write_text
+from annotate.rle import decode_rle, mask_to_polygons
+
+if TYPE_CHECKING:
+    from annotate.store import ProjectStore
+    from annotate.store_records import InstanceRecord
+
+logger = logging.getLogger(__name__)
+
+EXTRA_KEY = "dhr_label"
+"""Key of the extra field holding what COCO has no field for (status, tags, score, source, review flag...)."""
+
+
+def _annotation(record: InstanceRecord, number: int, polygons: bool, tolerance: float) -> dict[str, Any]:
+    if polygons:
+        segmentation: Any = mask_to_polygons(decode_rle(record.rle), tolerance)
+    else:
+        segmentation = {"size": list(record.rle["size"]), "counts": record.rle["counts"]}
+    return {
+        "id": number,
+        "image_id": record.image_id,
+        "category_id": record.class_id,
+        "segmentation": segmentation,
+        "area": float(record.area),
+        "bbox": [float(v) for v in record.bbox],
+        "iscrowd": 0,
+        EXTRA_KEY: {
+            "score": record.score,
+            "source": record.source,
+            "needs_review": record.needs_review,
+            "reason": record.reason,
+        },
+    }
+
+
+def coco_dict(
+    store: ProjectStore,
+    *,
+    accepted_only: bool = False,
+    polygons: bool = False,
+    polygon_tolerance: float = 0.25,
+) -> dict[str, Any]:
+    """The COCO dict :func:`export_coco` writes (see the module docstring for its fields)."""
+    images, instances = store.snapshot("accepted" if accepted_only else None)
+    coco: dict[str, Any] = {
+        "info": {"description": "dhr-label export", "version": "1.0"},
+        "licenses": [],
+        "categories": [
+            {"id": i, "name": name, "supercategory": ""} for i, name in enumerate(store.classes, 1)
+        ],
+        "images": [],
+        "annotations": [],
+    }
+    number = 0
+    for image in images:
+        coco["images"].append(
+            {
+                "id": image.id,
+                "file_name": image.file_name,
+                "width": image.width,
+                "height": image.height,
+                EXTRA_KEY: {
+                    "status": image.status,
+                    "tags": list(image.tags),
+                    "confidence": image.confidence,
+                    "sha256": image.sha256,
+                },
+            }
+        )
+        for record in instances[image.id]:
+            number += 1
+            coco["annotations"].append(_annotation(record, number, polygons, polygon_tolerance))
+    return coco
+
+
+def export_coco(
+    store: ProjectStore,
+    path: str | os.PathLike,
+    *,
+    accepted_only: bool = False,
+    polygons: bool = False,
+    polygon_tolerance: float = 0.25,
+) -> dict[str, Any]:
+    """Write the project (all images, or only accepted ones) as a COCO instances JSON file; returns the dict.
+
+    ``polygon_tolerance``: Douglas-Peucker tolerance in pixels for ``polygons=True`` (see
+    :func:`annotate.rle.mask_to_polygons`).
+    """
+    coco = coco_dict(
+        store, accepted_only=accepted_only, polygons=polygons, polygon_tolerance=polygon_tolerance
+    )
+    atomic_write_text(path, json.dumps(coco, separators=(",", ":"), allow_nan=False))
+    logger.info(
+        "exported %d images, %d annotations to %s", len(coco["images"]), len(coco["annotations"]), path
+    )
+    return coco
+
+
+__all__ = ["EXTRA_KEY", "coco_dict", "export_coco"]

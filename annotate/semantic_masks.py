@@ -1,0 +1,98 @@
+"""Semantic masks of a project: instances painted into one class-id map, and PNG export of those maps.
+
+A semantic mask is (H, W) uint8: 0 background, class id where an instance is (instances painted in increasing
+score, so the most confident is on top), 255 = ignore (only for instances flagged for review, on request).
+:func:`export_semantic_masks` writes one PNG per image, Pillow "P" mode with the PASCAL VOC palette.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from annotate.files import atomic_write
+from annotate.project_paths import check_relative_name, png_name
+from annotate.rle import decode_rle
+
+if TYPE_CHECKING:
+    from annotate.store import ProjectStore
+    from annotate.store_records import InstanceRecord
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = 255
+
+
+def paint_semantic(instances: Sequence[InstanceRecord], height: int, width: int) -> np.ndarray:
+    """(H, W) uint8 class-id map: instances painted in increasing score, so the most confident is on top."""
+    semantic = np.zeros((height, width), np.uint8)
+    for record in sorted(instances, key=lambda r: (r.score, r.id)):
+        x, y, w, h = (int(round(v)) for v in record.bbox)
+        window = (
+            slice(y, y + h),
+            slice(x, x + w),
+        )  # paint inside the box only: the rest of the mask is empty
+        semantic[window][decode_rle(record.rle)[window]] = record.class_id
+    return semantic
+
+
+def voc_palette() -> list[int]:
+    """The PASCAL VOC colour map as a flat list of 768 ints (index 0 black, 255 = (224, 224, 192))."""
+    palette: list[int] = []
+    for index in range(256):
+        red = green = blue = 0
+        code = index
+        for bit in range(8):
+            red |= ((code >> 0) & 1) << (7 - bit)
+            green |= ((code >> 1) & 1) << (7 - bit)
+            blue |= ((code >> 2) & 1) << (7 - bit)
+            code >>= 3
+        palette += [red, green, blue]
+    return palette
+
+
+def semantic_png_path(out_dir: str | os.PathLike, file_name: str) -> Path:
+    """Where :func:`export_semantic_masks` writes the mask of ``file_name``: ``out_dir/<file_name>.png``."""
+    return Path(out_dir) / png_name(check_relative_name(file_name))
+
+
+def export_semantic_masks(
+    store: ProjectStore,
+    out_dir: str | os.PathLike,
+    *,
+    accepted_only: bool = False,
+    ignore_review: bool = False,
+) -> list[Path]:
+    """Write one palette PNG of class ids per image; returns the paths written.
+
+    Masks are (H, W) uint8: 0 background, class id where an instance is (highest score on top); with
+    ``ignore_review`` the pixels of instances flagged ``needs_review`` are 255 (ignore). Each PNG is written
+    to a temporary file and moved into place.
+    """
+    from PIL import Image
+    from tqdm import tqdm
+
+    images, instances = store.snapshot("accepted" if accepted_only else None)
+    palette = voc_palette()
+    written = []
+    for image in tqdm(images, desc="semantic masks", unit="image", disable=len(images) < 100):
+        semantic = paint_semantic(instances[image.id], image.height, image.width)
+        if ignore_review:
+            for record in instances[image.id]:
+                if record.needs_review:
+                    semantic[decode_rle(record.rle)] = IGNORE_INDEX
+        png = Image.fromarray(semantic, mode="L").convert("P")
+        png.putpalette(palette)
+        target = atomic_write(semantic_png_path(out_dir, image.file_name), partial(png.save, format="PNG"))
+        written.append(target)
+    logger.info("wrote %d semantic masks to %s", len(written), out_dir)
+    return written
+
+
+__all__ = ["IGNORE_INDEX", "export_semantic_masks", "paint_semantic", "semantic_png_path", "voc_palette"]

@@ -1,0 +1,97 @@
+"""Shards of a bootstrap run: which images shard ``i/n`` labels, and joining the shard folders into one project.
+
+``shard=(i, n)`` (0 <= i < n) keeps the images whose position in the name-sorted dataset is ``i mod n``;
+:func:`merge_shards` joins the shard output folders (same classes) into one project and COCO file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from annotate.bootstrap_files import CLASSIFIER_FILE, export_outputs, mask_path, open_project
+from annotate.dataset import DatasetEntry
+from annotate.files import atomic_copy
+from annotate.project_paths import source_name
+
+
+def shard_entries(entries: Sequence[DatasetEntry], shard: tuple[int, int]) -> list[DatasetEntry]:
+    """Entries of shard ``(i, n)``: positions ``i, i + n, ...`` of the name-sorted list."""
+    i, n = shard
+    ordered = sorted(entries, key=lambda e: e.file_name)
+    return ordered[i::n]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse "i/n" -> (i, n), 0 <= i < n."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError as error:
+        raise ValueError(f"shard must look like i/n (e.g. 0/4), got {text!r}") from error
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def merge_shards(out: str | Path, shard_dirs: Sequence[str | Path], *, progress: bool = True) -> Path | None:
+    """Join shard projects (same classes) into one project at ``out``; returns the merged COCO file path.
+
+    Images keep their names, instances, status and confidence; semantic PNGs and the classifier are copied.
+    Raises ValueError for differing classes or an image present in two shards.
+    """
+    from tqdm.auto import tqdm
+
+    from annotate.store import ProjectStore
+
+    out = Path(out)
+    if not shard_dirs:
+        raise ValueError("no shard folders given")
+    shards = [ProjectStore.open(Path(d)) for d in shard_dirs]
+    try:
+        classes = shards[0].classes
+        for d, s in zip(shard_dirs, shards, strict=True):
+            if s.classes != classes:
+                raise ValueError(f"shard {d} has classes {s.classes}, the first shard {classes}")
+        records = []
+        seen: dict[str, str] = {}
+        for d, s in zip(shard_dirs, shards, strict=True):
+            for rec in s.list_images(order="name"):
+                if rec.file_name in seen:
+                    raise ValueError(f"image {rec.file_name} is in two shards: {seen[rec.file_name]} and {d}")
+                seen[rec.file_name] = str(d)
+                records.append((rec.file_name, s, rec))
+        records.sort(key=lambda r: r[0])
+        unfinished = [name for name, _, rec in records if rec.status == "new"]
+        if unfinished:
+            warnings.warn(
+                f"{len(unfinished)} image(s) not labelled yet in their shard: {unfinished[:10]}", stacklevel=2
+            )
+        store = open_project(out, classes)
+        try:
+            for name, shard, rec in tqdm(records, desc="merge", unit="img", disable=not progress):
+                if store.find_image(name) is not None:
+                    raise ValueError(f"{out} already holds image {name}; merge into an empty folder")
+                dataset_name = source_name(name)
+                image_id = store.add_image(shard.image_path(rec.id), list(rec.tags), dest_name=dataset_name)
+                mask = mask_path(shard.root, dataset_name)
+                if mask.is_file():
+                    atomic_copy(mask, mask_path(store.root, dataset_name))
+                if rec.status == "new":
+                    continue
+                instances = [i.to_new() for i in shard.instances(rec.id)]
+                store.save_labels(
+                    image_id, instances, user="merge", status=rec.status, confidence=rec.confidence
+                )
+            classifier = shards[0].root / CLASSIFIER_FILE
+            if classifier.is_file() and not (out / CLASSIFIER_FILE).exists():
+                atomic_copy(classifier, out / CLASSIFIER_FILE)
+            return export_outputs(store)
+        finally:
+            store.close()
+    finally:
+        for s in shards:
+            s.close()
+
+
+__all__ = ["merge_shards", "parse_shard", "shard_entries"]
