@@ -3,132 +3,34 @@
 ``python app.py`` opens the bundled demo project (created on first launch in ~/.cache/dhr-label/demo-project);
 ``python app.py --project DIR`` opens a project. Binds 127.0.0.1 unless ``--host`` says otherwise; use
 ``--auth user:pass`` or ``--auth-file FILE`` whenever the GUI is reachable by others.
+
+What the page shows is computed in :mod:`annotate.gui_view`, the page's key bindings and CSS are in
+:mod:`annotate.gui_assets`, and the launch settings come from :mod:`annotate.cli_gui`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
-from annotate.cli_gui import build_gui_parser, default_user, logins_from_args, open_project
-from annotate.session import (
-    STATUSES,
-    EditConflict,
-    ReviewSession,
-    SharedSegmenter,
-    class_color,
-    project_path,
-    run_bootstrap,
-    run_training_round,
-    strokes_from_layers,
+from annotate.cli_gui import (
+    build_gui_parser,
+    build_segmenter_for,
+    default_user,
+    launch_kwargs,
+    open_project,
 )
+from annotate.gui_assets import SHORTCUTS
+from annotate.gui_view import DISPLAY_MIN_SIDE, ORDERS, TOOL_CHOICES, segmenter_banner
+from annotate.overlay import class_color
+from annotate.refine import SharedSegmenter
+from annotate.store import STATUSES
+from gui_handlers import Page, ReviewHandlers
 
 logger = logging.getLogger("dhr.app")
-
-DISPLAY_MAX_SIDE = 1600
-"""Images larger than this (longest side, px) are sent scaled down; clicks are mapped back to full size."""
-DISPLAY_MIN_SIDE = 640
-"""Images smaller than this (longest side, px) are sent scaled up, to fill the canvas."""
-
-ORDERS = {"least confident first": "confidence", "name": "name"}
-TOOL_CHOICES = [
-    ("Select (S)", "select"),
-    ("Add + (P)", "positive"),
-    ("Remove − (N)", "negative"),
-    ("Box (B)", "box"),
-]
-
-SHORTCUTS = """
-| Key | Action |
-|---|---|
-| **S** / **P** / **N** / **B** | tool: select / add point / remove point / box |
-| **A** | accept and go to the next image |
-| **R** | reject image |
-| **D** or **Delete** | delete selected instance |
-| **M** | merge selected with the instance picked in "Merge with" |
-| **Z** or **Ctrl+Z** | undo |
-| **Y** or **Ctrl+Shift+Z** | redo |
-| **Esc** | deselect |
-| **←** / **→** | previous / next image |
-"""
-
-SHORTCUTS_JS = """
-() => {
-  if (window.__dhrShortcuts) { return; }
-  window.__dhrShortcuts = true;
-  const click = (id) => { const el = document.getElementById(id); if (el) { el.click(); } };
-  const tool = (value) => {
-    const el = document.querySelector('#tool input[value="' + value + '"]');
-    if (el) { el.click(); }
-  };
-  document.addEventListener('keydown', (event) => {
-    const t = event.target;
-    const tag = t && t.tagName ? t.tagName.toLowerCase() : '';
-    const typing = tag === 'textarea' || tag === 'select' || (t && t.isContentEditable) ||
-      (tag === 'input' && !['radio', 'checkbox', 'range', 'button'].includes(t.type));
-    if (typing || event.altKey || event.metaKey) { return; }
-    const key = event.key.toLowerCase();
-    let action = null;
-    if (event.ctrlKey) {
-      if (key === 'z' && !event.shiftKey) { action = () => click('btn-undo'); }
-      else if (key === 'y' || (key === 'z' && event.shiftKey)) { action = () => click('btn-redo'); }
-    } else {
-      const table = {
-        's': () => tool('select'), 'p': () => tool('positive'), 'n': () => tool('negative'),
-        'b': () => tool('box'), 'a': () => click('btn-accept'),
-        'r': () => click('btn-reject'), 'd': () => click('btn-delete'), 'delete': () => click('btn-delete'),
-        'm': () => click('btn-merge'), 'z': () => click('btn-undo'), 'y': () => click('btn-redo'),
-        'escape': () => click('btn-deselect'), 'arrowleft': () => click('btn-prev'),
-        'arrowright': () => click('btn-next'),
-      };
-      action = table[key] || null;
-    }
-    if (action) { event.preventDefault(); action(); }
-  });
-}
-"""
-
-CSS = """
-#canvas img { cursor: crosshair; }
-#segmenter-status.fallback { border-left: 4px solid #e67e22; padding-left: 8px; }
-#message { min-height: 1.6em; }
-#shortcuts, #shortcuts table { font-size: 0.8em; }
-#instances table, #queue table { font-size: 0.85em; }
-#shortcuts td, #shortcuts th { padding: 2px 6px; }
-"""
-
-
-@dataclasses.dataclass
-class Ui:
-    """Per-browser-tab state: the editing session and the display settings."""
-
-    session: ReviewSession
-    opacity: float = 0.5
-    hidden: set[int] = dataclasses.field(default_factory=set)
-    status_filter: str | None = None
-    order: str = "confidence"
-
-
-def segmenter_banner(segmenter: SharedSegmenter) -> str:
-    """One line saying which segmenter answers the clicks; says plainly when it is the GrabCut fallback."""
-    if segmenter.is_fallback:
-        return f"⚠️ **GrabCut fallback in use.** {segmenter.message}"
-    return f"Segmenter: **{segmenter.model_id}** (Segment Anything)"
-
-
-def display_scale(image: np.ndarray) -> float:
-    """Factor from full-size to displayed pixels: down to DISPLAY_MAX_SIDE, up to DISPLAY_MIN_SIDE."""
-    side = max(image.shape[:2])
-    return min(DISPLAY_MAX_SIDE, max(DISPLAY_MIN_SIDE, side)) / side
 
 
 def build_app(
@@ -144,347 +46,12 @@ def build_app(
     ``bootstrap_options`` / ``training_options`` are :class:`annotate.bootstrap.BootstrapConfig` /
     :class:`training.rounds.RoundsConfig` fields used by the automatic-labelling and training buttons.
     """
-    import cv2
-
     shared = segmenter if isinstance(segmenter, SharedSegmenter) else SharedSegmenter(segmenter)
     classes = list(store.classes)
     class_choices = [(name, i + 1) for i, name in enumerate(classes)]
     swatches = " ".join(
         f"<span style='color:rgb{class_color(i + 1)}'>■</span> {name}" for i, name in enumerate(classes)
     )
-
-    # ------------------------------------------------------------------ view helpers
-    def canvas_value(ui: Ui) -> np.ndarray | None:
-        s = ui.session
-        if s.image is None:
-            return None
-        image = s.render(opacity=ui.opacity, hidden_classes=ui.hidden)
-        scale = display_scale(image)
-        if scale != 1.0:
-            size = (int(round(image.shape[1] * scale)), int(round(image.shape[0] * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        return image
-
-    def info_text(ui: Ui) -> str:
-        s = ui.session
-        if s.image_id is None:
-            return "No image open."
-        record = s.store.image(s.image_id)
-        tags = ", ".join(record.tags) or "none"
-        return (
-            f"**{record.file_name}** ({record.width}×{record.height}) · status **{record.status}** · "
-            f"tags: {tags} · version {record.version}"
-        )
-
-    def merge_choices(ui: Ui) -> Any:
-        s = ui.session
-        choices = [
-            (f"#{i + 1} {classes[inst.class_id - 1]}", i)
-            for i, inst in enumerate(s.instances)
-            if i != s.selected and 1 <= inst.class_id <= len(classes)
-        ]
-        return gr.Dropdown(choices=choices, value=None)
-
-    def view(ui: Ui, message: str = "") -> dict:
-        s = ui.session
-        selected = s.instances[s.selected] if s.selected is not None else None
-        return {
-            canvas: canvas_value(ui),
-            instances_df: s.instance_rows(),
-            image_info: info_text(ui),
-            merge_dd: merge_choices(ui),
-            class_dd: gr.Dropdown(value=selected.class_id if selected else None),
-            new_class_dd: gr.Dropdown(value=s.new_class),
-            message_md: message,
-        }
-
-    def queue_view(ui: Ui) -> dict:
-        s = ui.session
-        rows = [
-            [
-                r.image_id,
-                Path(r.file_name).name,
-                r.status,
-                None if r.confidence is None else round(float(r.confidence), 3),
-            ]
-            for r in s.queue(status=ui.status_filter, order=ui.order)
-        ]
-        counts = s.progress()
-        done = counts["accepted"] + counts["rejected"]
-        parts = " · ".join(f"{k} {counts[k]}" for k in STATUSES)
-        return {
-            queue_df: rows,
-            progress_md: f"**{done} / {counts['total']} reviewed** · {parts}",
-        }
-
-    def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
-        """Run a handler; a user error becomes a message, a version conflict a warning and a reload."""
-
-        @functools.wraps(fn)
-        def wrapper(ui: Ui, *args: Any, **kwargs: Any) -> dict:
-            if ui is None:
-                return {message_md: "The page is still loading; try again."}
-            try:
-                return fn(ui, *args, **kwargs) or {message_md: gr.skip()}
-            except EditConflict as error:
-                gr.Warning(str(error))
-                return view(ui, f"⚠️ {error}")
-            except (ValueError, RuntimeError, FileNotFoundError, KeyError) as error:
-                logger.info("%s: %s", fn.__name__, error)
-                return {message_md: f"⚠️ {error}"}
-
-        return wrapper
-
-    # ------------------------------------------------------------------ handlers
-    def on_load(request: gr.Request) -> dict:
-        name = getattr(request, "username", None) or user
-        ui = Ui(ReviewSession(store, shared, user=name))
-        rows = ui.session.queue(order=ui.order)
-        message = ""
-        if rows:
-            ui.session.open_image(rows[0].image_id)
-        else:
-            message = "The project has no images yet: add some under **Add images**."
-        return {state: ui, **view(ui, message), **queue_view(ui)}
-
-    @guarded
-    def on_prepare(ui: Ui) -> dict:
-        s = ui.session
-        if s.image is None:
-            return {}
-        started = time.perf_counter()
-        s.prepare_segmenter()
-        took = time.perf_counter() - started
-        return {message_md: f"image encoded for the segmenter in {took:.1f} s"} if took > 1.0 else {}
-
-    @guarded
-    def on_queue_select(ui: Ui, evt: gr.SelectData) -> dict:
-        row = evt.row_value
-        if not row:
-            return {}
-        ui.session.open_image(int(row[0]))
-        return view(ui)
-
-    @guarded
-    def on_filter(ui: Ui, status: str, order: str) -> dict:
-        ui.status_filter = None if status == "all" else status
-        ui.order = ORDERS.get(order, "confidence")
-        return queue_view(ui)
-
-    @guarded
-    def on_click(ui: Ui, tool: str, evt: gr.SelectData) -> dict:
-        s = ui.session
-        if s.image is None:
-            raise ValueError("no image is open")
-        scale = display_scale(s.image)
-        x, y = (float(evt.index[0]) + 0.5) / scale - 0.5, (float(evt.index[1]) + 0.5) / scale - 0.5
-        s.tool = tool
-        started = time.perf_counter()
-        message = s.click(x, y)
-        logger.debug(
-            "click (%.0f, %.0f) with %s took %.0f ms", x, y, tool, 1e3 * (time.perf_counter() - started)
-        )
-        return view(ui, message)
-
-    @guarded
-    def on_tool(ui: Ui, tool: str) -> dict:
-        ui.session.tool = tool
-        ui.session.pending_corner = None
-        return {canvas: canvas_value(ui)}
-
-    @guarded
-    def on_instance_select(ui: Ui, evt: gr.SelectData) -> dict:
-        ui.session.select(int(evt.index[0]))
-        return view(ui, ui.session.describe())
-
-    @guarded
-    def on_deselect(ui: Ui) -> dict:
-        ui.session.select(None)
-        return view(ui)
-
-    @guarded
-    def on_new_class(ui: Ui, class_id: int | None) -> dict:
-        if class_id is not None:
-            ui.session.new_class = int(class_id)
-        return {}
-
-    @guarded
-    def on_set_class(ui: Ui, class_id: int | None) -> dict:
-        if class_id is None:
-            raise ValueError("pick a class")
-        ui.session.set_class(int(class_id))
-        return view(ui, f"instance #{ui.session.selected + 1} is now {classes[int(class_id) - 1]}")
-
-    @guarded
-    def on_delete(ui: Ui) -> dict:
-        index = ui.session.selected
-        ui.session.delete()
-        return view(ui, f"deleted instance #{index + 1}")
-
-    @guarded
-    def on_merge(ui: Ui, other: int | None) -> dict:
-        s = ui.session
-        if s.selected is None:
-            raise ValueError("select the instance to keep first, then pick the one to merge into it")
-        if other is None:
-            raise ValueError("pick the instance to merge in 'Merge with'")
-        index = s.merge(s.selected, int(other))
-        return view(ui, f"merged into instance #{index + 1}")
-
-    @guarded
-    def on_undo(ui: Ui) -> dict:
-        ui.session.undo()
-        return {**view(ui, "undone"), **queue_view(ui)}
-
-    @guarded
-    def on_redo(ui: Ui) -> dict:
-        ui.session.redo()
-        return {**view(ui, "redone"), **queue_view(ui)}
-
-    @guarded
-    def on_accept(ui: Ui) -> dict:
-        s = ui.session
-        name = Path(s.store.image(s.image_id).file_name).name
-        nxt = s.accept_and_next(status_filter=ui.status_filter, order=ui.order)
-        message = f"accepted {name}" + ("" if nxt is not None else "; every image in the queue is accepted")
-        return {**view(ui, message), **queue_view(ui)}
-
-    @guarded
-    def on_reject(ui: Ui) -> dict:
-        ui.session.set_status("rejected")
-        return {**view(ui, "image rejected"), **queue_view(ui)}
-
-    def step(ui: Ui, offset: int) -> dict:
-        s = ui.session
-        rows = s.queue(status=ui.status_filter, order=ui.order)
-        if not rows:
-            raise ValueError("the queue is empty")
-        ids = [r.image_id for r in rows]
-        current = ids.index(s.image_id) if s.image_id in ids else -offset
-        s.open_image(ids[(current + offset) % len(ids)])
-        return view(ui)
-
-    @guarded
-    def on_prev(ui: Ui) -> dict:
-        return step(ui, -1)
-
-    @guarded
-    def on_next(ui: Ui) -> dict:
-        return step(ui, 1)
-
-    @guarded
-    def on_display(ui: Ui, opacity: float, visible: list[int]) -> dict:
-        ui.opacity = float(opacity)
-        ui.hidden = {i + 1 for i in range(len(classes))} - {int(v) for v in visible or []}
-        return {canvas: canvas_value(ui)}
-
-    @guarded
-    def on_brush_open(ui: Ui) -> dict:
-        s = ui.session
-        if s.image is None:
-            return {}
-        background = s.render(opacity=ui.opacity, hidden_classes=ui.hidden, show_points=False)
-        return {editor: {"background": background, "layers": [], "composite": None}}
-
-    @guarded
-    def on_brush_apply(ui: Ui, value: dict | None) -> dict:
-        s = ui.session
-        image = s.require_image()
-        if not value or not value.get("layers"):
-            raise ValueError("paint on the image first (green adds pixels, red removes them)")
-        add, remove = strokes_from_layers(value["layers"], image.shape[:2])
-        if not add.any() and not remove.any():
-            raise ValueError("nothing painted: use the brush (green adds pixels, red removes them)")
-        change = s.paint(add=add, remove=remove)
-        background = s.render(opacity=ui.opacity, hidden_classes=ui.hidden, show_points=False)
-        return {
-            **view(ui, f"instance #{s.selected + 1}: {change:+d} px"),
-            editor: {"background": background, "layers": [], "composite": None},
-        }
-
-    @guarded
-    def on_export(ui: Ui, accepted_only: bool, polygons: bool) -> dict:
-        from annotate.coco import export_coco
-
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        kind = "accepted" if accepted_only else "all"
-        path = project_path(store.root, f"exports/coco-{kind}-{stamp}.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        coco = export_coco(store, path, accepted_only=bool(accepted_only), polygons=bool(polygons))
-        message = (
-            f"exported {len(coco.get('images', []))} images and {len(coco.get('annotations', []))} "
-            f"instances to {path.relative_to(store.root)}"
-        )
-        return {export_file: gr.File(value=str(path), visible=True), message_md: message}
-
-    @guarded
-    def on_add_images(ui: Ui, files: list[Any] | None, tags_text: str) -> dict:
-        if not files:
-            raise ValueError("choose image files to add first")
-        tags = [t.strip() for t in (tags_text or "").split(",") if t.strip()]
-        unknown = [t for t in tags if t not in classes]
-        if unknown:
-            raise ValueError(f"unknown tags {unknown}; the project's classes are {classes}")
-        added = 0
-        for f in files:
-            path = Path(getattr(f, "name", f))
-            store.add_image(path, tags, copy=True)
-            added += 1
-        return {**queue_view(ui), message_md: f"added {added} image(s)", upload: None}
-
-    def bootstrap_job(ui: Ui, scope: str, redo: bool, progress: gr.Progress) -> dict:
-        s = ui.session
-        if scope == "this":
-            s.require_image()
-            ids: list[int] | None = [s.image_id]
-        elif scope == "shown":
-            ids = [r.image_id for r in s.queue(status=ui.status_filter, order=ui.order)]
-        else:
-            ids = None
-        report = run_bootstrap(
-            store,
-            ids,
-            on_progress=lambda fraction, text: progress(float(fraction), desc=text),
-            redo_pseudo=bool(redo),
-            user=s.user,
-            **(bootstrap_options or {}),
-        )
-        text = (
-            f"automatic labelling: {len(report.processed)} image(s) labelled, "
-            f"{len(report.skipped)} left as they were (already labelled or reviewed)"
-        )
-        if s.image_id is not None:
-            s.reload()
-        return {**view(ui, text), **queue_view(ui), job_md: text}
-
-    @guarded
-    def on_bootstrap_this(ui: Ui, redo: bool, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
-        return bootstrap_job(ui, "this", redo, progress)
-
-    @guarded
-    def on_bootstrap_shown(ui: Ui, redo: bool, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
-        return bootstrap_job(ui, "shown", redo, progress)
-
-    @guarded
-    def on_bootstrap_all(ui: Ui, redo: bool, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
-        return bootstrap_job(ui, "all", redo, progress)
-
-    @guarded
-    def on_train(ui: Ui, steps: float, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
-        from training.trainer import TrainConfig
-
-        s = ui.session
-        options = dict(training_options or {})
-        if steps:
-            options["train"] = TrainConfig(steps=int(steps))
-        figures = run_training_round(
-            store, on_progress=lambda fraction, text: progress(float(fraction), desc=text), **options
-        )
-        shown = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        text = "training round finished: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
-        if s.image_id is not None:
-            s.reload()
-        return {**view(ui, text), **queue_view(ui), job_md: text}
 
     # ------------------------------------------------------------------ layout
     with gr.Blocks(title="dhr-label review", fill_width=True) as demo:
@@ -541,7 +108,7 @@ def build_app(
                     )
                     add_btn = gr.Button("Add to project", size="sm", elem_id="btn-add")
             with gr.Column(scale=3, min_width=480):
-                image_info = gr.Markdown(elem_id="image-info")
+                image_md = gr.Markdown(elem_id="image-info")
                 tool_radio = gr.Radio(TOOL_CHOICES, value="positive", label="Click tool", elem_id="tool")
                 with gr.Tabs():
                     with gr.Tab("Click", id="click-tab"):
@@ -620,70 +187,68 @@ def build_app(
                 with gr.Accordion("Keyboard shortcuts", open=True):
                     gr.Markdown(SHORTCUTS, elem_id="shortcuts")
 
-        view_outputs = [canvas, instances_df, image_info, merge_dd, class_dd, new_class_dd, message_md]
+        page = Page(
+            state=state,
+            canvas=canvas,
+            instances_df=instances_df,
+            image_md=image_md,
+            merge_dd=merge_dd,
+            class_dd=class_dd,
+            new_class_dd=new_class_dd,
+            message_md=message_md,
+            queue_df=queue_df,
+            progress_md=progress_md,
+            editor=editor,
+            export_file=export_file,
+            upload=upload,
+            job_md=job_md,
+        )
+        h = ReviewHandlers(
+            page,
+            store,
+            shared,
+            user=user,
+            bootstrap_options=bootstrap_options,
+            training_options=training_options,
+        )
+        view_outputs = [canvas, instances_df, image_md, merge_dd, class_dd, new_class_dd, message_md]
         queue_outputs = [queue_df, progress_md]
         both = view_outputs + queue_outputs
         # Edits of every tab run one at a time (they share the store and the segmenter), without a spinner.
         fast = {"show_progress": "hidden", "concurrency_id": "edit"}
 
-        demo.load(on_load, None, [state, *both]).then(on_prepare, state, [message_md])
-        queue_df.select(on_queue_select, state, view_outputs).then(on_prepare, state, [message_md])
-        status_dd.input(on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
-        order_radio.input(on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
-        canvas.select(on_click, [state, tool_radio], view_outputs, trigger_mode="multiple", **fast)
-        tool_radio.input(on_tool, [state, tool_radio], [canvas, message_md], **fast)
-        instances_df.select(on_instance_select, state, view_outputs, **fast)
-        deselect_btn.click(on_deselect, state, view_outputs, **fast)
-        new_class_dd.input(on_new_class, [state, new_class_dd], [message_md])
-        class_dd.input(on_set_class, [state, class_dd], view_outputs, **fast)
-        delete_btn.click(on_delete, state, view_outputs, **fast)
-        merge_btn.click(on_merge, [state, merge_dd], view_outputs, **fast)
-        undo_btn.click(on_undo, state, both, **fast)
-        redo_btn.click(on_redo, state, both, **fast)
-        accept_btn.click(on_accept, state, both, concurrency_id="edit").then(on_prepare, state, [message_md])
-        reject_btn.click(on_reject, state, both, concurrency_id="edit")
-        prev_btn.click(on_prev, state, view_outputs).then(on_prepare, state, [message_md])
-        next_btn.click(on_next, state, view_outputs).then(on_prepare, state, [message_md])
-        opacity.release(on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
-        visible_cb.input(on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
-        brush_tab.select(on_brush_open, state, [editor, message_md])
-        brush_btn.click(on_brush_apply, [state, editor], [*view_outputs, editor], concurrency_id="edit")
-        export_btn.click(on_export, [state, accepted_cb, polygons_cb], [export_file, message_md])
-        add_btn.click(on_add_images, [state, upload, tags_box], [*queue_outputs, message_md, upload])
+        demo.load(h.on_load, None, [state, *both]).then(h.on_prepare, state, [message_md])
+        queue_df.select(h.on_queue_select, state, view_outputs).then(h.on_prepare, state, [message_md])
+        status_dd.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
+        order_radio.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
+        canvas.select(h.on_click, [state, tool_radio], view_outputs, trigger_mode="multiple", **fast)
+        tool_radio.input(h.on_tool, [state, tool_radio], [canvas, message_md], **fast)
+        instances_df.select(h.on_instance_select, state, view_outputs, **fast)
+        deselect_btn.click(h.on_deselect, state, view_outputs, **fast)
+        new_class_dd.input(h.on_new_class, [state, new_class_dd], [message_md])
+        class_dd.input(h.on_set_class, [state, class_dd], view_outputs, **fast)
+        delete_btn.click(h.on_delete, state, view_outputs, **fast)
+        merge_btn.click(h.on_merge, [state, merge_dd], view_outputs, **fast)
+        undo_btn.click(h.on_undo, state, both, **fast)
+        redo_btn.click(h.on_redo, state, both, **fast)
+        accept_btn.click(h.on_accept, state, both, concurrency_id="edit").then(
+            h.on_prepare, state, [message_md]
+        )
+        reject_btn.click(h.on_reject, state, both, concurrency_id="edit")
+        prev_btn.click(h.on_prev, state, view_outputs).then(h.on_prepare, state, [message_md])
+        next_btn.click(h.on_next, state, view_outputs).then(h.on_prepare, state, [message_md])
+        opacity.release(h.on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
+        visible_cb.input(h.on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
+        brush_tab.select(h.on_brush_open, state, [editor, message_md])
+        brush_btn.click(h.on_brush_apply, [state, editor], [*view_outputs, editor], concurrency_id="edit")
+        export_btn.click(h.on_export, [state, accepted_cb, polygons_cb], [export_file, message_md])
+        add_btn.click(h.on_add_images, [state, upload, tags_box], [*queue_outputs, message_md, upload])
         job_outputs = [*both, job_md]
-        boot_this_btn.click(on_bootstrap_this, [state, redo_cb], job_outputs, concurrency_id="jobs")
-        boot_shown_btn.click(on_bootstrap_shown, [state, redo_cb], job_outputs, concurrency_id="jobs")
-        boot_all_btn.click(on_bootstrap_all, [state, redo_cb], job_outputs, concurrency_id="jobs")
-        train_btn.click(on_train, [state, steps_nb], job_outputs, concurrency_id="jobs")
+        boot_this_btn.click(h.on_bootstrap_this, [state, redo_cb], job_outputs, concurrency_id="jobs")
+        boot_shown_btn.click(h.on_bootstrap_shown, [state, redo_cb], job_outputs, concurrency_id="jobs")
+        boot_all_btn.click(h.on_bootstrap_all, [state, redo_cb], job_outputs, concurrency_id="jobs")
+        train_btn.click(h.on_train, [state, steps_nb], job_outputs, concurrency_id="jobs")
     return demo
-
-
-def build_segmenter_for(args: Any, store: Any) -> SharedSegmenter:
-    """The segmenter asked for on the command line, with an embedding cache inside the project."""
-    from annotate.embedding_cache import EmbeddingCache
-    from annotate.segmenters import build_segmenter
-
-    cache = EmbeddingCache(project_path(store.root, "cache/embeddings"))
-    seg = build_segmenter(name=args.segmenter, weights_dir=args.weights_dir, device=args.device, cache=cache)
-    return SharedSegmenter(seg)
-
-
-def launch_kwargs(args: Any, store: Any) -> dict[str, Any]:
-    """Keyword arguments of ``Blocks.launch`` for the parsed command line."""
-    exports = project_path(store.root, "exports")
-    exports.mkdir(parents=True, exist_ok=True)
-    return {
-        "server_name": args.host,
-        "server_port": args.port,
-        "auth": logins_from_args(args),
-        "auth_message": "dhr-label: log in to review" if logins_from_args(args) else None,
-        "allowed_paths": [str(exports)],
-        "js": SHORTCUTS_JS,
-        "css": CSS,
-        "footer_links": [],
-        "ssr_mode": False,
-        "show_error": True,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

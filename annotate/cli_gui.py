@@ -1,6 +1,7 @@
 """``dhr gui``: open the review GUI; the argument definitions shared with ``python app.py``.
 
-The GUI itself (``app.py``, Gradio) runs in its own process, so this package never imports Gradio.
+The GUI itself (``app.py``, Gradio) runs in its own process, so this package never imports Gradio; the settings
+``app.py`` needs from the command line (segmenter, ``Blocks.launch`` keywords) are built here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -142,6 +144,41 @@ def open_project(args: argparse.Namespace):
             "create the demo project in this folder"
         )
     return ProjectStore.open(root)
+
+
+def build_segmenter_for(args: argparse.Namespace, store: Any) -> Any:
+    """The :class:`annotate.refine.SharedSegmenter` asked for by ``--segmenter`` / ``--weights-dir`` /
+    ``--device``, with its embedding cache inside the project (``PROJECT/cache/embeddings``)."""
+    from annotate.embedding_cache import EmbeddingCache
+    from annotate.jobs import EMBEDDINGS_DIR
+    from annotate.refine import SharedSegmenter
+    from annotate.segmenters import build_segmenter
+
+    cache = EmbeddingCache(store.resolve(EMBEDDINGS_DIR))
+    seg = build_segmenter(name=args.segmenter, weights_dir=args.weights_dir, device=args.device, cache=cache)
+    return SharedSegmenter(seg)
+
+
+def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
+    """Keyword arguments of Gradio's ``Blocks.launch`` for the parsed command line (creates ``PROJECT/exports``,
+    the one folder the page may serve files from)."""
+    from annotate.gui_assets import CSS, SHORTCUTS_JS
+    from annotate.jobs import EXPORTS_DIR
+
+    exports = store.resolve(EXPORTS_DIR)
+    exports.mkdir(parents=True, exist_ok=True)
+    return {
+        "server_name": args.host,
+        "server_port": args.port,
+        "auth": logins_from_args(args),
+        "auth_message": "dhr-label: log in to review" if logins_from_args(args) else None,
+        "allowed_paths": [str(exports)],
+        "js": SHORTCUTS_JS,
+        "css": CSS,
+        "footer_links": [],
+        "ssr_mode": False,
+        "show_error": True,
+    }
 
 
 def to_argv(args: argparse.Namespace) -> list[str]:

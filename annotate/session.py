@@ -6,10 +6,8 @@ was based on, so two annotators on the same image never overwrite each other sil
 :class:`EditConflict` (from the store's :class:`annotate.store.VersionConflict`) after the session reloaded the
 newer labels, and nothing of the stale edit is written.
 
-Clicks refine the selected instance at once: the segmenter receives all the instance's clicks, its box (if it
-was drawn as one) and its previous low-resolution logits (SAM's ``mask_input``), as Segment Anything's own
-interactive loop does. The segmenter is shared between sessions through :class:`SharedSegmenter`, which
-re-targets it when another image is asked for (cheap with the embedding cache).
+Clicks refine the selected instance at once through :func:`annotate.refine.refine_instance`; the overlay is
+drawn by :func:`annotate.overlay.render_overlay`; brush strokes come from :mod:`annotate.brush`.
 
 Conventions: images HWC uint8 RGB; masks (H, W) bool; points XY pixels; boxes XYXY pixels; class id = index in
 ``store.classes`` + 1.
@@ -19,45 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from annotate.store import STATUSES, NewInstance, ProjectStore, VersionConflict
+from annotate.brush import stroke_mask
+from annotate.overlay import render_overlay
+from annotate.refine import EditableInstance, SharedSegmenter, refine_instance
+from annotate.store import STATUSES, ProjectStore, VersionConflict
 
 logger = logging.getLogger(__name__)
 
 TOOLS = ("select", "positive", "negative", "box")
 """Click tools: pick an instance, add a positive / negative point, or two clicks for a box (new instance)."""
-
-PALETTE = np.array(
-    [
-        (0, 130, 200),
-        (60, 180, 75),
-        (255, 225, 25),
-        (230, 25, 75),
-        (145, 30, 180),
-        (70, 240, 240),
-        (245, 130, 48),
-        (240, 50, 230),
-        (210, 245, 60),
-        (250, 190, 190),
-        (0, 128, 128),
-        (170, 110, 40),
-        (128, 0, 0),
-        (170, 255, 195),
-        (128, 128, 0),
-        (0, 0, 128),
-    ],
-    dtype=np.uint8,
-)
-"""RGB colours of classes 1, 2, ... (cycled); class ``c`` uses ``PALETTE[(c - 1) % len(PALETTE)]``."""
-
-ProgressFn = Callable[[float, str], None]
-"""Progress callback: fraction done in [0, 1] and a short description."""
 
 
 class EditConflict(RuntimeError):
@@ -65,51 +38,6 @@ class EditConflict(RuntimeError):
 
     Raised from the store's :class:`annotate.store.VersionConflict` (kept as ``__cause__``); nothing was saved.
     """
-
-
-def class_color(class_id: int) -> tuple[int, int, int]:
-    """RGB colour (uint8 values) of a class id >= 1."""
-    if class_id < 1:
-        raise ValueError(f"class id {class_id} has no colour: classes start at 1 (0 is background)")
-    r, g, b = PALETTE[(class_id - 1) % len(PALETTE)]
-    return int(r), int(g), int(b)
-
-
-@dataclasses.dataclass
-class EditableInstance:
-    """One instance being edited.
-
-    ``mask`` (H, W) bool; ``points`` (N, 2) float XY pixels with ``labels`` (N,) int 1 = positive, 0 = negative;
-    ``box`` XYXY pixels or None; ``logits`` (L, L) float32 low-res logits of the segmenter's last answer for
-    this instance (L = the segmenter's ``mask_input_size``, 256 for SAM), or None when the mask did not come from the segmenter (loaded, painted, merged).
-    """
-
-    class_id: int
-    mask: np.ndarray
-    score: float = 1.0
-    source: str = "manual"
-    needs_review: bool = False
-    reason: str = ""
-    points: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.float32))
-    labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int64))
-    box: tuple[float, float, float, float] | None = None
-    logits: np.ndarray | None = None
-
-    @property
-    def area(self) -> int:
-        """Number of mask pixels."""
-        return int(np.count_nonzero(self.mask))
-
-    def to_new(self) -> NewInstance:
-        """The store's form of this instance."""
-        return NewInstance(
-            class_id=self.class_id,
-            mask=self.mask,
-            score=float(self.score),
-            source=self.source,
-            needs_review=bool(self.needs_review),
-            reason=self.reason,
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,118 +49,6 @@ class QueueRow:
     status: str
     confidence: float | None
     tags: tuple[str, ...]
-
-
-class SharedSegmenter:
-    """A segmenter shared by several sessions: a lock, and the image it currently holds.
-
-    ``segmenter`` follows the ``annotate.segmenters`` interface (``set_image``, ``predict``, ``model_id``,
-    ``is_fallback``). ``key`` names an image (its sha256); the segmenter is re-targeted only when it changes.
-    """
-
-    def __init__(self, segmenter: Any):
-        self.segmenter = segmenter
-        self._lock = threading.Lock()
-        self._key: str | None = None
-
-    @property
-    def model_id(self) -> str:
-        return str(getattr(self.segmenter, "model_id", type(self.segmenter).__name__))
-
-    @property
-    def is_fallback(self) -> bool:
-        return bool(getattr(self.segmenter, "is_fallback", False))
-
-    @property
-    def source(self) -> str:
-        """Instance source of its masks ("sam" or "grabcut")."""
-        return str(getattr(self.segmenter, "source", "") or ("grabcut" if self.is_fallback else "sam"))
-
-    @property
-    def message(self) -> str:
-        """A sentence saying what segmenter runs and why (names the missing checkpoint for the fallback)."""
-        return str(getattr(self.segmenter, "message", "") or self.model_id)
-
-    def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
-        """(H, W) bool mask -> (1, L, L) float32 logits in the segmenter's mask-prompt frame."""
-        from annotate.prompts import mask_to_sam_logits
-
-        return mask_to_sam_logits(
-            mask,
-            int(getattr(self.segmenter, "long_side", 1024)),
-            int(getattr(self.segmenter, "mask_input_size", 256)),
-        )
-
-    def prepare(self, key: str, image: np.ndarray) -> None:
-        """Make ``image`` (HWC uint8 RGB) the current image (computes or loads its embedding)."""
-        with self._lock:
-            self._set(key, image)
-
-    def predict(self, key: str, image: np.ndarray, **prompts: Any):
-        """``segmenter.predict(**prompts)`` on ``image``; returns its ``SegmenterOutput``."""
-        with self._lock:
-            self._set(key, image)
-            return self.segmenter.predict(**prompts)
-
-    def _set(self, key: str, image: np.ndarray) -> None:
-        if self._key != key:
-            self.segmenter.set_image(image)
-            self._key = key
-
-
-def stroke_mask(shape: tuple[int, int], points: Sequence[tuple[float, float]], radius: float) -> np.ndarray:
-    """(H, W) bool mask of a brush stroke: discs of ``radius`` pixels along the polyline through ``points`` (XY)."""
-    import cv2
-
-    if radius <= 0:
-        raise ValueError(f"brush radius must be positive, got {radius}")
-    canvas = np.zeros(shape, np.uint8)
-    pts = [(int(round(x)), int(round(y))) for x, y in points]
-    r = int(round(radius))
-    for p in pts:
-        cv2.circle(canvas, p, r, 1, thickness=-1)
-    for a, b in zip(pts[:-1], pts[1:], strict=False):
-        cv2.line(canvas, a, b, 1, thickness=2 * r + 1)
-    return canvas.astype(bool)
-
-
-def strokes_from_layers(
-    layers: Iterable[np.ndarray], shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Brush strokes painted on RGBA layers -> (add, remove) (H, W) bool masks at ``shape``.
-
-    A painted pixel (alpha > 127) adds to the instance where its colour is greener than red (the green brush)
-    and removes otherwise (the red brush). Layers of another size are resized (nearest) to ``shape``.
-    """
-    import cv2
-
-    add = np.zeros(shape, bool)
-    remove = np.zeros(shape, bool)
-    for layer in layers:
-        layer = np.asarray(layer)
-        if layer.ndim != 3 or layer.shape[2] != 4:
-            raise ValueError(f"a brush layer must be (H, W, 4) RGBA, got shape {layer.shape}")
-        if layer.shape[:2] != tuple(shape):
-            layer = cv2.resize(layer, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-        painted = layer[..., 3] > 127
-        green = layer[..., 1].astype(np.int16) > layer[..., 0].astype(np.int16)
-        add |= painted & green
-        remove |= painted & ~green
-    return add, remove
-
-
-def project_path(root: str | Path, relative: str | Path) -> Path:
-    """``root / relative`` resolved, refusing any path that would leave ``root`` (absolute, ``..``, links)."""
-    root = Path(root).resolve()
-    relative = Path(relative)
-    if relative.is_absolute() or relative.drive:
-        raise ValueError(
-            f"{relative}: an absolute path is not allowed here; give a path inside the project {root}"
-        )
-    path = (root / relative).resolve()
-    if path != root and root not in path.parents:
-        raise ValueError(f"{relative}: leads outside the project folder {root}")
-    return path
 
 
 class ReviewSession:
@@ -353,6 +169,27 @@ class ReviewSession:
             self.status = status
         return self.version
 
+    def _edit(self, save: Callable[[], Any], restore: Callable[[], Any]) -> None:
+        """Run ``save`` (an edit's last steps, ending in :meth:`_commit`); if it fails, ``restore`` the in-memory
+        state before re-raising. After an :class:`EditConflict` nothing is restored: the newer labels were
+        reloaded."""
+        try:
+            save()
+        except EditConflict:
+            raise
+        except Exception:
+            restore()
+            raise
+
+    def _put_back(self, index: int, previous: EditableInstance | None) -> None:
+        """Undo an unsaved edit of instance ``index``: put ``previous`` back, or drop the instance (and the
+        selection) when it was new (``previous`` None)."""
+        if previous is None:
+            self.instances.pop(index)
+            self.selected = None
+        else:
+            self.instances[index] = previous
+
     # ------------------------------------------------------------------ selection
     def instance_at(self, x: float, y: float) -> int | None:
         """Index of the smallest instance covering pixel (x, y), None if none does."""
@@ -420,22 +257,16 @@ class ReviewSession:
             created = True
         else:
             index, inst, created = self.selected, self.instances[self.selected], False
-        previous = dataclasses.replace(inst)
+        previous = None if created else dataclasses.replace(inst)
         inst.points = np.concatenate([inst.points, np.array([[x, y]], np.float32)])
         inst.labels = np.concatenate([inst.labels, np.array([1 if positive else 0], np.int64)])
-        try:
-            self._refine(inst)
+
+        def refine_and_save() -> None:
+            refine_instance(self.segmenter, self.image_key, image, inst)
             self.selected = index
             self._commit()
-        except EditConflict:
-            raise
-        except Exception:
-            if created:
-                self.instances.pop(index)
-                self.selected = None
-            else:
-                self.instances[index] = previous
-            raise
+
+        self._edit(refine_and_save, lambda: self._put_back(index, previous))
         return index
 
     def add_box(self, box: Sequence[float], class_id: int | None = None) -> int:
@@ -453,51 +284,11 @@ class ReviewSession:
         inst = EditableInstance(
             class_id=cid, mask=np.zeros((h, w), bool), source="manual", box=(x0, y0, x1, y1)
         )
-        self._refine(inst)
+        refine_instance(self.segmenter, self.image_key, image, inst)
         self.instances.append(inst)
         self.selected = len(self.instances) - 1
-        try:
-            self._commit()
-        except EditConflict:
-            raise
-        except Exception:
-            self.instances.pop()
-            self.selected = None
-            raise
+        self._edit(self._commit, lambda: self._put_back(len(self.instances) - 1, None))
         return self.selected
-
-    def _refine(self, inst: EditableInstance) -> None:
-        """Run the segmenter on the instance's prompts and replace its mask, score and logits."""
-        image = self.require_image()
-        prompts: dict[str, Any] = {}
-        if len(inst.points):
-            prompts["point_coords"] = inst.points.astype(np.float32)
-            prompts["point_labels"] = inst.labels.astype(np.int64)
-        box = inst.box
-        if inst.logits is not None:
-            prompts["mask_input"] = inst.logits[None].astype(np.float32)
-        elif inst.mask.any():
-            # A mask that did not come from the segmenter (loaded, painted, merged) guides the refinement.
-            prompts["mask_input"] = self.segmenter.mask_prompt(inst.mask)
-        if box is not None:
-            prompts["box"] = np.asarray(box, np.float32)
-        single_click = len(inst.points) == 1 and box is None and "mask_input" not in prompts
-        out = self.segmenter.predict(self.image_key, image, multimask=single_click, **prompts)
-        masks = np.asarray(out.masks, bool)
-        scores = np.asarray(out.scores, np.float32)
-        if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
-            raise ValueError(
-                f"segmenter returned masks of shape {masks.shape}, expected (M, {image.shape[0]}, {image.shape[1]})"
-            )
-        best = int(np.argmax(scores)) if len(scores) else 0
-        if len(masks) == 0 or not masks[best].any():
-            raise ValueError("the segmenter found no object for these prompts; try another point or a box")
-        inst.mask = masks[best].copy()
-        inst.score = float(scores[best]) if len(scores) else 1.0
-        inst.logits = np.asarray(out.low_res_logits[best], np.float32).copy()
-        inst.source = self.segmenter.source
-        inst.needs_review = False
-        inst.reason = ""
 
     # ------------------------------------------------------------------ instance edits
     def set_class(self, class_id: int | str, index: int | None = None) -> None:
@@ -508,26 +299,14 @@ class ReviewSession:
         if new == old:
             return  # nothing to save (no empty step in the undo history)
         inst.class_id = new
-        try:
-            self._commit()
-        except EditConflict:
-            raise
-        except Exception:
-            inst.class_id = old
-            raise
+        self._edit(self._commit, lambda: setattr(inst, "class_id", old))
 
     def delete(self, index: int | None = None) -> None:
         """Delete the selected (or given) instance; saved at once."""
         index = self._target(index)
         removed = self.instances.pop(index)
         self.selected = None
-        try:
-            self._commit()
-        except EditConflict:
-            raise
-        except Exception:
-            self.instances.insert(index, removed)
-            raise
+        self._edit(self._commit, lambda: self.instances.insert(index, removed))
 
     def merge(self, a: int, b: int) -> int:
         """Merge instance ``b`` into ``a`` (union of masks, ``a``'s class, higher score); returns the merged index."""
@@ -550,14 +329,11 @@ class ReviewSession:
         self.instances.pop(b)
         index = a if a < b else a - 1
         self.selected = index
-        try:
-            self._commit()
-        except EditConflict:
-            raise
-        except Exception:
-            self.instances = saved
-            self.selected = a
-            raise
+
+        def restore() -> None:
+            self.instances, self.selected = saved, a
+
+        self._edit(self._commit, restore)
         return index
 
     def paint(
@@ -575,7 +351,7 @@ class ReviewSession:
                 raise ValueError(f"{name} stroke has shape {stroke.shape}, the image is {shape}")
         add = np.zeros(shape, bool) if add is None else add.astype(bool)
         remove = np.zeros(shape, bool) if remove is None else remove.astype(bool)
-        created = False
+        created = False  # a new instance started by the brush
         if index is None and self.selected is None:
             if not add.any():
                 raise ValueError("select an instance first (or paint with the brush to start a new one)")
@@ -586,23 +362,13 @@ class ReviewSession:
             created = True
         index = self._target(index)
         inst = self.instances[index]
-        previous = dataclasses.replace(inst)
+        previous = None if created else dataclasses.replace(inst)
         before = inst.area
         inst.mask = (inst.mask | add) & ~remove
         inst.logits = None
         inst.source = "manual"
         inst.needs_review = False
-        try:
-            self._commit()
-        except EditConflict:
-            raise
-        except Exception:
-            if created:
-                self.instances.pop(index)
-                self.selected = None
-            else:
-                self.instances[index] = previous
-            raise
+        self._edit(self._commit, lambda: self._put_back(index, previous))
         return inst.area - before
 
     def brush(self, points: Sequence[tuple[float, float]], radius: float, *, erase: bool = False) -> int:
@@ -718,145 +484,16 @@ class ReviewSession:
         hidden_classes: Iterable[int] = (),
         show_points: bool = True,
     ) -> np.ndarray:
-        """The image with instance overlays: HWC uint8 RGB, same size as the image.
+        """The open image with instance overlays (:func:`annotate.overlay.render_overlay`): HWC uint8 RGB.
 
-        Each visible instance is blended with its class colour at ``opacity`` in [0, 1] (where instances
-        overlap, the smaller one's colour) and outlined; the selected one gets a white outline and its clicks (green positive, red negative); a pending box corner
-        is marked with a cross.
+        The selected instance is outlined in white with its clicks; a pending box corner is marked.
         """
-        import cv2
-
-        image = self.require_image()
-        if not 0.0 <= opacity <= 1.0:
-            raise ValueError(f"opacity must lie in [0, 1], got {opacity}")
-        hidden = set(int(c) for c in hidden_classes)
-        h, w = image.shape[:2]
-        thick = max(1, int(round(max(h, w) / 400)))
-        visible = [(i, inst) for i, inst in enumerate(self.instances) if inst.class_id not in hidden]
-        # Paint large instances first so small ones stay visible on top; one blend for all of them.
-        visible.sort(key=lambda item: -item[1].area)
-        colors = image.copy()
-        covered = np.zeros((h, w), bool)
-        for _, inst in visible:
-            colors[inst.mask] = class_color(inst.class_id)
-            covered |= inst.mask
-        canvas = image.copy()
-        if visible and opacity > 0:
-            blended = cv2.addWeighted(image, 1.0 - opacity, colors, opacity, 0.0)
-            canvas[covered] = blended[covered]
-        for i, inst in visible:
-            contours, _ = cv2.findContours(
-                inst.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-            )
-            if i == self.selected:
-                cv2.drawContours(canvas, contours, -1, (255, 255, 255), thick + 2)
-            cv2.drawContours(canvas, contours, -1, class_color(inst.class_id), thick)
-        if show_points and self.selected is not None and self.selected < len(self.instances):
-            inst = self.instances[self.selected]
-            radius = max(3, int(round(max(h, w) / 120)))
-            for (px, py), label in zip(inst.points, inst.labels, strict=True):
-                color = (40, 220, 40) if label == 1 else (230, 30, 30)
-                centre = (int(round(px)), int(round(py)))
-                cv2.circle(canvas, centre, radius + thick, (255, 255, 255), -1)
-                cv2.circle(canvas, centre, radius, color, -1)
-            if inst.box is not None:
-                x0, y0, x1, y1 = (int(round(v)) for v in inst.box)
-                cv2.rectangle(canvas, (x0, y0), (x1, y1), (255, 255, 255), thick)
-        if self.pending_corner is not None:
-            cx, cy = (int(round(v)) for v in self.pending_corner)
-            size = max(6, int(round(max(h, w) / 60)))
-            cv2.drawMarker(canvas, (cx, cy), (255, 255, 255), cv2.MARKER_CROSS, size, thick + 1)
-        return canvas
-
-
-def run_bootstrap(
-    store: ProjectStore,
-    image_ids: Sequence[int] | None = None,
-    *,
-    on_progress: ProgressFn | None = None,
-    redo_pseudo: bool = False,
-    user: str = "local",
-    **options: Any,
-) -> Any:
-    """Pseudo-label project images with ``annotate.bootstrap`` (classifier -> CAMs -> DHR -> segmenter).
-
-    ``image_ids`` None means every image. Only images still "new" are labelled (the bootstrap never overwrites
-    reviewed work); with ``redo_pseudo`` the chosen images in status "pseudo" are set back to "new" first.
-    The classifier is trained once on every image of the project (``PROJECT/classifier.pt``, reused later).
-    ``options`` are :class:`annotate.bootstrap.BootstrapConfig` fields (``segmenter``, ``device``, ``epochs``...);
-    the bootstrap builds its own segmenter, sharing the project's embedding cache with the GUI.
-    Returns the :class:`annotate.bootstrap.BootstrapReport`.
-    """
-    from annotate.bootstrap import CLASSIFIER_FILE, BootstrapConfig, prepare_classifier
-    from annotate.bootstrap import run_bootstrap as bootstrap_images
-    from annotate.dataset import DatasetEntry, TaggedDataset
-    from annotate.store import IMAGES_DIR
-
-    prefix = IMAGES_DIR + "/"
-    records = store.list_images(order="name")
-    chosen = set(int(i) for i in image_ids) if image_ids is not None else {r.id for r in records}
-    unknown = chosen - {r.id for r in records}
-    if unknown:
-        raise ValueError(f"no image with id(s) {sorted(unknown)} in project {store.root}")
-    usable = [r for r in records if r.file_name.startswith(prefix) and r.tags]
-    skipped = [r.file_name for r in records if r.id in chosen and r not in usable]
-    if skipped:
-        logger.warning(
-            "not labelled automatically (outside %s or without tags): %s", prefix, ", ".join(skipped)
+        return render_overlay(
+            self.require_image(),
+            self.instances,
+            selected=self.selected,
+            pending_corner=self.pending_corner,
+            opacity=opacity,
+            hidden_classes=hidden_classes,
+            show_points=show_points,
         )
-
-    def entry(record: Any) -> DatasetEntry:
-        return DatasetEntry(record.file_name[len(prefix) :], store.image_path(record.id), tuple(record.tags))
-
-    classes = list(store.classes)
-    everything = TaggedDataset(
-        store.root / IMAGES_DIR, classes, [entry(r) for r in usable], source=store.root
-    )
-    targets = [r for r in usable if r.id in chosen]
-    if not targets:
-        raise ValueError("none of the chosen images can be labelled automatically (they need tags)")
-    if redo_pseudo:
-        for r in targets:
-            if r.status == "pseudo":
-                store.set_status(r.id, "new", user=user, expected_version=r.version)
-    todo = sum(1 for r in targets if store.image(r.id).status == "new")
-    if todo == 0:
-        raise ValueError(
-            "the chosen images are all labelled or reviewed already (only 'new' images are labelled)"
-        )
-    defaults = {"embedding_cache": project_path(store.root, "cache/embeddings")}
-    config = BootstrapConfig(out=store.root, **{**defaults, **options})
-    if on_progress is not None:
-        on_progress(0.0, "classifier")
-    prepare_classifier(everything, config, store.root / CLASSIFIER_FILE)
-    done = [0]
-
-    def image_done(file_name: str) -> None:
-        done[0] += 1
-        if on_progress is not None:
-            on_progress(done[0] / todo, f"labelled {file_name}")
-
-    dataset = TaggedDataset(store.root / IMAGES_DIR, classes, [entry(r) for r in targets], source=store.root)
-    return bootstrap_images(dataset, config, on_image_done=image_done)
-
-
-def run_training_round(
-    store: ProjectStore, *, on_progress: ProgressFn | None = None, **options: Any
-) -> dict[str, Any]:
-    """Run the project's next recursive training round (``training.rounds``); returns that round's figures.
-
-    ``options`` are :class:`training.rounds.RoundsConfig` fields (``segmenter``, ``weights_dir``, ``train``...);
-    rounds already done under ``PROJECT/training`` are kept, so each call adds one round. Progress inside the
-    round is reported through tqdm bars (a GUI can track them).
-    """
-    from training.rounds import RoundsConfig, run_rounds
-
-    out_dir = Path(options.get("out_dir") or project_path(store.root, "training"))
-    done = len(list(out_dir.glob("round_*/metrics.json"))) if out_dir.is_dir() else 0
-    config = RoundsConfig(**{**options, "rounds": done + 1})
-    if on_progress is not None:
-        on_progress(0.0, f"training round {done + 1}")
-    history = run_rounds(store.root, config, progress=True)
-    if on_progress is not None:
-        on_progress(1.0, f"training round {done + 1} done")
-    return history[-1] if history else {}

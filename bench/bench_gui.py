@@ -125,6 +125,7 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
     from playwright.sync_api import sync_playwright
 
     import app
+    from annotate.gui_assets import CSS, SHORTCUTS_JS
 
     port = _free_port()
     demo = app.build_app(store, segmenter, user="bench")
@@ -134,8 +135,8 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        js=app.SHORTCUTS_JS,
-        css=app.CSS,
+        js=SHORTCUTS_JS,
+        css=CSS,
         footer_links=[],
         ssr_mode=False,
     )

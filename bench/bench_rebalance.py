@@ -84,15 +84,19 @@ def main() -> None:
     print("| tagged classes | rebalance (ms) | rebalance + CRF (ms) | prototypes, vectorised (ms) | prototypes, per-cell loop (ms) | speed-up |")
     print("|---:|---:|---:|---:|---:|---:|")
     for k in (2, 5, 10):
-        cams, gt, tags, uss, wss, image = make_inputs(k, device)
-        plain = timed(lambda: rebalance(cams, gt, tags, uss, wss), args.repeats, device)
-        crf_config = DHRConfig(crf=True)
-        with_crf = timed(lambda: rebalance(cams, gt, tags, uss, wss, image=image, config=crf_config), max(1, args.repeats // 2), device)
-        fast = timed(lambda: class_prototypes(uss, gt, k + 1), args.repeats, device)
-        mask_np, uss_cpu = gt.cpu().numpy(), uss.cpu()
-        slow = timed(lambda: loop_prototypes(uss_cpu, mask_np, k + 1), 1, torch.device("cpu"))
-        print(f"| {k} | {plain:.1f} | {with_crf:.1f} | {fast:.2f} | {slow:.1f} | {slow / fast:.0f}x |")
+        print(row(k, device, args.repeats))
 
+
+def row(k: int, device: torch.device, repeats: int) -> str:
+    """One table row: ``k`` tagged classes."""
+    cams, gt, tags, uss, wss, image = make_inputs(k, device)
+    crf_config = DHRConfig(crf=True)
+    plain = timed(lambda: rebalance(cams, gt, tags, uss, wss), repeats, device)
+    with_crf = timed(lambda: rebalance(cams, gt, tags, uss, wss, image=image, config=crf_config), max(1, repeats // 2), device)
+    fast = timed(lambda: class_prototypes(uss, gt, k + 1), repeats, device)
+    mask_np, uss_cpu = gt.cpu().numpy(), uss.cpu()
+    slow = timed(lambda: loop_prototypes(uss_cpu, mask_np, k + 1), 1, torch.device("cpu"))
+    return f"| {k} | {plain:.1f} | {with_crf:.1f} | {fast:.2f} | {slow:.1f} | {slow / fast:.0f}x |"
 
 if __name__ == "__main__":
     main()

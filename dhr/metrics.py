@@ -78,7 +78,7 @@ def minor_class_recall(
     if gt.ndim == 2:
         gt, pred = gt[None], pred[None]
     hits = total = 0
-    for g, p in zip(gt, pred):
+    for g, p in zip(gt, pred, strict=True):
         valid = g != ignore_index
         counts = torch.bincount(g[valid], minlength=num_classes)[:num_classes]
         share = counts.double() / max(int(valid.sum()), 1)

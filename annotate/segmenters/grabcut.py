@@ -14,6 +14,10 @@ GrabCut runs on the prompt's region of interest only (faster on large images). C
 result that touch no positive point and no prior pixel are dropped. GrabCut has no quality head: the score is
 the IoU of the result with its prior region (the mask prompt, else the box), so a result that strays far from
 its prompt scores low. One mask is returned whatever ``multimask``.
+
+GrabCut initialises its colour models with k-means, which draws from OpenCV's random number generator; the
+generator of the calling thread is reset with ``cv2.setRNGSeed(seed)`` before every GrabCut call, so the same
+image and prompts always give the same mask (other OpenCV random draws in that thread restart from the seed too).
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class GrabCutSegmenter(Segmenter):
-    """OpenCV GrabCut behind the ``Segmenter`` interface (``is_fallback`` True; ``message`` says why it runs)."""
+    """OpenCV GrabCut behind the ``Segmenter`` interface (``is_fallback`` True; ``message`` says why it runs).
+
+    ``seed`` is given to ``cv2.setRNGSeed`` before each GrabCut call, so results repeat (see the module notes).
+    """
 
     source = "grabcut"
     model_id = "grabcut"
@@ -51,6 +58,7 @@ class GrabCutSegmenter(Segmenter):
         message: str = "",
         long_side: int = 1024,
         mask_input_size: int = 256,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if iterations < 1:
@@ -62,6 +70,7 @@ class GrabCutSegmenter(Segmenter):
         self.click_radius = click_radius
         self.long_side = long_side
         self.mask_input_size = mask_input_size
+        self.seed = int(seed)
         self.message = (
             message or "GrabCut (OpenCV) segmenter: a fallback with lower quality than Segment Anything"
         )
@@ -153,11 +162,14 @@ class GrabCutSegmenter(Segmenter):
         bottom, right = min(trimap.shape[0], rows.max() + 2), min(trimap.shape[1], cols.max() + 2)
         crop = trimap[top:bottom, left:right].copy()
         if not ((crop == cv2.GC_BGD) | (crop == cv2.GC_PR_BGD)).any():
-            warnings.warn("GrabCut prompt covers the whole image; the prompt region is returned", stacklevel=3)
+            warnings.warn(
+                "GrabCut prompt covers the whole image; the prompt region is returned", stacklevel=3
+            )
             return candidate
         image = np.ascontiguousarray(self._image[top:bottom, left:right])
         background_model = np.zeros((1, 65), np.float64)
         foreground_model = np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(self.seed)  # k-means initialisation of the colour models: same prompts, same mask
         try:
             cv2.grabCut(
                 image, crop, None, background_model, foreground_model, self.iterations, cv2.GC_INIT_WITH_MASK

@@ -1,0 +1,175 @@
+"""What the review GUI shows, computed without Gradio: per-tab display state, the scaled canvas, texts and rows.
+
+``app.py`` puts these values into its components. Images HWC uint8 RGB; canvas coordinates are pixels of the
+image as sent to the browser (scaled by :func:`display_scale`); image coordinates are full-size XY pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotate.refine import SharedSegmenter
+from annotate.session import ReviewSession
+from annotate.store import STATUSES
+
+DISPLAY_MAX_SIDE = 1600
+"""Images larger than this (longest side, px) are sent scaled down; clicks are mapped back to full size."""
+DISPLAY_MIN_SIDE = 640
+"""Images smaller than this (longest side, px) are sent scaled up, to fill the canvas."""
+
+ORDERS = {"least confident first": "confidence", "name": "name"}
+"""Queue sort choices: label shown -> ``ReviewSession.queue`` order."""
+TOOL_CHOICES = [
+    ("Select (S)", "select"),
+    ("Add + (P)", "positive"),
+    ("Remove − (N)", "negative"),
+    ("Box (B)", "box"),
+]
+"""Click tools: label shown -> ``ReviewSession.tool``."""
+
+
+@dataclasses.dataclass
+class Ui:
+    """Per-browser-tab state: the editing session and the display settings."""
+
+    session: ReviewSession
+    opacity: float = 0.5
+    hidden: set[int] = dataclasses.field(default_factory=set)
+    status_filter: str | None = None
+    order: str = "confidence"
+
+
+def segmenter_banner(segmenter: SharedSegmenter) -> str:
+    """One line saying which segmenter answers the clicks; says plainly when it is the GrabCut fallback."""
+    if segmenter.is_fallback:
+        return f"⚠️ **GrabCut fallback in use.** {segmenter.message}"
+    return f"Segmenter: **{segmenter.model_id}** (Segment Anything)"
+
+
+def display_scale(image: np.ndarray) -> float:
+    """Factor from full-size to displayed pixels: down to DISPLAY_MAX_SIDE, up to DISPLAY_MIN_SIDE."""
+    side = max(image.shape[:2])
+    return min(DISPLAY_MAX_SIDE, max(DISPLAY_MIN_SIDE, side)) / side
+
+
+def display_image(ui: Ui) -> np.ndarray | None:
+    """The open image with its overlay, resized by :func:`display_scale`: HWC uint8 RGB; None if none is open."""
+    import cv2
+
+    s = ui.session
+    if s.image is None:
+        return None
+    image = s.render(opacity=ui.opacity, hidden_classes=ui.hidden)
+    scale = display_scale(image)
+    if scale != 1.0:
+        size = (int(round(image.shape[1] * scale)), int(round(image.shape[0] * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return image
+
+
+def image_point(index: tuple[float, float], image: np.ndarray) -> tuple[float, float]:
+    """A clicked canvas pixel (column, row) -> XY in the full-size ``image`` (pixel centres line up)."""
+    scale = display_scale(image)
+    return (float(index[0]) + 0.5) / scale - 0.5, (float(index[1]) + 0.5) / scale - 0.5
+
+
+def image_info(session: ReviewSession) -> str:
+    """Markdown line about the open image: file, size, status, tags and version."""
+    if session.image_id is None:
+        return "No image open."
+    record = session.store.image(session.image_id)
+    tags = ", ".join(record.tags) or "none"
+    return (
+        f"**{record.file_name}** ({record.width}×{record.height}) · status **{record.status}** · "
+        f"tags: {tags} · version {record.version}"
+    )
+
+
+def merge_options(session: ReviewSession) -> list[tuple[str, int]]:
+    """Choices of the "Merge with" list: (label "#n class", instance index), the selected instance left out."""
+    classes = session.classes
+    return [
+        (f"#{i + 1} {classes[inst.class_id - 1]}", i)
+        for i, inst in enumerate(session.instances)
+        if i != session.selected and 1 <= inst.class_id <= len(classes)
+    ]
+
+
+def queue_rows(ui: Ui) -> list[list[Any]]:
+    """Rows of the queue table: [id, file name, status, confidence rounded to 3 places or None]."""
+    return [
+        [
+            r.image_id,
+            Path(r.file_name).name,
+            r.status,
+            None if r.confidence is None else round(float(r.confidence), 3),
+        ]
+        for r in ui.session.queue(status=ui.status_filter, order=ui.order)
+    ]
+
+
+def progress_text(session: ReviewSession) -> str:
+    """Markdown line: images reviewed (accepted or rejected) of the total, and the count of every status."""
+    counts = session.progress()
+    done = counts["accepted"] + counts["rejected"]
+    parts = " · ".join(f"{k} {counts[k]}" for k in STATUSES)
+    return f"**{done} / {counts['total']} reviewed** · {parts}"
+
+
+def open_neighbour(ui: Ui, offset: int) -> int:
+    """Open the image ``offset`` places after the open one in the shown queue (wrapping); returns its id."""
+    s = ui.session
+    rows = s.queue(status=ui.status_filter, order=ui.order)
+    if not rows:
+        raise ValueError("the queue is empty")
+    ids = [r.image_id for r in rows]
+    current = ids.index(s.image_id) if s.image_id in ids else -offset
+    image_id = ids[(current + offset) % len(ids)]
+    s.open_image(image_id)
+    return image_id
+
+
+def parse_tags(text: str | None, classes: list[str]) -> list[str]:
+    """Comma-separated class names -> list; ValueError naming any name that is not a class of the project."""
+    tags = [t.strip() for t in (text or "").split(",") if t.strip()]
+    unknown = [t for t in tags if t not in classes]
+    if unknown:
+        raise ValueError(f"unknown tags {unknown}; the project's classes are {classes}")
+    return tags
+
+
+def bootstrap_targets(ui: Ui, scope: str) -> list[int] | None:
+    """Image ids to label automatically: ``"this"`` (the open image), ``"shown"`` (the queue), else all (None)."""
+    s = ui.session
+    if scope == "this":
+        s.require_image()
+        return [s.image_id]
+    if scope == "shown":
+        return [r.image_id for r in s.queue(status=ui.status_filter, order=ui.order)]
+    return None
+
+
+def bootstrap_summary(report: Any) -> str:
+    """One line about an :class:`annotate.bootstrap.BootstrapReport`."""
+    return (
+        f"automatic labelling: {len(report.processed)} image(s) labelled, "
+        f"{len(report.skipped)} left as they were (already labelled or reviewed)"
+    )
+
+
+def training_summary(figures: dict[str, Any]) -> str:
+    """One line with a training round's numeric figures."""
+    shown = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return "training round finished: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
+
+
+def export_summary(root: Path, path: Path, coco: dict[str, Any]) -> str:
+    """One line about a COCO export written to ``path`` inside the project folder ``root``."""
+    return (
+        f"exported {len(coco.get('images', []))} images and {len(coco.get('annotations', []))} "
+        f"instances to {path.relative_to(root)}"
+    )

@@ -1,0 +1,152 @@
+"""Interactive refinement: an instance with its prompts, the shared segmenter, and one refinement step.
+
+Clicks refine an instance at once: the segmenter receives all the instance's clicks, its box (if it was drawn
+as one) and its previous low-resolution logits (SAM's ``mask_input``), as Segment Anything's own interactive
+loop does. The segmenter is shared between sessions through :class:`SharedSegmenter`, which re-targets it when
+another image is asked for (cheap with the embedding cache).
+
+Conventions: images HWC uint8 RGB; masks (H, W) bool; points XY pixels; boxes XYXY pixels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+import numpy as np
+
+from annotate.store import NewInstance
+
+
+@dataclasses.dataclass
+class EditableInstance:
+    """One instance being edited.
+
+    ``mask`` (H, W) bool; ``points`` (N, 2) float XY pixels with ``labels`` (N,) int 1 = positive, 0 = negative;
+    ``box`` XYXY pixels or None; ``logits`` (L, L) float32 low-res logits of the segmenter's last answer for
+    this instance (L = the segmenter's ``mask_input_size``, 256 for SAM), or None when the mask did not come from the segmenter (loaded, painted, merged).
+    """
+
+    class_id: int
+    mask: np.ndarray
+    score: float = 1.0
+    source: str = "manual"
+    needs_review: bool = False
+    reason: str = ""
+    points: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int64))
+    box: tuple[float, float, float, float] | None = None
+    logits: np.ndarray | None = None
+
+    @property
+    def area(self) -> int:
+        """Number of mask pixels."""
+        return int(np.count_nonzero(self.mask))
+
+    def to_new(self) -> NewInstance:
+        """The store's form of this instance."""
+        return NewInstance(
+            class_id=self.class_id,
+            mask=self.mask,
+            score=float(self.score),
+            source=self.source,
+            needs_review=bool(self.needs_review),
+            reason=self.reason,
+        )
+
+
+class SharedSegmenter:
+    """A segmenter shared by several sessions: a lock, and the image it currently holds.
+
+    ``segmenter`` follows the ``annotate.segmenters`` interface (``set_image``, ``predict``, ``model_id``,
+    ``is_fallback``). ``key`` names an image (its sha256); the segmenter is re-targeted only when it changes.
+    """
+
+    def __init__(self, segmenter: Any):
+        self.segmenter = segmenter
+        self._lock = threading.Lock()
+        self._key: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        return str(getattr(self.segmenter, "model_id", type(self.segmenter).__name__))
+
+    @property
+    def is_fallback(self) -> bool:
+        return bool(getattr(self.segmenter, "is_fallback", False))
+
+    @property
+    def source(self) -> str:
+        """Instance source of its masks ("sam" or "grabcut")."""
+        return str(getattr(self.segmenter, "source", "") or ("grabcut" if self.is_fallback else "sam"))
+
+    @property
+    def message(self) -> str:
+        """A sentence saying what segmenter runs and why (names the missing checkpoint for the fallback)."""
+        return str(getattr(self.segmenter, "message", "") or self.model_id)
+
+    def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
+        """(H, W) bool mask -> (1, L, L) float32 logits in the segmenter's mask-prompt frame."""
+        from annotate.prompts import mask_to_sam_logits
+
+        return mask_to_sam_logits(
+            mask,
+            int(getattr(self.segmenter, "long_side", 1024)),
+            int(getattr(self.segmenter, "mask_input_size", 256)),
+        )
+
+    def prepare(self, key: str, image: np.ndarray) -> None:
+        """Make ``image`` (HWC uint8 RGB) the current image (computes or loads its embedding)."""
+        with self._lock:
+            self._set(key, image)
+
+    def predict(self, key: str, image: np.ndarray, **prompts: Any):
+        """``segmenter.predict(**prompts)`` on ``image``; returns its ``SegmenterOutput``."""
+        with self._lock:
+            self._set(key, image)
+            return self.segmenter.predict(**prompts)
+
+    def _set(self, key: str, image: np.ndarray) -> None:
+        if self._key != key:
+            self.segmenter.set_image(image)
+            self._key = key
+
+
+def refine_instance(segmenter: SharedSegmenter, key: str, image: np.ndarray, inst: EditableInstance) -> None:
+    """Run ``segmenter`` on ``image`` (HWC uint8 RGB, named ``key``) with the instance's prompts; replace its
+    mask, score and logits in place.
+
+    The prompts are all the instance's clicks, its box and its previous low-res logits (``mask_input``); a
+    mask that did not come from the segmenter is turned into a mask prompt instead. A single click asks for
+    several masks (the best scoring one is kept). ValueError when the answer is empty or of the wrong shape.
+    """
+    prompts: dict[str, Any] = {}
+    if len(inst.points):
+        prompts["point_coords"] = inst.points.astype(np.float32)
+        prompts["point_labels"] = inst.labels.astype(np.int64)
+    box = inst.box
+    if inst.logits is not None:
+        prompts["mask_input"] = inst.logits[None].astype(np.float32)
+    elif inst.mask.any():
+        # A mask that did not come from the segmenter (loaded, painted, merged) guides the refinement.
+        prompts["mask_input"] = segmenter.mask_prompt(inst.mask)
+    if box is not None:
+        prompts["box"] = np.asarray(box, np.float32)
+    single_click = len(inst.points) == 1 and box is None and "mask_input" not in prompts
+    out = segmenter.predict(key, image, multimask=single_click, **prompts)
+    masks = np.asarray(out.masks, bool)
+    scores = np.asarray(out.scores, np.float32)
+    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+        raise ValueError(
+            f"segmenter returned masks of shape {masks.shape}, expected (M, {image.shape[0]}, {image.shape[1]})"
+        )
+    best = int(np.argmax(scores)) if len(scores) else 0
+    if len(masks) == 0 or not masks[best].any():
+        raise ValueError("the segmenter found no object for these prompts; try another point or a box")
+    inst.mask = masks[best].copy()
+    inst.score = float(scores[best]) if len(scores) else 1.0
+    inst.logits = np.asarray(out.low_res_logits[best], np.float32).copy()
+    inst.source = segmenter.source
+    inst.needs_review = False
+    inst.reason = ""

@@ -1,0 +1,360 @@
+"""Event handlers of the review GUI (Gradio): each reads a tab's :class:`annotate.gui_view.Ui`, calls the
+editing session or a project job, and returns the updates of the page's components.
+
+Imported only by ``app.py``, which builds the layout (:class:`Page` names its components) and wires the events.
+A handler that fails on user input shows the error as a message; an edit conflict also pops up a warning and
+shows the newer labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from annotate.brush import strokes_from_layers
+from annotate.gui_view import (
+    ORDERS,
+    Ui,
+    bootstrap_summary,
+    bootstrap_targets,
+    display_image,
+    export_summary,
+    image_info,
+    image_point,
+    merge_options,
+    open_neighbour,
+    parse_tags,
+    progress_text,
+    queue_rows,
+    training_summary,
+)
+from annotate.jobs import export_to_project, run_bootstrap, run_training_round
+from annotate.refine import SharedSegmenter
+from annotate.session import EditConflict, ReviewSession
+
+logger = logging.getLogger("dhr.app")
+
+
+@dataclasses.dataclass
+class Page:
+    """The components of the review page that handlers update (built by ``app.build_app``)."""
+
+    state: Any
+    canvas: Any
+    instances_df: Any
+    image_md: Any
+    merge_dd: Any
+    class_dd: Any
+    new_class_dd: Any
+    message_md: Any
+    queue_df: Any
+    progress_md: Any
+    editor: Any
+    export_file: Any
+    upload: Any
+    job_md: Any
+
+
+def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
+    """Run a handler; a user error becomes a message, a version conflict a warning and a reload."""
+
+    @functools.wraps(fn)
+    def wrapper(self: ReviewHandlers, ui: Ui, *args: Any, **kwargs: Any) -> dict:
+        if ui is None:
+            return {self.page.message_md: "The page is still loading; try again."}
+        try:
+            return fn(self, ui, *args, **kwargs) or {self.page.message_md: gr.skip()}
+        except EditConflict as error:
+            gr.Warning(str(error))
+            return self.view(ui, f"⚠️ {error}")
+        except (ValueError, RuntimeError, FileNotFoundError, KeyError) as error:
+            logger.info("%s: %s", fn.__name__, error)
+            return {self.page.message_md: f"⚠️ {error}"}
+
+    return wrapper
+
+
+def _bootstrap_handler(scope: str) -> Callable[..., dict]:
+    """The handler of an automatic-labelling button for ``scope`` (see :func:`annotate.gui_view.bootstrap_targets`).
+
+    Gradio finds the progress tracker by the ``gr.Progress`` default of the handler's last parameter.
+    """
+
+    def handler(
+        self: ReviewHandlers,
+        ui: Ui,
+        redo: bool,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008
+    ) -> dict:
+        return self.bootstrap_job(ui, scope, redo, progress)
+
+    handler.__name__ = handler.__qualname__ = f"on_bootstrap_{scope}"
+    return guarded(handler)
+
+
+class ReviewHandlers:
+    """The page's event handlers over an open ``store`` and a shared segmenter.
+
+    ``user`` is recorded with edits when the browser has no login; ``bootstrap_options`` /
+    ``training_options`` are :class:`annotate.bootstrap.BootstrapConfig` / :class:`training.rounds.RoundsConfig`
+    fields used by the automatic-labelling and training buttons.
+    """
+
+    def __init__(
+        self,
+        page: Page,
+        store: Any,
+        shared: SharedSegmenter,
+        *,
+        user: str = "local",
+        bootstrap_options: dict[str, Any] | None = None,
+        training_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.page = page
+        self.store = store
+        self.shared = shared
+        self.user = user
+        self.classes = list(store.classes)
+        self.bootstrap_options = bootstrap_options
+        self.training_options = training_options
+
+    # ------------------------------------------------------------------ view helpers
+    def view(self, ui: Ui, message: str = "") -> dict:
+        s = ui.session
+        selected = s.instances[s.selected] if s.selected is not None else None
+        return {
+            self.page.canvas: display_image(ui),
+            self.page.instances_df: s.instance_rows(),
+            self.page.image_md: image_info(s),
+            self.page.merge_dd: gr.Dropdown(choices=merge_options(s), value=None),
+            self.page.class_dd: gr.Dropdown(value=selected.class_id if selected else None),
+            self.page.new_class_dd: gr.Dropdown(value=s.new_class),
+            self.page.message_md: message,
+        }
+
+    def queue_view(self, ui: Ui) -> dict:
+        return {self.page.queue_df: queue_rows(ui), self.page.progress_md: progress_text(ui.session)}
+
+    # ------------------------------------------------------------------ handlers
+    def on_load(self, request: gr.Request) -> dict:
+        name = getattr(request, "username", None) or self.user
+        ui = Ui(ReviewSession(self.store, self.shared, user=name))
+        rows = ui.session.queue(order=ui.order)
+        message = ""
+        if rows:
+            ui.session.open_image(rows[0].image_id)
+        else:
+            message = "The project has no images yet: add some under **Add images**."
+        return {self.page.state: ui, **self.view(ui, message), **self.queue_view(ui)}
+
+    @guarded
+    def on_prepare(self, ui: Ui) -> dict:
+        s = ui.session
+        if s.image is None:
+            return {}
+        started = time.perf_counter()
+        s.prepare_segmenter()
+        took = time.perf_counter() - started
+        return (
+            {self.page.message_md: f"image encoded for the segmenter in {took:.1f} s"} if took > 1.0 else {}
+        )
+
+    @guarded
+    def on_queue_select(self, ui: Ui, evt: gr.SelectData) -> dict:
+        row = evt.row_value
+        if not row:
+            return {}
+        ui.session.open_image(int(row[0]))
+        return self.view(ui)
+
+    @guarded
+    def on_filter(self, ui: Ui, status: str, order: str) -> dict:
+        ui.status_filter = None if status == "all" else status
+        ui.order = ORDERS.get(order, "confidence")
+        return self.queue_view(ui)
+
+    @guarded
+    def on_click(self, ui: Ui, tool: str, evt: gr.SelectData) -> dict:
+        s = ui.session
+        if s.image is None:
+            raise ValueError("no image is open")
+        x, y = image_point(evt.index, s.image)
+        s.tool = tool
+        started = time.perf_counter()
+        message = s.click(x, y)
+        logger.debug(
+            "click (%.0f, %.0f) with %s took %.0f ms", x, y, tool, 1e3 * (time.perf_counter() - started)
+        )
+        return self.view(ui, message)
+
+    @guarded
+    def on_tool(self, ui: Ui, tool: str) -> dict:
+        ui.session.tool = tool
+        ui.session.pending_corner = None
+        return {self.page.canvas: display_image(ui)}
+
+    @guarded
+    def on_instance_select(self, ui: Ui, evt: gr.SelectData) -> dict:
+        ui.session.select(int(evt.index[0]))
+        return self.view(ui, ui.session.describe())
+
+    @guarded
+    def on_deselect(self, ui: Ui) -> dict:
+        ui.session.select(None)
+        return self.view(ui)
+
+    @guarded
+    def on_new_class(self, ui: Ui, class_id: int | None) -> dict:
+        if class_id is not None:
+            ui.session.new_class = int(class_id)
+        return {}
+
+    @guarded
+    def on_set_class(self, ui: Ui, class_id: int | None) -> dict:
+        if class_id is None:
+            raise ValueError("pick a class")
+        ui.session.set_class(int(class_id))
+        return self.view(ui, f"instance #{ui.session.selected + 1} is now {self.classes[int(class_id) - 1]}")
+
+    @guarded
+    def on_delete(self, ui: Ui) -> dict:
+        index = ui.session.selected
+        ui.session.delete()
+        return self.view(ui, f"deleted instance #{index + 1}")
+
+    @guarded
+    def on_merge(self, ui: Ui, other: int | None) -> dict:
+        s = ui.session
+        if s.selected is None:
+            raise ValueError("select the instance to keep first, then pick the one to merge into it")
+        if other is None:
+            raise ValueError("pick the instance to merge in 'Merge with'")
+        index = s.merge(s.selected, int(other))
+        return self.view(ui, f"merged into instance #{index + 1}")
+
+    @guarded
+    def on_undo(self, ui: Ui) -> dict:
+        ui.session.undo()
+        return {**self.view(ui, "undone"), **self.queue_view(ui)}
+
+    @guarded
+    def on_redo(self, ui: Ui) -> dict:
+        ui.session.redo()
+        return {**self.view(ui, "redone"), **self.queue_view(ui)}
+
+    @guarded
+    def on_accept(self, ui: Ui) -> dict:
+        s = ui.session
+        name = Path(s.store.image(s.image_id).file_name).name
+        nxt = s.accept_and_next(status_filter=ui.status_filter, order=ui.order)
+        message = f"accepted {name}" + ("" if nxt is not None else "; every image in the queue is accepted")
+        return {**self.view(ui, message), **self.queue_view(ui)}
+
+    @guarded
+    def on_reject(self, ui: Ui) -> dict:
+        ui.session.set_status("rejected")
+        return {**self.view(ui, "image rejected"), **self.queue_view(ui)}
+
+    @guarded
+    def on_prev(self, ui: Ui) -> dict:
+        open_neighbour(ui, -1)
+        return self.view(ui)
+
+    @guarded
+    def on_next(self, ui: Ui) -> dict:
+        open_neighbour(ui, 1)
+        return self.view(ui)
+
+    @guarded
+    def on_display(self, ui: Ui, opacity: float, visible: list[int]) -> dict:
+        ui.opacity = float(opacity)
+        ui.hidden = {i + 1 for i in range(len(self.classes))} - {int(v) for v in visible or []}
+        return {self.page.canvas: display_image(ui)}
+
+    @guarded
+    def on_brush_open(self, ui: Ui) -> dict:
+        s = ui.session
+        if s.image is None:
+            return {}
+        background = s.render(opacity=ui.opacity, hidden_classes=ui.hidden, show_points=False)
+        return {self.page.editor: {"background": background, "layers": [], "composite": None}}
+
+    @guarded
+    def on_brush_apply(self, ui: Ui, value: dict | None) -> dict:
+        s = ui.session
+        image = s.require_image()
+        if not value or not value.get("layers"):
+            raise ValueError("paint on the image first (green adds pixels, red removes them)")
+        add, remove = strokes_from_layers(value["layers"], image.shape[:2])
+        if not add.any() and not remove.any():
+            raise ValueError("nothing painted: use the brush (green adds pixels, red removes them)")
+        change = s.paint(add=add, remove=remove)
+        background = s.render(opacity=ui.opacity, hidden_classes=ui.hidden, show_points=False)
+        return {
+            **self.view(ui, f"instance #{s.selected + 1}: {change:+d} px"),
+            self.page.editor: {"background": background, "layers": [], "composite": None},
+        }
+
+    @guarded
+    def on_export(self, ui: Ui, accepted_only: bool, polygons: bool) -> dict:
+        path, coco = export_to_project(self.store, accepted_only=bool(accepted_only), polygons=bool(polygons))
+        message = export_summary(self.store.root, path, coco)
+        return {self.page.export_file: gr.File(value=str(path), visible=True), self.page.message_md: message}
+
+    @guarded
+    def on_add_images(self, ui: Ui, files: list[Any] | None, tags_text: str) -> dict:
+        if not files:
+            raise ValueError("choose image files to add first")
+        tags = parse_tags(tags_text, self.classes)
+        added = 0
+        for f in files:
+            path = Path(getattr(f, "name", f))
+            self.store.add_image(path, tags, copy=True)
+            added += 1
+        return {
+            **self.queue_view(ui),
+            self.page.message_md: f"added {added} image(s)",
+            self.page.upload: None,
+        }
+
+    def bootstrap_job(self, ui: Ui, scope: str, redo: bool, progress: gr.Progress) -> dict:
+        s = ui.session
+        report = run_bootstrap(
+            self.store,
+            bootstrap_targets(ui, scope),
+            on_progress=lambda fraction, text: progress(float(fraction), desc=text),
+            redo_pseudo=bool(redo),
+            user=s.user,
+            **(self.bootstrap_options or {}),
+        )
+        text = bootstrap_summary(report)
+        if s.image_id is not None:
+            s.reload()
+        return {**self.view(ui, text), **self.queue_view(ui), self.page.job_md: text}
+
+    on_bootstrap_this = _bootstrap_handler("this")
+    on_bootstrap_shown = _bootstrap_handler("shown")
+    on_bootstrap_all = _bootstrap_handler("all")
+
+    @guarded
+    def on_train(self, ui: Ui, steps: float, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
+        from training.trainer import TrainConfig
+
+        s = ui.session
+        options = dict(self.training_options or {})
+        if steps:
+            options["train"] = TrainConfig(steps=int(steps))
+        figures = run_training_round(
+            self.store, on_progress=lambda fraction, text: progress(float(fraction), desc=text), **options
+        )
+        text = training_summary(figures)
+        if s.image_id is not None:
+            s.reload()
+        return {**self.view(ui, text), **self.queue_view(ui), self.page.job_md: text}
