@@ -1,7 +1,8 @@
 """Time per image of dhr.rebalance at 512 x 512, and its prototype step against a per-cell Python loop.
 
 Features have the real sizes: USS 384 x 64 x 64 (a DINO ViT-S/8 on a 512 px image), WSS C4 1024 x 32 x 32 and
-C5 2048 x 32 x 32 (ResNet at output stride 16), CAMs 32 x 32. Usage:
+C5 2048 x 32 x 32 (ResNet at output stride 16), CAMs 32 x 32; the CRF runs on scikit-image's astronaut photo.
+Usage:
 
     python bench/bench_rebalance.py [--device cuda] [--repeats 5]
 """
@@ -15,6 +16,7 @@ import time
 import warnings
 
 import numpy as np
+import skimage.data
 import torch
 
 from dhr import DHRConfig, class_prototypes, rebalance
@@ -35,7 +37,7 @@ def make_inputs(num_classes: int, device: torch.device, seed: int = 0):
     uss = torch.einsum("cd,chw->dhw", torch.randn(num_classes + 1, 384, generator=g), pool(one_hot, 8))
     wss = [torch.einsum("cd,chw->dhw", torch.randn(num_classes + 1, d, generator=g), pool(one_hot, 16)) for d in (1024, 2048)]
     cams = pool(one_hot[1:], 16) + 0.1 * torch.rand(num_classes, 32, 32, generator=g)
-    image = np.random.default_rng(seed).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    image = np.ascontiguousarray(skimage.data.astronaut())  # a real 512 x 512 photo: CRF time depends on content
     to = lambda t: t.to(device)  # noqa: E731
     return to(cams), to(gt), list(range(1, num_classes + 1)), to(uss), [to(f) for f in wss], image
 
