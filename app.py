@@ -1,11 +1,11 @@
-"""dhr-label review GUI (Gradio): a thin layer of layout and events over :mod:`annotate.session`.
+"""dhr-label review GUI (Gradio): a thin layer of layout and events over :mod:`annotate.review.session`.
 
 ``python app.py`` opens the bundled demo project (created on first launch in ~/.cache/dhr-label/demo-project);
 ``python app.py --project DIR`` opens a project. Binds 127.0.0.1 unless ``--host`` says otherwise; use
 ``--auth user:pass`` or ``--auth-file FILE`` whenever the GUI is reachable by others.
 
-What the page shows is computed in :mod:`annotate.gui_view`, the page's key bindings and CSS are in
-:mod:`annotate.gui_assets`, and the launch settings come from :mod:`annotate.cli_gui`.
+What the page shows is computed in :mod:`annotate.review.view`, the page's key bindings and CSS are in
+:mod:`annotate.review.assets`, and the launch settings come from :mod:`annotate.cli_gui`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from annotate.cli_gui import (
     launch_kwargs,
     open_project,
 )
-from annotate.gui_assets import SHORTCUTS
-from annotate.gui_view import DISPLAY_MIN_SIDE, ORDERS, TOOL_CHOICES, segmenter_banner
-from annotate.overlay import class_color
-from annotate.refine import SharedSegmenter
+from annotate.review.assets import SHORTCUTS
+from annotate.review.overlay import class_color
+from annotate.review.refine import SharedSegmenter
+from annotate.review.view import DISPLAY_MIN_SIDE, ORDERS, TOOL_CHOICES, segmenter_banner
 from annotate.store import STATUSES
 from gui_handlers import Page, ReviewHandlers
 

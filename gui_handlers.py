@@ -1,4 +1,4 @@
-"""Event handlers of the review GUI (Gradio): each reads a tab's :class:`annotate.gui_view.Ui`, calls the
+"""Event handlers of the review GUI (Gradio): each reads a tab's :class:`annotate.review.view.Ui`, calls the
 editing session or a project job, and returns the updates of the page's components.
 
 Imported only by ``app.py``, which builds the layout (:class:`Page` names its components) and wires the events.
@@ -18,8 +18,11 @@ from typing import Any
 
 import gradio as gr
 
-from annotate.brush import strokes_from_layers
-from annotate.gui_view import (
+from annotate.review.brush import strokes_from_layers
+from annotate.review.jobs import export_to_project, run_bootstrap, run_training_round
+from annotate.review.refine import SharedSegmenter
+from annotate.review.session import EditConflict, ReviewSession
+from annotate.review.view import (
     ORDERS,
     Ui,
     bootstrap_summary,
@@ -35,9 +38,6 @@ from annotate.gui_view import (
     queue_rows,
     training_summary,
 )
-from annotate.jobs import export_to_project, run_bootstrap, run_training_round
-from annotate.refine import SharedSegmenter
-from annotate.session import EditConflict, ReviewSession
 
 logger = logging.getLogger("dhr.app")
 
@@ -82,7 +82,7 @@ def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
 
 
 def _bootstrap_handler(scope: str) -> Callable[..., dict]:
-    """The handler of an automatic-labelling button for ``scope`` (see :func:`annotate.gui_view.bootstrap_targets`).
+    """The handler of an automatic-labelling button for ``scope`` (see :func:`annotate.review.view.bootstrap_targets`).
 
     Gradio finds the progress tracker by the ``gr.Progress`` default of the handler's last parameter.
     """

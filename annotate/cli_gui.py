@@ -130,7 +130,7 @@ def default_user(args: argparse.Namespace) -> str:
 
 def open_project(args: argparse.Namespace):
     """The :class:`annotate.store.ProjectStore` the GUI should open, per ``--project`` / ``--demo``."""
-    from annotate.demo import PROJECT_DB, ensure_demo_project
+    from annotate.review.demo import PROJECT_DB, ensure_demo_project
     from annotate.store import ProjectStore
 
     if args.project is None:
@@ -147,11 +147,11 @@ def open_project(args: argparse.Namespace):
 
 
 def build_segmenter_for(args: argparse.Namespace, store: Any) -> Any:
-    """The :class:`annotate.refine.SharedSegmenter` asked for by ``--segmenter`` / ``--weights-dir`` /
+    """The :class:`annotate.review.refine.SharedSegmenter` asked for by ``--segmenter`` / ``--weights-dir`` /
     ``--device``, with its embedding cache inside the project (``PROJECT/cache/embeddings``)."""
     from annotate.embedding_cache import EmbeddingCache
-    from annotate.jobs import EMBEDDINGS_DIR
-    from annotate.refine import SharedSegmenter
+    from annotate.review.jobs import EMBEDDINGS_DIR
+    from annotate.review.refine import SharedSegmenter
     from annotate.segmenters import build_segmenter
 
     cache = EmbeddingCache(store.resolve(EMBEDDINGS_DIR))
@@ -162,8 +162,8 @@ def build_segmenter_for(args: argparse.Namespace, store: Any) -> Any:
 def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     """Keyword arguments of Gradio's ``Blocks.launch`` for the parsed command line (creates ``PROJECT/exports``,
     the one folder the page may serve files from)."""
-    from annotate.gui_assets import CSS, SHORTCUTS_JS
-    from annotate.jobs import EXPORTS_DIR
+    from annotate.review.assets import CSS, SHORTCUTS_JS
+    from annotate.review.jobs import EXPORTS_DIR
 
     exports = store.resolve(EXPORTS_DIR)
     exports.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from annotate.store_schema import name_key
+from annotate.store.schema import name_key
 
 logger = logging.getLogger(__name__)
 

@@ -67,9 +67,9 @@ def build(name: str, root: Path):
     """(store, segmenter) for the bench: the demo project and a segmenter with a warm embedding cache."""
     import torch
 
-    from annotate.demo import ensure_demo_project
     from annotate.embedding_cache import EmbeddingCache, image_hash
     from annotate.prompts import preprocess_shape
+    from annotate.review.demo import ensure_demo_project
     from annotate.segmenters import SamSegmenter, build_sam, build_segmenter
 
     store = ensure_demo_project(root / "demo-project")
@@ -98,7 +98,7 @@ def build(name: str, root: Path):
 
 def session_clicks(store, segmenter, n: int) -> list[float]:
     """Milliseconds per click without the browser: add_point (segmenter + save) and render."""
-    from annotate.session import ReviewSession
+    from annotate.review.session import ReviewSession
 
     session = ReviewSession(store, segmenter, user="bench")
     first = store.list_images(order="name")[0].id
@@ -125,7 +125,7 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
     from playwright.sync_api import sync_playwright
 
     import app
-    from annotate.gui_assets import CSS, SHORTCUTS_JS
+    from annotate.review.assets import CSS, SHORTCUTS_JS
 
     port = _free_port()
     demo = app.build_app(store, segmenter, user="bench")

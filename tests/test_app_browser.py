@@ -46,7 +46,7 @@ def served(tmp_path_factory):
     """The GUI on a fresh copy of the demo project, on a free 127.0.0.1 port, in this process."""
     import app
     from annotate.cli_gui import build_gui_parser
-    from annotate.demo import ensure_demo_project
+    from annotate.review.demo import ensure_demo_project
     from annotate.segmenters import build_segmenter
 
     root = tmp_path_factory.mktemp("gui") / "demo-project"
@@ -82,7 +82,7 @@ def page(served):
 def click_image(page, x: float, y: float, width: int = 512) -> None:
     """Click pixel (x, y) of the photo (``width`` px wide at full size) as shown on the canvas.
 
-    The app sends the photo resized (``annotate.gui_view.display_scale``); the browser centres it in the <img> box, scaled
+    The app sends the photo resized (``annotate.review.view.display_scale``); the browser centres it in the <img> box, scaled
     down to fit and never up (the geometry Gradio uses to report the clicked pixel).
     """
     # The canvas swaps its <img> after each edit: wait until the current one is decoded (natural size known).
@@ -253,7 +253,7 @@ def test_review_flow_in_browser(served, page, tmp_path):
 
 
 def test_display_scale_fits_the_canvas():
-    from annotate.gui_view import display_scale, image_point
+    from annotate.review.view import display_scale, image_point
 
     assert display_scale(np.zeros((512, 512, 3), np.uint8)) == 1.25  # small photos are enlarged
     assert display_scale(np.zeros((800, 1000, 3), np.uint8)) == 1.0
@@ -272,7 +272,7 @@ def test_login_required_when_asked(tmp_path):
 
     import app
     from annotate.cli_gui import build_gui_parser
-    from annotate.demo import ensure_demo_project
+    from annotate.review.demo import ensure_demo_project
     from annotate.segmenters import build_segmenter
 
     store = ensure_demo_project(tmp_path / "demo-project")

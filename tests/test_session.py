@@ -1,4 +1,4 @@
-"""The review editor without a GUI (annotate.session), the demo project and the GUI's command line.
+"""The review editor without a GUI (annotate.review.session), the demo project and the GUI's command line.
 
 A synthetic scene with two objects of known shape (a red disc, a blue square on a grey noisy background) is
 labelled with the GrabCut segmenter (no weights): every edit is checked against the known masks and against
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotate.brush import stroke_mask, strokes_from_layers
-from annotate.demo import DEMO_ASSETS, demo_classes, demo_tags, ensure_demo_project
-from annotate.overlay import PALETTE, class_color
+from annotate.review.brush import stroke_mask, strokes_from_layers
+from annotate.review.demo import DEMO_ASSETS, demo_classes, demo_tags, ensure_demo_project
+from annotate.review.overlay import PALETTE, class_color
+from annotate.review.session import EditConflict, ReviewSession
 from annotate.segmenters import build_segmenter
-from annotate.session import EditConflict, ReviewSession
 from annotate.store import NewInstance, ProjectStore
 
 H, W = 120, 160
@@ -248,7 +248,7 @@ def test_accept_and_next_updates_status(project, session):
 
 def test_gui_view_queue_and_tags(project, session):
     """What the page shows of the queue: rows, progress line, stepping with wrap-around, tag parsing."""
-    from annotate.gui_view import Ui, open_neighbour, parse_tags, progress_text, queue_rows
+    from annotate.review.view import Ui, open_neighbour, parse_tags, progress_text, queue_rows
 
     store, ids, _, _ = project
     store.save_labels(ids[1], [], user="bootstrap", confidence=0.25, status="pseudo")
@@ -334,7 +334,7 @@ def test_render_overlay_colours_opacity_and_hidden_classes(session):
 
 def test_project_folders_never_escape(project, tmp_path):
     """The GUI's exports and caches go through the store's path check: nothing is written outside the root."""
-    from annotate.jobs import export_to_project
+    from annotate.review.jobs import export_to_project
 
     store, _, _, _ = project
     path, coco = export_to_project(store, accepted_only=True)
@@ -447,7 +447,7 @@ def test_gui_command_line(tmp_path):
 
 
 def test_bootstrap_on_chosen_images_from_the_session(project):
-    from annotate.jobs import run_bootstrap
+    from annotate.review.jobs import run_bootstrap
 
     store, ids, disc, _ = project
     store.save_labels(ids[2], [NewInstance(1, disc)], user="ann", status="accepted")
@@ -479,7 +479,7 @@ def test_bootstrap_on_chosen_images_from_the_session(project):
 
 
 def test_training_round_from_the_session_adds_one_round(project):
-    from annotate.jobs import run_training_round
+    from annotate.review.jobs import run_training_round
     from training.trainer import TrainConfig
 
     store, ids, disc, square = project

@@ -17,9 +17,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from annotate import store_schema
 from annotate.labeling import Instance
-from annotate.project_paths import copied_name, png_name, source_name
 from annotate.rle import decode_rle, encode_mask
 from annotate.store import (
     STATUSES,
@@ -29,6 +27,8 @@ from annotate.store import (
     VersionConflict,
     check_relative_name,
 )
+from annotate.store import schema as store_schema
+from annotate.store.paths import copied_name, png_name, source_name
 
 H, W = 24, 32
 

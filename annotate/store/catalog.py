@@ -2,7 +2,7 @@
 
 :class:`ProjectCatalog` is the read side of :class:`annotate.store.ProjectStore` plus what only grows the
 project (creating it, adding classes and images); the store adds versioned label edits and undo/redo on top.
-Image files are placed by :mod:`annotate.project_paths` (never outside the root; files from elsewhere are
+Image files are placed by :mod:`annotate.store.paths` (never outside the root; files from elsewhere are
 copied to ``root/images/``); two names that differ only in case or suffix are refused.
 """
 
@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from annotate.coco.semantic import paint_semantic
 from annotate.files import atomic_copy
 from annotate.images import image_sha256, image_size
 from annotate.images import load_image as _load_image_file
-from annotate.project_paths import DB_NAME, IMAGES_DIR, check_relative_name, place_image, resolve_inside
 from annotate.rle import decode_rle
-from annotate.semantic_masks import paint_semantic
-from annotate.store_db import Database
-from annotate.store_records import (
+from annotate.store.db import Database
+from annotate.store.paths import DB_NAME, IMAGES_DIR, check_relative_name, place_image, resolve_inside
+from annotate.store.records import (
     IMAGE_COLUMNS,
     INSTANCE_COLUMNS,
     STATUSES,
@@ -37,7 +37,7 @@ from annotate.store_records import (
     instance_record,
     utc_now,
 )
-from annotate.store_schema import name_key
+from annotate.store.schema import name_key
 
 _Catalog = TypeVar("_Catalog", bound="ProjectCatalog")
 

@@ -16,7 +16,7 @@ from annotate.store import ProjectStore
 
 logger = logging.getLogger(__name__)
 
-DEMO_ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+DEMO_ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
 """Folder holding the demo photographs, ``classes.txt`` (one class a line) and ``tags.json`` (file -> tags)."""
 
 PROJECT_DB = "project.db"

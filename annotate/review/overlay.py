@@ -56,7 +56,7 @@ def render_overlay(
 
     ``instances`` have ``class_id``, ``mask`` (H, W) bool and ``area``; the ``selected`` one (an index) also
     ``points`` (N, 2) XY, ``labels`` (N,) and ``box`` (XYXY or None), e.g.
-    :class:`annotate.refine.EditableInstance`. Each visible instance is blended with its class colour at
+    :class:`annotate.review.refine.EditableInstance`. Each visible instance is blended with its class colour at
     ``opacity`` in [0, 1] (where instances overlap, the smaller one's colour) and outlined; the selected one
     gets a white outline and its clicks (green positive, red negative); a ``pending_corner`` (XY) of a box
     being drawn is marked with a cross.

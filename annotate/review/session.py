@@ -6,8 +6,8 @@ was based on, so two annotators on the same image never overwrite each other sil
 :class:`EditConflict` (from the store's :class:`annotate.store.VersionConflict`) after the session reloaded the
 newer labels, and nothing of the stale edit is written.
 
-Clicks refine the selected instance at once through :func:`annotate.refine.refine_instance`; the overlay is
-drawn by :func:`annotate.overlay.render_overlay`; brush strokes come from :mod:`annotate.brush`.
+Clicks refine the selected instance at once through :func:`annotate.review.refine.refine_instance`; the overlay is
+drawn by :func:`annotate.review.overlay.render_overlay`; brush strokes come from :mod:`annotate.review.brush`.
 
 Conventions: images HWC uint8 RGB; masks (H, W) bool; points XY pixels; boxes XYXY pixels; class id = index in
 ``store.classes`` + 1.
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from annotate.brush import stroke_mask
-from annotate.overlay import render_overlay
-from annotate.refine import EditableInstance, SharedSegmenter, refine_instance
+from annotate.review.brush import stroke_mask
+from annotate.review.overlay import render_overlay
+from annotate.review.refine import EditableInstance, SharedSegmenter, refine_instance
 from annotate.store import STATUSES, ProjectStore, VersionConflict
 
 logger = logging.getLogger(__name__)
@@ -484,7 +484,7 @@ class ReviewSession:
         hidden_classes: Iterable[int] = (),
         show_points: bool = True,
     ) -> np.ndarray:
-        """The open image with instance overlays (:func:`annotate.overlay.render_overlay`): HWC uint8 RGB.
+        """The open image with instance overlays (:func:`annotate.review.overlay.render_overlay`): HWC uint8 RGB.
 
         The selected instance is outlined in white with its clicks; a pending box corner is marked.
         """

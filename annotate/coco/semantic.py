@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from annotate.files import atomic_write
-from annotate.project_paths import check_relative_name, png_name
 from annotate.rle import decode_rle
+from annotate.store.paths import check_relative_name, png_name
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore
-    from annotate.store_records import InstanceRecord
+    from annotate.store.records import InstanceRecord
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import json
 import sqlite3
 from typing import Any
 
-from annotate.store_records import utc_now
+from annotate.store.records import utc_now
 
 STACKS = ("undo", "redo")
 _STATE_INSTANCE_COLUMNS = "class_id, counts, score, source, needs_review, reason, area, bbox"

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from annotate.refine import SharedSegmenter
-from annotate.session import ReviewSession
+from annotate.review.refine import SharedSegmenter
+from annotate.review.session import ReviewSession
 from annotate.store import STATUSES
 
 DISPLAY_MAX_SIDE = 1600

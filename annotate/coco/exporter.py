@@ -27,7 +27,7 @@ from annotate.rle import decode_rle, mask_to_polygons
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore
-    from annotate.store_records import InstanceRecord
+    from annotate.store.records import InstanceRecord
 
 logger = logging.getLogger(__name__)
 

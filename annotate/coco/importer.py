@@ -1,4 +1,4 @@
-"""COCO import into a project: a file written by :func:`annotate.coco_export.export_coco` or by another tool.
+"""COCO import into a project: a file written by :func:`annotate.coco.exporter.export_coco` or by another tool.
 
 :func:`import_coco` checks everything before anything is written; then all changes are made in one
 transaction:
@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from annotate.coco_export import EXTRA_KEY
+from annotate.coco.exporter import EXTRA_KEY
 from annotate.files import atomic_copy
 from annotate.images import image_sha256, image_size
-from annotate.project_paths import IMAGES_DIR, check_relative_name, copied_name
 from annotate.rle import normalize_rle, polygons_to_rle
-from annotate.store_records import SOURCES, STATUSES, NewInstance
-from annotate.store_schema import name_key
+from annotate.store.paths import IMAGES_DIR, check_relative_name, copied_name
+from annotate.store.records import SOURCES, STATUSES, NewInstance
+from annotate.store.schema import name_key
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore

@@ -1,7 +1,7 @@
 """One SQLite connection to a project database, shared by threads, with atomic transactions.
 
 The connection runs in autocommit mode (``isolation_level=None``) with WAL journaling, ``synchronous=FULL``
-and foreign keys on; opening it migrates the database to the current schema (:mod:`annotate.store_schema`).
+and foreign keys on; opening it migrates the database to the current schema (:mod:`annotate.store.schema`).
 One re-entrant lock guards it (``check_same_thread=False``): :meth:`Database.transaction` is one
 ``BEGIN IMMEDIATE`` ... ``COMMIT`` however deeply it nests; other processes wait up to ``busy_timeout``.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from annotate.store_schema import migrate, schema_version
+from annotate.store.schema import migrate, schema_version
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from annotate.bootstrap_files import CLASSIFIER_FILE, export_outputs, mask_path, open_project
+from annotate.bootstrap.outputs import CLASSIFIER_FILE, export_outputs, mask_path, open_project
 from annotate.dataset import DatasetEntry
 from annotate.files import atomic_copy
-from annotate.project_paths import source_name
+from annotate.store.paths import source_name
 
 
 def shard_entries(entries: Sequence[DatasetEntry], shard: tuple[int, int]) -> list[DatasetEntry]:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from annotate.labeling import LabelingResult, label_image
-from annotate.project_paths import png_name
+from annotate.store.paths import png_name
 from dhr import DHRResult, rebalance
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from annotate.files import atomic_write
-from annotate.project_paths import DB_NAME, png_name
+from annotate.store.paths import DB_NAME, png_name
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore

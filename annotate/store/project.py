@@ -25,11 +25,11 @@ Guarantees:
   as a new version, ``redo`` re-applies; a new edit clears the redo stack. The undo stack keeps the last
   ``history_limit`` states per image.
 
-:class:`ProjectStore` adds versioned label edits and undo/redo to :class:`annotate.store_catalog.ProjectCatalog`
+:class:`ProjectStore` adds versioned label edits and undo/redo to :class:`annotate.store.catalog.ProjectCatalog`
 (classes, images, reading labels, audit log). The other parts live beside it: records and constants in
-:mod:`annotate.store_records`, path safety in :mod:`annotate.project_paths`, the connection in
-:mod:`annotate.store_db`, the undo/redo stacks in :mod:`annotate.store_history`, the schema in
-:mod:`annotate.store_schema`. Their public names are importable from here.
+:mod:`annotate.store.records`, path safety in :mod:`annotate.store.paths`, the connection in
+:mod:`annotate.store.db`, the undo/redo stacks in :mod:`annotate.store.history`, the schema in
+:mod:`annotate.store.schema`. Their public names are importable from here.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ import math
 import os
 from collections.abc import Sequence
 
-from annotate.project_paths import DB_NAME, IMAGES_DIR, check_relative_name
-from annotate.semantic_masks import paint_semantic
-from annotate.store_catalog import ProjectCatalog
-from annotate.store_history import apply_state, capture_state, has_state, pop_state, push_state, record_edit
-from annotate.store_records import (
+from annotate.coco.semantic import paint_semantic
+from annotate.store.catalog import ProjectCatalog
+from annotate.store.history import apply_state, capture_state, has_state, pop_state, push_state, record_edit
+from annotate.store.paths import DB_NAME, IMAGES_DIR, check_relative_name
+from annotate.store.records import (
     RESERVED_CLASS_NAMES,
     SOURCES,
     STATUSES,
@@ -58,7 +58,7 @@ from annotate.store_records import (
     instance_row,
     utc_now,
 )
-from annotate.store_schema import SCHEMA_VERSION
+from annotate.store.schema import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Pseudo-labels from image tags: classifier -> CAMs -> base mask -> DHR -> segmenter prompts -> project store.
 
-``run_bootstrap(dataset, config)`` writes, under ``config.out`` (names in :mod:`annotate.bootstrap_files`):
+``run_bootstrap(dataset, config)`` writes, under ``config.out`` (names in :mod:`annotate.bootstrap.outputs`):
 
 - ``project.db`` + ``images/``: a ``ProjectStore`` with every usable image, its tags, its instances (status
   "pseudo", score, source, review flag) and its confidence;
@@ -9,8 +9,8 @@
 - ``coco.json``: COCO instances with RLE masks (``annotate.coco.export_coco``);
 - ``bootstrap.json``: the run's settings, classes and shard.
 
-The parts: the models (:mod:`annotate.bootstrap_models`), one image's pipeline and its **confidence**, which
-orders the review queue (:mod:`annotate.bootstrap_image`), shards and their merge (:mod:`annotate.shards`).
+The parts: the models (:mod:`annotate.bootstrap.models`), one image's pipeline and its **confidence**, which
+orders the review queue (:mod:`annotate.bootstrap.image`), shards and their merge (:mod:`annotate.bootstrap.shards`).
 Their public names are importable from here.
 
 **Resuming.** An image is finished when its labels are saved with status "pseudo" (one SQLite transaction,
@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from annotate.bootstrap_files import (
+from annotate.bootstrap.image import ImageOutcome, image_confidence, process_image, read_base_mask, seed_image
+from annotate.bootstrap.models import build_bootstrap_segmenter, build_uss_provider, prepare_classifier
+from annotate.bootstrap.outputs import (
     CLASSIFIER_FILE,
     COCO_FILE,
     MANIFEST_FILE,
@@ -45,14 +47,12 @@ from annotate.bootstrap_files import (
     open_project,
     write_mask_png,
 )
-from annotate.bootstrap_image import ImageOutcome, image_confidence, process_image, read_base_mask, seed_image
-from annotate.bootstrap_models import build_bootstrap_segmenter, build_uss_provider, prepare_classifier
+from annotate.bootstrap.shards import merge_shards, parse_shard, shard_entries
 from annotate.dataset import DatasetEntry, TaggedDataset
 from annotate.files import atomic_write_text
 from annotate.images import load_image
 from annotate.labeling import LabelingConfig
-from annotate.project_paths import copied_name, png_name
-from annotate.shards import merge_shards, parse_shard, shard_entries
+from annotate.store.paths import copied_name, png_name
 from dhr import DHRConfig
 
 if TYPE_CHECKING:

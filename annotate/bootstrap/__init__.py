@@ -1,0 +1,52 @@
+"""Bootstrapping labels from image tags: ``dhr bootstrap`` (no clicks).
+
+- :mod:`annotate.bootstrap.run`: :func:`run_bootstrap`, the resumable run over a dataset;
+- :mod:`annotate.bootstrap.image`: one image: CAMs -> base mask -> DHR -> prompts -> instances, and its confidence;
+- :mod:`annotate.bootstrap.models`: the classifier, USS provider and segmenter of a run;
+- :mod:`annotate.bootstrap.outputs`: the output folder (project, masks, COCO, manifest);
+- :mod:`annotate.bootstrap.shards`: ``--shard i/n`` and ``dhr merge-shards``.
+"""
+
+from annotate.bootstrap.run import (
+    CLASSIFIER_FILE,
+    COCO_FILE,
+    MANIFEST_FILE,
+    MASKS_DIR,
+    USER,
+    BootstrapConfig,
+    BootstrapReport,
+    ImageOutcome,
+    build_bootstrap_segmenter,
+    build_uss_provider,
+    export_outputs,
+    image_confidence,
+    merge_shards,
+    parse_shard,
+    prepare_classifier,
+    process_image,
+    read_base_mask,
+    run_bootstrap,
+    shard_entries,
+)
+
+__all__ = [
+    "CLASSIFIER_FILE",
+    "COCO_FILE",
+    "MANIFEST_FILE",
+    "MASKS_DIR",
+    "USER",
+    "BootstrapConfig",
+    "BootstrapReport",
+    "ImageOutcome",
+    "build_bootstrap_segmenter",
+    "build_uss_provider",
+    "export_outputs",
+    "image_confidence",
+    "merge_shards",
+    "parse_shard",
+    "prepare_classifier",
+    "process_image",
+    "read_base_mask",
+    "run_bootstrap",
+    "shard_entries",
+]
