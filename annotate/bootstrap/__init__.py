@@ -7,37 +7,21 @@
 - :mod:`annotate.bootstrap.shards`: ``--shard i/n`` and ``dhr merge-shards``.
 """
 
-from annotate.bootstrap.run import (
-    CLASSIFIER_FILE,
-    COCO_FILE,
-    MANIFEST_FILE,
-    MASKS_DIR,
-    USER,
-    BootstrapConfig,
-    BootstrapReport,
-    ImageOutcome,
-    build_bootstrap_segmenter,
-    build_uss_provider,
-    export_outputs,
-    image_confidence,
-    merge_shards,
-    parse_shard,
-    prepare_classifier,
-    process_image,
-    read_base_mask,
-    run_bootstrap,
-    shard_entries,
-)
+from annotate.bootstrap.image import ImageOutcome, image_confidence, process_image, read_base_mask
+from annotate.bootstrap.models import build_bootstrap_segmenter, build_uss_provider, prepare_classifier
+from annotate.bootstrap.outputs import CLASSIFIER_FILE, COCO_FILE, MANIFEST_FILE, MASKS_DIR, export_outputs
+from annotate.bootstrap.run import USER, BootstrapConfig, BootstrapReport, run_bootstrap
+from annotate.bootstrap.shards import merge_shards, parse_shard, shard_entries
 
 __all__ = [
+    "BootstrapConfig",
+    "BootstrapReport",
     "CLASSIFIER_FILE",
     "COCO_FILE",
+    "ImageOutcome",
     "MANIFEST_FILE",
     "MASKS_DIR",
     "USER",
-    "BootstrapConfig",
-    "BootstrapReport",
-    "ImageOutcome",
     "build_bootstrap_segmenter",
     "build_uss_provider",
     "export_outputs",

@@ -11,7 +11,7 @@
 
 The parts: the models (:mod:`annotate.bootstrap.models`), one image's pipeline and its **confidence**, which
 orders the review queue (:mod:`annotate.bootstrap.image`), shards and their merge (:mod:`annotate.bootstrap.shards`).
-Their public names are importable from here.
+Their public names are importable from :mod:`annotate.bootstrap`.
 
 **Resuming.** An image is finished when its labels are saved with status "pseudo" (one SQLite transaction,
 after its mask PNG). A rerun with the same ``out`` reloads the classifier, skips finished images (and any image
@@ -35,19 +35,17 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from annotate.bootstrap.image import ImageOutcome, image_confidence, process_image, read_base_mask, seed_image
+from annotate.bootstrap.image import ImageOutcome, process_image, read_base_mask, seed_image
 from annotate.bootstrap.models import build_bootstrap_segmenter, build_uss_provider, prepare_classifier
 from annotate.bootstrap.outputs import (
     CLASSIFIER_FILE,
-    COCO_FILE,
     MANIFEST_FILE,
-    MASKS_DIR,
     export_outputs,
     mask_path,
     open_project,
     write_mask_png,
 )
-from annotate.bootstrap.shards import merge_shards, parse_shard, shard_entries
+from annotate.bootstrap.shards import shard_entries
 from annotate.dataset import DatasetEntry, TaggedDataset
 from annotate.files import atomic_write_text
 from annotate.images import load_image
@@ -248,24 +246,4 @@ def _save(store: ProjectStore, image_id: int, entry: DatasetEntry, outcome: Imag
     store.save_labels(image_id, instances, user=USER, status="pseudo", confidence=outcome.confidence)
 
 
-__all__ = [
-    "CLASSIFIER_FILE",
-    "COCO_FILE",
-    "MANIFEST_FILE",
-    "MASKS_DIR",
-    "USER",
-    "BootstrapConfig",
-    "BootstrapReport",
-    "ImageOutcome",
-    "build_bootstrap_segmenter",
-    "build_uss_provider",
-    "export_outputs",
-    "image_confidence",
-    "merge_shards",
-    "parse_shard",
-    "prepare_classifier",
-    "process_image",
-    "read_base_mask",
-    "run_bootstrap",
-    "shard_entries",
-]
+__all__ = ["BootstrapConfig", "BootstrapReport", "run_bootstrap"]

@@ -9,11 +9,11 @@
 - :mod:`annotate.store.paths`: names inside the project root, never outside it.
 """
 
-from annotate.store.project import (
-    DB_NAME,
-    IMAGES_DIR,
+from annotate.store.catalog import ProjectCatalog
+from annotate.store.paths import DB_NAME, IMAGES_DIR, check_relative_name
+from annotate.store.project import ProjectStore
+from annotate.store.records import (
     RESERVED_CLASS_NAMES,
-    SCHEMA_VERSION,
     SOURCES,
     STATUSES,
     Change,
@@ -21,28 +21,24 @@ from annotate.store.project import (
     ImageRecord,
     InstanceRecord,
     NewInstance,
-    ProjectCatalog,
-    ProjectStore,
     VersionConflict,
-    check_relative_name,
-    paint_semantic,
 )
+from annotate.store.schema import SCHEMA_VERSION
 
 __all__ = [
-    "STATUSES",
-    "SOURCES",
-    "SCHEMA_VERSION",
-    "DB_NAME",
-    "IMAGES_DIR",
-    "RESERVED_CLASS_NAMES",
     "Change",
+    "DB_NAME",
     "HistoryEmpty",
+    "IMAGES_DIR",
     "ImageRecord",
     "InstanceRecord",
     "NewInstance",
     "ProjectCatalog",
     "ProjectStore",
+    "RESERVED_CLASS_NAMES",
+    "SCHEMA_VERSION",
+    "SOURCES",
+    "STATUSES",
     "VersionConflict",
     "check_relative_name",
-    "paint_semantic",
 ]

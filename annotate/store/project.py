@@ -29,7 +29,7 @@ Guarantees:
 (classes, images, reading labels, audit log). The other parts live beside it: records and constants in
 :mod:`annotate.store.records`, path safety in :mod:`annotate.store.paths`, the connection in
 :mod:`annotate.store.db`, the undo/redo stacks in :mod:`annotate.store.history`, the schema in
-:mod:`annotate.store.schema`. Their public names are importable from here.
+:mod:`annotate.store.schema`. Their public names are importable from :mod:`annotate.store`.
 """
 
 from __future__ import annotations
@@ -39,18 +39,10 @@ import math
 import os
 from collections.abc import Sequence
 
-from annotate.coco.semantic import paint_semantic
 from annotate.store.catalog import ProjectCatalog
 from annotate.store.history import apply_state, capture_state, has_state, pop_state, push_state, record_edit
-from annotate.store.paths import DB_NAME, IMAGES_DIR, check_relative_name
 from annotate.store.records import (
-    RESERVED_CLASS_NAMES,
-    SOURCES,
-    STATUSES,
-    Change,
     HistoryEmpty,
-    ImageRecord,
-    InstanceRecord,
     NewInstance,
     VersionConflict,
     check_status,
@@ -58,7 +50,6 @@ from annotate.store.records import (
     instance_row,
     utc_now,
 )
-from annotate.store.schema import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -217,21 +208,4 @@ class ProjectStore(ProjectCatalog):
             return has_state(self._db, image_id, "redo")
 
 
-__all__ = [
-    "STATUSES",
-    "SOURCES",
-    "SCHEMA_VERSION",
-    "DB_NAME",
-    "IMAGES_DIR",
-    "RESERVED_CLASS_NAMES",
-    "Change",
-    "HistoryEmpty",
-    "ImageRecord",
-    "InstanceRecord",
-    "NewInstance",
-    "ProjectCatalog",
-    "ProjectStore",
-    "VersionConflict",
-    "check_relative_name",
-    "paint_semantic",
-]
+__all__ = ["ProjectStore"]
