@@ -27,14 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 # Points (x, y) on the astronaut photo (512 x 512): suit, helmet, flag, shuttle, face...
 POINTS = [
     (110, 420),
@@ -143,7 +137,7 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
     times, missed = [], 0
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}")
             page.wait_for_selector("#canvas img")
@@ -193,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         print(f"{CHROMIUM} not found: install Debian's chromium to run this benchmark", file=sys.stderr)
         return 2
     rows = []
