@@ -114,31 +114,21 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.perf_counter() - start
             size = (tmp_path / "out.json").stat().st_size / 1e6
             rows.append((label, len(coco["images"]), len(coco["annotations"]), seconds, f"{size:.1f} MB"))
+        def project_of(size: int, name: str):
+            """The big project when it is large enough, else a smaller one built for the row."""
+            if size >= args.images:
+                return store
+            return build_project(tmp_path / name, size, args.instances, args.height, args.width)[0]
+
         if args.polygon_images:
-            small = store if args.polygon_images >= args.images else None
-            if small is None:
-                small, _ = build_project(
-                    tmp_path / "poly", args.polygon_images, args.instances, args.height, args.width
-                )
+            small = project_of(args.polygon_images, "poly")
             start = time.perf_counter()
             coco = export_coco(small, tmp_path / "poly.json", polygons=True)
             seconds = time.perf_counter() - start
             size = (tmp_path / "poly.json").stat().st_size / 1e6
-            rows.append(
-                (
-                    "export COCO polygons, all",
-                    len(coco["images"]),
-                    len(coco["annotations"]),
-                    seconds,
-                    f"{size:.1f} MB",
-                )
-            )
+            rows.append(("export COCO polygons, all", len(coco["images"]), len(coco["annotations"]), seconds, f"{size:.1f} MB"))
         if args.semantic_images:
-            sem = store if args.semantic_images >= args.images else None
-            if sem is None:
-                sem, _ = build_project(
-                    tmp_path / "sem", args.semantic_images, args.instances, args.height, args.width
-                )
+            sem = project_of(args.semantic_images, "sem")
             start = time.perf_counter()
             written = export_semantic_masks(sem, tmp_path / "masks")
             seconds = time.perf_counter() - start
