@@ -22,7 +22,7 @@ from annotate.bootstrap import (
 )
 from annotate.dataset import load_dataset
 from annotate.labeling import Instance, LabelingResult
-from annotate.store import ProjectStore
+from annotate.store import NewInstance, ProjectStore
 from dhr import DHRResult
 from dhr.metrics import confusion_matrix, segmentation_scores
 from tests.synthetic_dataset import CLASSES, write_dataset
@@ -303,3 +303,30 @@ def test_bad_dataset_entries_are_skipped_or_stop_a_strict_run(tmp_path):
         assert cli.main([*args, "--epochs", "1"]) == 0
     with ProjectStore.open(tmp_path / "lenient") as store:
         assert [r.file_name for r in store.list_images()] == [f"images/img_00{i}.png" for i in range(3)]
+
+
+def test_an_image_edited_during_the_run_keeps_the_reviewers_labels(synthetic, tmp_path):
+    out = tmp_path / "out"
+    data = load_dataset(synthetic.root, progress=False)
+    last = sorted(e.file_name for e in data.entries)[-1]
+    reviewer_mask = np.zeros(SIZE, bool)
+    reviewer_mask[10:30, 10:30] = True
+
+    def review_the_last_image(name: str) -> None:
+        if len(done) == 0:  # while the run labels its first images, a reviewer saves the last one
+            with ProjectStore.open(out) as other:
+                record = next(r for r in other.list_images() if r.file_name.endswith(last))
+                other.save_labels(record.id, [NewInstance(1, reviewer_mask)], user="reviewer",
+                                  expected_version=record.version, status="review")
+        done.append(name)
+
+    done: list[str] = []
+    report = run_bootstrap(data, _config(out), on_image_done=review_the_last_image)
+    assert last in report.skipped and last not in report.processed
+    with ProjectStore.open(out) as store:
+        record = next(r for r in store.list_images() if r.file_name.endswith(last))
+        assert record.status == "review"
+        (instance,) = store.instances(record.id)
+        np.testing.assert_array_equal(store.instance_mask(instance), reviewer_mask)
+        png = np.asarray(Image.open(out / "masks" / (Path(last).stem + ".png")))
+        np.testing.assert_array_equal(png, store.semantic_mask(record.id))

@@ -162,7 +162,8 @@ def run_bootstrap(
     try:
         entries = shard_entries(dataset.entries, config.shard)
         ids = {e.file_name: _register(store, e) for e in entries}
-        todo = [e for e in entries if store.image(ids[e.file_name]).status == "new"]
+        records = {e.file_name: store.image(ids[e.file_name]) for e in entries}
+        todo = [e for e in entries if records[e.file_name].status == "new"]
         pending = {e.file_name for e in todo}
         skipped = [e.file_name for e in entries if e.file_name not in pending]
         base_dir = Path(config.base_masks) if config.base_masks is not None else None
@@ -206,8 +207,10 @@ def run_bootstrap(
                     base = read_base_mask(base_dir, entry.file_name, image.shape[:2])
                 seed_image(entry.file_name, config.seed)
                 outcome = process_image(image, tags, model, provider, seg, config, base)
-                _save(store, ids[entry.file_name], entry, outcome)
-                processed.append(entry.file_name)
+                if _save(store, records[entry.file_name], entry, outcome):
+                    processed.append(entry.file_name)
+                else:
+                    skipped.append(entry.file_name)
                 bar.update(1)
                 if on_image_done is not None:
                     on_image_done(entry.file_name)
@@ -237,13 +240,27 @@ def _register(store: ProjectStore, entry: DatasetEntry) -> int:
     return store.add_image(entry.path, list(entry.tags), dest_name=entry.file_name)
 
 
-def _save(store: ProjectStore, image_id: int, entry: DatasetEntry, outcome: ImageOutcome) -> None:
-    """Write the image's mask PNG, then its instances, status "pseudo" and confidence (one transaction)."""
-    from annotate.store import NewInstance
+def _save(store: ProjectStore, record, entry: DatasetEntry, outcome: ImageOutcome) -> bool:
+    """Write the image's mask PNG, then its instances, status "pseudo" and confidence (one transaction).
 
-    write_mask_png(mask_path(store.root, entry.file_name), outcome.labels.semantic)
+    The save carries the version the run started from: an image a reviewer edited meanwhile (in the GUI, while
+    this run goes on) is left as the reviewer saved it, its PNG rewritten from those labels, and False is returned.
+    """
+    from annotate.store import NewInstance, VersionConflict
+
+    path = mask_path(store.root, entry.file_name)
+    write_mask_png(path, outcome.labels.semantic)
     instances = [NewInstance.from_instance(inst) for inst in outcome.labels.instances]
-    store.save_labels(image_id, instances, user=USER, status="pseudo", confidence=outcome.confidence)
+    try:
+        store.save_labels(
+            record.id, instances, user=USER, expected_version=record.version, status="pseudo",
+            confidence=outcome.confidence,
+        )
+    except VersionConflict:
+        logger.warning("%s was edited during the run: its labels are kept and it is skipped", entry.file_name)
+        write_mask_png(path, store.semantic_mask(record.id))
+        return False
+    return True
 
 
 __all__ = ["BootstrapConfig", "BootstrapReport", "run_bootstrap"]
