@@ -2,7 +2,7 @@
 
 from .crf import CRFConfig, dense_crf
 from .metrics import confusion_matrix, minor_class_recall, segmentation_scores
-from .ot import ot_rebalance, plan_maps, transport_plan
+from .ot import SinkhornWarning, ot_rebalance, plan_maps, transport_plan
 from .prototypes import class_prototypes
 from .rebalance import BACKGROUND, IGNORE_INDEX, DHRConfig, DHRResult, rebalance
 
@@ -10,6 +10,7 @@ __all__ = [
     "BACKGROUND",
     "IGNORE_INDEX",
     "CRFConfig",
+    "SinkhornWarning",
     "DHRConfig",
     "DHRResult",
     "class_prototypes",

@@ -10,7 +10,11 @@ import warnings
 
 import torch
 
-__all__ = ["transport_plan", "plan_maps", "ot_rebalance"]
+__all__ = ["SinkhornWarning", "transport_plan", "plan_maps", "ot_rebalance"]
+
+
+class SinkhornWarning(UserWarning):
+    """The Sinkhorn solver stopped at ``max_iter`` before its marginals met ``stop_thr``."""
 
 _MIN_RANGE = 1e-5
 
@@ -66,6 +70,7 @@ def transport_plan(
         warnings.warn(
             f"Sinkhorn stopped after {max_iter} iterations with marginal error {error:.2e} "
             f"(threshold {stop_thr:.0e}); raise max_iter or eps for a converged plan",
+            SinkhornWarning,
             stacklevel=2,
         )
     return minmax_columns(plan).to(similarity.dtype)

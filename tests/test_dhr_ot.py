@@ -6,7 +6,7 @@ import ot
 import pytest
 import torch
 
-from dhr.ot import ot_rebalance, plan_maps, transport_plan
+from dhr.ot import SinkhornWarning, ot_rebalance, plan_maps, transport_plan
 
 
 def _raw_plan(similarity: torch.Tensor, eps: float, max_iter: int = 1000) -> torch.Tensor:
@@ -71,7 +71,7 @@ def test_tiny_eps_stays_finite():
 
 def test_non_convergence_is_warned():
     torch.manual_seed(3)
-    with pytest.warns(UserWarning, match="Sinkhorn stopped after 1 iterations"):
+    with pytest.warns(SinkhornWarning, match="Sinkhorn stopped after 1 iterations"):
         transport_plan(torch.rand(64, 3), eps=0.01, max_iter=1, stop_thr=1e-12)
 
 

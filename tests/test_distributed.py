@@ -93,7 +93,7 @@ def test_two_gloo_processes_average_gradients_and_keep_weights_equal(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     mp.spawn(_worker, args=(_free_port(), str(store.root), str(out)), nprocs=WORLD, join=True)
-    ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     expected = (torch.arange(3.0) + 1 + torch.tensor([10.0, -2.0, 4.0])) / 2  # mean of d(w.x)/dw over ranks
     for result in ranks:
         torch.testing.assert_close(result["grad"], expected[None])

@@ -170,7 +170,7 @@ def evaluate_masks(predict: Callable[[int], np.ndarray | torch.Tensor], gt: dict
 
     confusion = torch.zeros((num_classes, num_classes + 1), dtype=torch.int64)
     for image_id, truth in gt.items():
-        pred = torch.as_tensor(np.asarray(predict(image_id))).long().cpu()
+        pred = torch.as_tensor(predict(image_id)).long().cpu()  # a numpy mask or a tensor on any device
         confusion += confusion_matrix(pred, torch.as_tensor(truth), num_classes)
     scores = segmentation_scores(confusion)
     scores["images"] = len(gt)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from annotate.files import atomic_write_text, load_torch, save_torch
+from dhr import SinkhornWarning
 from training.data import (
     ImageEntry,
     ProjectDataset,
@@ -177,9 +178,9 @@ def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             semantic, instances, confidence = relabel_image(store, model, entry, features, config, segmenter)
-        solver_warnings += sum(1 for w in caught if "Sinkhorn" in str(w.message))
+        solver_warnings += sum(1 for w in caught if issubclass(w.category, SinkhornWarning))
         for w in caught:
-            if "Sinkhorn" not in str(w.message):
+            if not issubclass(w.category, SinkhornWarning):
                 logger.warning("%s: %s", record.file_name, w.message)
         old = np.asarray(store.semantic_mask(entry.image_id), np.int64)
         status = "review" if any(i.needs_review for i in instances) else "pseudo"

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from annotate.files import load_torch, save_torch
+from dhr import SinkhornWarning
 from training.data import EpochSampler, ProjectDataset, collate
 from training.dhr_step import rebalance_batch
 from training.distributed import DistContext, all_reduce_sum, broadcast_buffers, unwrap, wrap_model
@@ -277,9 +278,14 @@ class Trainer:
                 masks, stats = rebalance_batch(
                     outputs, masks, tags, batch["accepted"], batch["uss"], batch["box"], batch["flip"],
                     batch["valid"], batch["size"], images=batch["raw"], config=self.dhr_config)
-            self.dhr_warnings += len(caught)
+            solver = [w for w in caught if issubclass(w.category, SinkhornWarning)]
+            self.dhr_warnings += len(solver)
+            for w in caught:
+                if not issubclass(w.category, SinkhornWarning):
+                    logger.warning("DHR step %d: %s", self.step, w.message)
             dhr_seconds = time.perf_counter() - start
-            logger.debug("DHR step %d: %s (%d warnings)", self.step, stats, len(caught))
+            log = logger.info if stats.failed else logger.debug
+            log("DHR step %d: %s (%d solver warnings)", self.step, stats, len(solver))
         weights = torch.where(accepted, torch.tensor(cfg.accepted_weight, device=dev), torch.tensor(1.0, device=dev))
         seg = segmentation_loss(outputs["seg"], masks, weights)
         cls = F.multilabel_soft_margin_loss(outputs["cls"].float(), tags)
