@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from annotate.rle import encode_mask
 from annotate.store import NewInstance
 
 
@@ -38,17 +39,26 @@ class EditableInstance:
     labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int64))
     box: tuple[float, float, float, float] | None = None
     logits: np.ndarray | None = None
+    # (mask array, its RLE): the encoding of ``mask`` while ``mask`` is that very array. Edits assign a new
+    # array, so an unchanged instance is not re-encoded at every save of its image.
+    encoded: tuple[np.ndarray, dict] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def area(self) -> int:
         """Number of mask pixels."""
         return int(np.count_nonzero(self.mask))
 
+    def rle(self) -> dict:
+        """Compressed RLE of ``mask``, encoded once per mask array."""
+        if self.encoded is None or self.encoded[0] is not self.mask:
+            self.encoded = (self.mask, encode_mask(self.mask))
+        return self.encoded[1]
+
     def to_new(self) -> NewInstance:
         """The store's form of this instance."""
         return NewInstance(
             class_id=self.class_id,
-            mask=self.mask,
+            mask=self.rle(),
             score=float(self.score),
             source=self.source,
             needs_review=bool(self.needs_review),

@@ -112,17 +112,20 @@ class ReviewSession:
     def _load_instances(self, record: Any) -> None:
         self.version = record.version
         self.status = record.status
-        self.instances = [
-            EditableInstance(
-                class_id=r.class_id,
-                mask=np.asarray(self.store.instance_mask(r), bool),
-                score=float(r.score),
-                source=r.source,
-                needs_review=bool(r.needs_review),
-                reason=r.reason or "",
+        self.instances = []
+        for r in self.store.instances(record.id):
+            mask = np.asarray(self.store.instance_mask(r), bool)
+            self.instances.append(
+                EditableInstance(
+                    class_id=r.class_id,
+                    mask=mask,
+                    score=float(r.score),
+                    source=r.source,
+                    needs_review=bool(r.needs_review),
+                    reason=r.reason or "",
+                    encoded=(mask, r.rle),
+                )
             )
-            for r in self.store.instances(record.id)
-        ]
         self.selected = None
         self.pending_corner = None
 
