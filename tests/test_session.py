@@ -17,7 +17,8 @@ from PIL import Image
 
 from annotate.review.brush import stroke_mask, strokes_from_layers
 from annotate.review.demo import DEMO_ASSETS, demo_classes, demo_tags, ensure_demo_project
-from annotate.review.overlay import PALETTE, class_color
+from annotate.review.overlay import PALETTE, class_color, render_overlay
+from annotate.review.refine import EditableInstance
 from annotate.review.session import EditConflict, ReviewSession
 from annotate.segmenters import build_segmenter
 from annotate.store import NewInstance, ProjectStore
@@ -507,3 +508,19 @@ def test_training_round_from_the_session_adds_one_round(project):
     assert second["round"] == 2
     assert sorted(p.name for p in (store.root / "training").glob("round_*")) == ["round_01", "round_02"]
     assert [(r.class_id, r.rle["counts"]) for r in store.instances(ids[0])] == accepted
+
+
+def test_overlay_drawn_at_display_scale_matches_the_full_size_drawing():
+    image = np.full((400, 600, 3), 90, np.uint8)
+    mask = np.zeros((400, 600), bool)
+    mask[100:300, 200:400] = True
+    inst = EditableInstance(class_id=2, mask=mask, points=np.array([[300.0, 200.0]]), labels=np.array([1]))
+    full = render_overlay(image, [inst], selected=None, opacity=1.0)
+    small = render_overlay(image, [inst], selected=None, opacity=1.0, scale=0.25)
+    assert small.shape == (100, 150, 3)
+    # away from the outlines, every pixel equals the full-size drawing sampled at the same place
+    np.testing.assert_array_equal(small[40:60, 60:90], full[160:240:4, 240:360:4])
+    np.testing.assert_array_equal(small[5:15, 5:15], full[20:60:4, 20:60:4])
+    assert tuple(small[50, 75]) == class_color(2)
+    with_point = render_overlay(image, [inst], selected=0, opacity=1.0, scale=0.25)
+    assert tuple(with_point[50, 75]) == (40, 220, 40)  # the click at (300, 200) lands at (75, 50)

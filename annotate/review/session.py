@@ -486,6 +486,7 @@ class ReviewSession:
         opacity: float = 0.5,
         hidden_classes: Iterable[int] = (),
         show_points: bool = True,
+        scale: float = 1.0,
     ) -> np.ndarray:
         """The open image with instance overlays (:func:`annotate.review.overlay.render_overlay`): HWC uint8 RGB.
 
@@ -499,4 +500,5 @@ class ReviewSession:
             opacity=opacity,
             hidden_classes=hidden_classes,
             show_points=show_points,
+            scale=scale,
         )

@@ -58,17 +58,10 @@ def display_scale(image: np.ndarray) -> float:
 
 def display_image(ui: Ui) -> np.ndarray | None:
     """The open image with its overlay, resized by :func:`display_scale`: HWC uint8 RGB; None if none is open."""
-    import cv2
-
     s = ui.session
     if s.image is None:
         return None
-    image = s.render(opacity=ui.opacity, hidden_classes=ui.hidden)
-    scale = display_scale(image)
-    if scale != 1.0:
-        size = (int(round(image.shape[1] * scale)), int(round(image.shape[0] * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return image
+    return s.render(opacity=ui.opacity, hidden_classes=ui.hidden, scale=display_scale(s.image))
 
 
 def image_point(index: tuple[float, float], image: np.ndarray) -> tuple[float, float]:
