@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .seeds import normalise_cams
+
 __all__ = ["SyntheticScene", "make_scene", "cam_argmax"]
 
 PALETTE = np.array(
@@ -72,8 +74,7 @@ def cam_argmax(cams: torch.Tensor, tags: list[int], size: tuple[int, int]) -> to
     Returns:
         (H, W) int64 class ids.
     """
-    cams = cams.clamp(min=0) / cams.clamp(min=0).amax(dim=(1, 2), keepdim=True).clamp(min=1e-5)
-    up = F.interpolate(cams[None], size=size, mode="bilinear", align_corners=False)[0]
+    up = F.interpolate(normalise_cams(cams)[None], size=size, mode="bilinear", align_corners=False)[0]
     scores = torch.cat([1 - up.amax(dim=0, keepdim=True), up])
     ids = torch.tensor([0, *tags], device=cams.device)
     return ids[scores.argmax(dim=0)]

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from annotate.files import load_torch, save_torch
+from dhr.seeds import normalise_cams
 from dhr.uss import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor, tensor_to_rgb
 from training.backbone import build_resnet, imagenet_state_dict
 
@@ -319,8 +320,7 @@ def compute_cams(
             features = {k: v[0] for k, v in feats.items()}
     if was_training:
         model.train()
-    peak = total.flatten(1).amax(1).clamp_min(1e-5)[:, None, None]
-    return total / peak, features
+    return normalise_cams(total), features
 
 
 def cams_to_mask(cams: torch.Tensor, tags: Sequence[int], threshold: float = 0.3) -> torch.Tensor:

@@ -117,14 +117,13 @@ def rebalance_batch(
         size = (int(image_sizes[b][0]), int(image_sizes[b][1]))
         cam_window = feature_window(valid[b], (height, width), tuple(cams_all.shape[-2:]))
         cams = _cut(cams_all[b, [c - 1 for c in class_ids]], cam_window)
-        peak = cams.flatten(1).amax(1).clamp_min(1e-5)[:, None, None]
         wss = [_cut(f[b], feature_window(valid[b], (height, width), tuple(f.shape[-2:]))) for f in (c4_all, c5_all)]
         uss_crop = _uss_on_crop(uss[b].to(cams_all.device).float(), size, box, bool(flips[b]), height)
         uss_crop = _cut(uss_crop, feature_window(valid[b], (height, width), tuple(uss_crop.shape[-2:])))
         base = out[b, vy0:vy1, vx0:vx1]
         image = images[b, vy0:vy1, vx0:vx1].cpu().numpy() if (use_crf and images is not None) else None
         try:
-            result = rebalance(cams / peak, base, class_ids, uss_crop, wss, image=image, config=config)
+            result = rebalance(cams, base, class_ids, uss_crop, wss, image=image, config=config)
         except ValueError as error:
             stats.failed += 1
             warnings.warn(f"DHR step skipped an image: {error}", stacklevel=2)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dhr.seeds import normalise_cams
+
 __all__ = ["Prediction", "predict_image", "tag_restricted_mask", "load_ground_truth", "evaluate_masks",
            "evaluate_labels", "evaluate_model", "format_scores"]
 
@@ -68,8 +70,7 @@ def predict_image(model: nn.Module, image: np.ndarray, scales: Sequence[float] =
             cams += F.interpolate(cam, cams.shape[-2:], mode="bilinear", align_corners=False)[0]
     model.train(was_training)
     probs /= probs.sum(0, keepdim=True).clamp_min(1e-12)
-    cams = cams / cams.flatten(1).amax(1).clamp_min(1e-5)[:, None, None]
-    return Prediction(probs, cams, features)
+    return Prediction(probs, normalise_cams(cams), features)
 
 
 def tag_restricted_mask(probs: torch.Tensor, tags: Sequence[int]) -> tuple[torch.Tensor, float]:
