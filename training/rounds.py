@@ -225,97 +225,96 @@ def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None =
     from annotate.store import ProjectStore
 
     ctx = ctx or DistContext()
-    store = ProjectStore.open(root)
-    out_dir = Path(config.out_dir) if config.out_dir else store.root / "training"
-    classes = store.classes
-    num_classes = len(classes)
-    segmenter = None
-    if config.segmenter != "none" or config.uss == "sam":
-        from annotate.embedding_cache import EmbeddingCache
-        from annotate.segmenters import build_segmenter
+    with ProjectStore.open(root) as store:
+        out_dir = Path(config.out_dir) if config.out_dir else store.root / "training"
+        classes = store.classes
+        num_classes = len(classes)
+        segmenter = None
+        if config.segmenter != "none" or config.uss == "sam":
+            from annotate.embedding_cache import EmbeddingCache
+            from annotate.segmenters import build_segmenter
 
-        segmenter = build_segmenter("auto" if config.segmenter == "none" else config.segmenter,
-                                    weights_dir=config.weights_dir, device=ctx.device,
-                                    cache=EmbeddingCache(store.root / "cache" / "embeddings"))
-    provider, uss_name = _uss_provider(config, ctx, segmenter)
-    cache = USSFeatureCache(store.root / "cache" / "uss", uss_name)
-    embedder, segmenter = segmenter, (None if config.segmenter == "none" else segmenter)
-    if config.pretrained and ctx.distributed:  # one process fetches the ImageNet weights, the others wait
-        from training.backbone import imagenet_state_dict
+            segmenter = build_segmenter("auto" if config.segmenter == "none" else config.segmenter,
+                                        weights_dir=config.weights_dir, device=ctx.device,
+                                        cache=EmbeddingCache(store.root / "cache" / "embeddings"))
+        provider, uss_name = _uss_provider(config, ctx, segmenter)
+        cache = USSFeatureCache(store.root / "cache" / "uss", uss_name)
+        embedder, segmenter = segmenter, (None if config.segmenter == "none" else segmenter)
+        if config.pretrained and ctx.distributed:  # one process fetches the ImageNet weights, the others wait
+            from training.backbone import imagenet_state_dict
 
-        if ctx.is_main:
-            imagenet_state_dict(config.backbone, config.weights_dir, download=True)
-        barrier(ctx)
-    history: list[dict] = []
-    initial_path = out_dir / "initial.json"
-    if gt is not None and ctx.is_main:
-        if initial_path.is_file():
-            history.append(json.loads(initial_path.read_text()))
-        else:
-            start = evaluate_labels(store, gt)
-            history.append({"round": 0, "miou": start["miou"], "fpr": start["fpr"], "fnr": start["fnr"],
-                            "iou": [float(v) for v in start["iou"]]})
-            out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(initial_path, json.dumps(history[-1], indent=1))
-        logger.info("labels before training: mIoU %.4f", history[-1]["miou"])
-    for round_index in range(1, config.rounds + 1):
-        round_dir = out_dir / f"round_{round_index:02d}"
-        metrics_path = round_dir / "metrics.json"
-        if metrics_path.is_file():
-            figures = json.loads(metrics_path.read_text())
+            if ctx.is_main:
+                imagenet_state_dict(config.backbone, config.weights_dir, download=True)
+            barrier(ctx)
+        history: list[dict] = []
+        initial_path = out_dir / "initial.json"
+        if gt is not None and ctx.is_main:
+            if initial_path.is_file():
+                history.append(json.loads(initial_path.read_text()))
+            else:
+                start = evaluate_labels(store, gt)
+                history.append({"round": 0, "miou": start["miou"], "fpr": start["fpr"], "fnr": start["fnr"],
+                                "iou": [float(v) for v in start["iou"]]})
+                out_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(initial_path, json.dumps(history[-1], indent=1))
+            logger.info("labels before training: mIoU %.4f", history[-1]["miou"])
+        for round_index in range(1, config.rounds + 1):
+            round_dir = out_dir / f"round_{round_index:02d}"
+            metrics_path = round_dir / "metrics.json"
+            if metrics_path.is_file():
+                figures = json.loads(metrics_path.read_text())
+                history.append(figures)
+                logger.info("round %d already done (%s)", round_index, metrics_path)
+                if figures.get("stopped_early"):
+                    break
+                continue
+            entries = project_entries(store)
+            if not entries:
+                raise ValueError(f"project {store.root} has no image to train on")
+            precompute_uss_features(store, entries[ctx.rank::ctx.world_size], provider, cache, ctx.device,
+                                    progress=progress and ctx.is_main, segmenter=embedder)
+            barrier(ctx)
+            previous = out_dir / f"round_{round_index - 1:02d}" / MODEL_NAME
+            if round_index > 1 and not config.reinit and previous.is_file():
+                model = load_model(previous)[0]  # the last round's EMA weights
+            else:
+                model = _new_model(config, num_classes)
+            augment_config = AugmentConfig(crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip)
+            repeated = [e for e in entries if e.accepted] * (config.accepted_repeat - 1)
+            dataset = ProjectDataset(store.root, entries + repeated, num_classes, augment_config, cache)
+            trainer = Trainer(model, dataset, config.train, round_dir, dhr_config=config.dhr, ctx=ctx,
+                              progress=progress)
+            result = trainer.fit()
+            ema = trainer.ema.module
+            if ctx.is_main:
+                save_model(ema, round_dir / MODEL_NAME, backbone=config.backbone, output_stride=config.output_stride,
+                           classes=classes)
+            todo = [e for e in entries if not e.accepted]
+            figures = {"round": round_index, "steps": trainer.step, "loss": trainer.mean_loss(result),
+                       **_relabel(store, ema, todo, cache, config, ctx, segmenter)}
+            barrier(ctx)
+            figures["dhr_share"] = result.dhr_seconds / result.step_seconds if result.step_seconds else 0.0
+            if ctx.is_main:
+                figures["class_shares"] = _class_shares(store, entries)
+                if gt is not None:
+                    scores = evaluate_labels(store, gt)
+                    figures.update(miou=scores["miou"], fpr=scores["fpr"], fnr=scores["fnr"],
+                                   iou=[float(v) for v in scores["iou"]])
+            figures["stopped_early"] = bool(round_index < config.rounds and figures["changed_fraction"] < config.min_change)
+            if ctx.is_main:
+                logger.info("round %d: %s", round_index,
+                            {k: v for k, v in figures.items() if k not in ("iou", "class_shares")})
+                atomic_write_text(metrics_path, json.dumps(figures, indent=1))
             history.append(figures)
-            logger.info("round %d already done (%s)", round_index, metrics_path)
-            if figures.get("stopped_early"):
+            barrier(ctx)
+            if figures["stopped_early"]:
+                logger.info("labels changed on %.4f%% of pixels (< %.4f%%): stopping after round %d",
+                            100 * figures["changed_fraction"], 100 * config.min_change, round_index)
                 break
-            continue
-        entries = project_entries(store)
-        if not entries:
-            raise ValueError(f"project {store.root} has no image to train on")
-        precompute_uss_features(store, entries[ctx.rank::ctx.world_size], provider, cache, ctx.device,
-                                progress=progress and ctx.is_main, segmenter=embedder)
-        barrier(ctx)
-        previous = out_dir / f"round_{round_index - 1:02d}" / MODEL_NAME
-        if round_index > 1 and not config.reinit and previous.is_file():
-            model = load_model(previous)[0]  # the last round's EMA weights
-        else:
-            model = _new_model(config, num_classes)
-        augment_config = AugmentConfig(crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip)
-        repeated = [e for e in entries if e.accepted] * (config.accepted_repeat - 1)
-        dataset = ProjectDataset(store.root, entries + repeated, num_classes, augment_config, cache)
-        trainer = Trainer(model, dataset, config.train, round_dir, dhr_config=config.dhr, ctx=ctx,
-                          progress=progress)
-        result = trainer.fit()
-        ema = trainer.ema.module
         if ctx.is_main:
-            save_model(ema, round_dir / MODEL_NAME, backbone=config.backbone, output_stride=config.output_stride,
-                       classes=classes)
-        todo = [e for e in entries if not e.accepted]
-        figures = {"round": round_index, "steps": trainer.step, "loss": trainer.mean_loss(result),
-                   **_relabel(store, ema, todo, cache, config, ctx, segmenter)}
-        barrier(ctx)
-        figures["dhr_share"] = result.dhr_seconds / result.step_seconds if result.step_seconds else 0.0
-        if ctx.is_main:
-            figures["class_shares"] = _class_shares(store, entries)
-            if gt is not None:
-                scores = evaluate_labels(store, gt)
-                figures.update(miou=scores["miou"], fpr=scores["fpr"], fnr=scores["fnr"],
-                               iou=[float(v) for v in scores["iou"]])
-        figures["stopped_early"] = bool(round_index < config.rounds and figures["changed_fraction"] < config.min_change)
-        if ctx.is_main:
-            logger.info("round %d: %s", round_index,
-                        {k: v for k, v in figures.items() if k not in ("iou", "class_shares")})
-            atomic_write_text(metrics_path, json.dumps(figures, indent=1))
-        history.append(figures)
-        barrier(ctx)
-        if figures["stopped_early"]:
-            logger.info("labels changed on %.4f%% of pixels (< %.4f%%): stopping after round %d",
-                        100 * figures["changed_fraction"], 100 * config.min_change, round_index)
-            break
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        summary = {"config": _jsonable(config), "rounds": history}
-        atomic_write_text(out_dir / "rounds.json", json.dumps(summary, indent=1))
-    store.close()
+            out_dir.mkdir(parents=True, exist_ok=True)
+            summary = {"config": _jsonable(config), "rounds": history}
+            atomic_write_text(out_dir / "rounds.json", json.dumps(summary, indent=1))
     return history
 
 
