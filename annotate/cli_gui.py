@@ -130,17 +130,17 @@ def default_user(args: argparse.Namespace) -> str:
 
 def open_project(args: argparse.Namespace):
     """The :class:`annotate.store.ProjectStore` the GUI should open, per ``--project`` / ``--demo``."""
-    from annotate.review.demo import PROJECT_DB, ensure_demo_project
-    from annotate.store import ProjectStore
+    from annotate.review.demo import ensure_demo_project
+    from annotate.store import DB_NAME, ProjectStore
 
     if args.project is None:
         return ensure_demo_project(None)
     root = Path(args.project).expanduser()
     if args.demo:
         return ensure_demo_project(root)
-    if not (root / PROJECT_DB).is_file():
+    if not (root / DB_NAME).is_file():
         raise FileNotFoundError(
-            f"{root}: no project here ({PROJECT_DB} missing); create one with 'dhr init', or pass --demo to "
+            f"{root}: no project here ({DB_NAME} missing); create one with 'dhr init', or pass --demo to "
             "create the demo project in this folder"
         )
     return ProjectStore.open(root)
@@ -167,11 +167,12 @@ def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
 
     exports = store.resolve(EXPORTS_DIR)
     exports.mkdir(parents=True, exist_ok=True)
+    logins = logins_from_args(args)
     return {
         "server_name": args.host,
         "server_port": args.port,
-        "auth": logins_from_args(args),
-        "auth_message": "dhr-label: log in to review" if logins_from_args(args) else None,
+        "auth": logins,
+        "auth_message": "dhr-label: log in to review" if logins else None,
         "allowed_paths": [str(exports)],
         "js": SHORTCUTS_JS,
         "css": CSS,

@@ -16,6 +16,7 @@ with a ``ValueError`` naming the file instead of running its code.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import secrets
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
     import torch
 
 _TEMPORARY_ATTEMPTS = 100
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Lowercase hex SHA-256 of a file's bytes, read in chunks (a content hash)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _temporary_beside(path: Path) -> Path:

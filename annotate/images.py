@@ -21,13 +21,14 @@ than ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`, 100 megapixels), raises
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from annotate.files import file_sha256
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest image (width * height) :func:`load_image` decodes unless told otherwise."""
@@ -195,8 +196,4 @@ def image_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image file not found")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path, chunk_size)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from annotate.prompts import InstancePrompt, PromptConfig, prompts_from_mask
-from annotate.segmenters.base import Segmenter
+from annotate.segmenters.base import Segmenter, mask_iou
 
 
 @dataclass
@@ -85,12 +85,6 @@ class LabelingResult:
         if not self.instances:
             return 1.0
         return float(np.mean([0.0 if inst.needs_review else inst.score for inst in self.instances]))
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two (H, W) bool masks (0.0 when both are empty)."""
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 def _numpy(value: Any, dtype: type) -> np.ndarray:

@@ -19,7 +19,6 @@ gigabytes; any change of size or mtime makes the next load hash the file again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from typing import Any
 
 import torch
 
-from annotate.files import atomic_write, atomic_write_text, load_torch
+from annotate.files import atomic_write, atomic_write_text, file_sha256, load_torch
 
 logger = logging.getLogger(__name__)
 
@@ -180,15 +179,6 @@ def default_weights_dir(override: str | Path | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return DEFAULT_WEIGHTS_DIR.expanduser()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Lowercase hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _note_path(path: Path) -> Path:

@@ -12,14 +12,13 @@ import json
 import logging
 from pathlib import Path
 
-from annotate.store import ProjectStore
+from annotate.store import DB_NAME, ProjectStore
 
 logger = logging.getLogger(__name__)
 
 DEMO_ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
 """Folder holding the demo photographs, ``classes.txt`` (one class a line) and ``tags.json`` (file -> tags)."""
 
-PROJECT_DB = "project.db"
 
 
 def default_demo_dir() -> Path:
@@ -69,12 +68,12 @@ def ensure_demo_project(root: str | Path | None = None, assets: str | Path = DEM
     assets = Path(assets)
     classes = demo_classes(assets)
     tags = demo_tags(assets)
-    if (root / PROJECT_DB).is_file():
+    if (root / DB_NAME).is_file():
         store = ProjectStore.open(root)
     else:
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise ValueError(
-                f"{root}: not empty and holds no project ({PROJECT_DB} missing); choose an empty or new folder "
+                f"{root}: not empty and holds no project ({DB_NAME} missing); choose an empty or new folder "
                 "for the demo project"
             )
         root.mkdir(parents=True, exist_ok=True)

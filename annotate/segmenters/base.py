@@ -9,6 +9,12 @@ import numpy as np
 import torch
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two (H, W) bool masks (0.0 when both are empty)."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
 @dataclass
 class SegmenterOutput:
     """Masks predicted from one prompt set.

@@ -28,14 +28,9 @@ import warnings
 import numpy as np
 
 from annotate.prompts import mask_to_sam_logits, sam_logits_to_mask
-from annotate.segmenters.base import Segmenter, SegmenterOutput
+from annotate.segmenters.base import Segmenter, SegmenterOutput, mask_iou
 
 logger = logging.getLogger(__name__)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 class GrabCutSegmenter(Segmenter):
@@ -143,7 +138,7 @@ class GrabCutSegmenter(Segmenter):
             keep[0] = False
             result = keep[labels]
         reference = prior if prior.any() else (trimap == cv2.GC_FGD)
-        score = _iou(result, reference)
+        score = mask_iou(result, reference)
         logits = mask_to_sam_logits(result, self.long_side, self.mask_input_size)
         return SegmenterOutput(
             masks=result[None], scores=np.array([score], np.float32), low_res_logits=logits
