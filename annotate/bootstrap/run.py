@@ -50,7 +50,7 @@ from annotate.dataset import DatasetEntry, TaggedDataset
 from annotate.files import atomic_write_text
 from annotate.images import load_image
 from annotate.labeling import LabelingConfig
-from annotate.store.paths import copied_name, png_name
+from annotate.store.paths import place_image, png_name
 from dhr import DHRConfig
 
 if TYPE_CHECKING:
@@ -224,12 +224,8 @@ def run_bootstrap(
 
 
 def _store_name(store: ProjectStore, entry: DatasetEntry) -> str:
-    """The project-relative name ``entry`` has (or gets) in the store."""
-    path = Path(entry.path).absolute()
-    root = store.root.absolute()
-    if path.is_relative_to(root):
-        return path.relative_to(root).as_posix()
-    return copied_name(entry.file_name)
+    """The project-relative name ``entry`` has (or gets) in the store (the store's own placement rule)."""
+    return place_image(store.root, Path(entry.path), copy=True, dest_name=entry.file_name)[0]
 
 
 def _register(store: ProjectStore, entry: DatasetEntry) -> int:
