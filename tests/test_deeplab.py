@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from training.deeplab import ASPP, DeepLabV3Plus, build_deeplab
-from training.dhr_step import feature_window, rebalance_batch
+from training.dhr_step import in_valid_region, rebalance_batch
 from training.transforms import AugmentConfig, augment, sample_in_box
 
 
@@ -102,10 +102,20 @@ def test_augment_is_a_function_of_the_seed():
         augment(image, mask[:10], np.random.default_rng(0))
 
 
-def test_feature_window_covers_the_valid_region():
-    assert feature_window((0, 0, 64, 64), (64, 64), (4, 4)) == (0, 0, 4, 4)
-    assert feature_window((16, 8, 40, 64), (64, 64), (4, 4)) == (1, 0, 3, 4)
-    assert feature_window((60, 60, 64, 64), (64, 64), (4, 4)) == (3, 3, 4, 4)
+def test_valid_region_resampling_keeps_maps_aligned_when_padding_ends_mid_cell():
+    # A 64 px crop whose image content starts at x = 10: a 16 px stride map of a vertical edge at pixel 26
+    # (between cells) must put the edge 16 px into the valid region, whatever the grid.
+    crop = (64, 64)
+    for stride in (4, 8, 16):
+        cells = 64 // stride
+        centres = (torch.arange(cells, dtype=torch.float32) + 0.5) * stride
+        ramp = (centres - 26.0).repeat(cells, 1)[None]  # (1, cells, cells): signed distance to the edge
+        window = in_valid_region(ramp, (10, 0, 64, 64), crop)
+        assert window.shape[-1] == round(54 / stride)
+        up = torch.nn.functional.interpolate(window[None], size=(64, 54), mode="bilinear", align_corners=False)[0, 0]
+        zero = float(torch.nonzero(up[32] > 0)[0])
+        assert abs(zero - 16) <= 1.5, (stride, zero)
+    assert in_valid_region(torch.rand(3, 4, 4), (60, 60, 64, 64), crop).shape == (3, 1, 1)
 
 
 def _two_class_scene(size: int = 64):

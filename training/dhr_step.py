@@ -9,7 +9,6 @@ labels a human accepted are left exactly as they are.
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import torch
 
 from training.transforms import sample_in_box
 
-__all__ = ["DHRStepStats", "feature_window", "rebalance_batch"]
+__all__ = ["DHRStepStats", "in_valid_region", "rebalance_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +36,23 @@ class DHRStepStats:
     restored: list[int] = field(default_factory=list)
 
 
-def feature_window(valid: Sequence[int], crop_size: tuple[int, int], grid: tuple[int, int]) -> tuple[int, ...]:
-    """Cells (x0, y0, x1, y1) of a (gh, gw) feature grid covering the crop pixels ``valid`` XYXY."""
+def in_valid_region(features: torch.Tensor, valid: Sequence[int], crop_size: tuple[int, int]) -> torch.Tensor:
+    """Features (D, gh, gw) of the whole crop resampled onto exactly the crop pixels ``valid`` XYXY.
+
+    The grid of the result keeps the features' stride (``round(extent * g / crop side)`` cells, at least one);
+    ``roi_align`` with ``aligned=True`` samples the fractional box, so maps of different strides (CAMs, C4/C5,
+    USS features) stay aligned with each other and with the mask region even when padding ends mid-cell.
+    """
+    from torchvision.ops import roi_align
+
     height, width = crop_size
-    gh, gw = grid
-    x0, y0, x1, y1 = (int(v) for v in valid)
-    fx0 = min(gw - 1, math.floor(x0 * gw / width))
-    fy0 = min(gh - 1, math.floor(y0 * gh / height))
-    fx1 = max(fx0 + 1, min(gw, math.ceil(x1 * gw / width)))
-    fy1 = max(fy0 + 1, min(gh, math.ceil(y1 * gh / height)))
-    return fx0, fy0, fx1, fy1
-
-
-def _cut(x: torch.Tensor, window: tuple[int, ...]) -> torch.Tensor:
-    x0, y0, x1, y1 = window
-    return x[..., y0:y1, x0:x1]
+    gh, gw = features.shape[-2:]
+    sx, sy = gw / width, gh / height
+    x0, y0, x1, y1 = (float(v) for v in valid)
+    out_h = max(1, round((y1 - y0) * sy))
+    out_w = max(1, round((x1 - x0) * sx))
+    box = torch.tensor([[0.0, x0 * sx, y0 * sy, x1 * sx, y1 * sy]], dtype=features.dtype, device=features.device)
+    return roi_align(features[None], box, (out_h, out_w), spatial_scale=1.0, sampling_ratio=2, aligned=True)[0]
 
 
 def _uss_on_crop(features: torch.Tensor, image_size: tuple[int, int], box: np.ndarray, flip: bool,
@@ -115,11 +116,11 @@ def rebalance_batch(
             continue
         box = boxes[b].detach().cpu().double().numpy()
         size = (int(image_sizes[b][0]), int(image_sizes[b][1]))
-        cam_window = feature_window(valid[b], (height, width), tuple(cams_all.shape[-2:]))
-        cams = _cut(cams_all[b, [c - 1 for c in class_ids]], cam_window)
-        wss = [_cut(f[b], feature_window(valid[b], (height, width), tuple(f.shape[-2:]))) for f in (c4_all, c5_all)]
+        crop = (height, width)
+        cams = in_valid_region(cams_all[b, [c - 1 for c in class_ids]], valid[b], crop).clamp(min=0)
+        wss = [in_valid_region(f[b], valid[b], crop) for f in (c4_all, c5_all)]
         uss_crop = _uss_on_crop(uss[b].to(cams_all.device).float(), size, box, bool(flips[b]), height)
-        uss_crop = _cut(uss_crop, feature_window(valid[b], (height, width), tuple(uss_crop.shape[-2:])))
+        uss_crop = in_valid_region(uss_crop, valid[b], crop)
         base = out[b, vy0:vy1, vx0:vx1]
         image = images[b, vy0:vy1, vx0:vx1].cpu().numpy() if (use_crf and images is not None) else None
         try:
