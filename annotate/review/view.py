@@ -58,10 +58,19 @@ def display_scale(image: np.ndarray) -> float:
 
 def display_image(ui: Ui) -> np.ndarray | None:
     """The open image with its overlay, resized by :func:`display_scale`: HWC uint8 RGB; None if none is open."""
+    import cv2
+
     s = ui.session
     if s.image is None:
         return None
-    return s.render(opacity=ui.opacity, hidden_classes=ui.hidden, scale=display_scale(s.image))
+    scale = display_scale(s.image)
+    if scale < 1.0:  # a large photo: draw at the (smaller) display size
+        return s.render(opacity=ui.opacity, hidden_classes=ui.hidden, scale=scale)
+    image = s.render(opacity=ui.opacity, hidden_classes=ui.hidden)  # a small one: draw, then enlarge
+    if scale > 1.0:
+        size = (int(round(image.shape[1] * scale)), int(round(image.shape[0] * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 def image_point(index: tuple[float, float], image: np.ndarray) -> tuple[float, float]:
