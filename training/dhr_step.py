@@ -117,7 +117,7 @@ def rebalance_batch(
         box = boxes[b].detach().cpu().double().numpy()
         size = (int(image_sizes[b][0]), int(image_sizes[b][1]))
         crop = (height, width)
-        cams = in_valid_region(cams_all[b, [c - 1 for c in class_ids]], valid[b], crop).clamp(min=0)
+        cams = in_valid_region(cams_all[b, [c - 1 for c in class_ids]], valid[b], crop)  # rebalance normalises them
         wss = [in_valid_region(f[b], valid[b], crop) for f in (c4_all, c5_all)]
         uss_crop = _uss_on_crop(uss[b].to(cams_all.device).float(), size, box, bool(flips[b]), height)
         uss_crop = in_valid_region(uss_crop, valid[b], crop)
