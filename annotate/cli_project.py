@@ -67,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp.add_argument(
         "--ignore-review", action="store_true", help="semantic masks: 255 where an instance needs review"
     )
+    exp.add_argument(
+        "--no-image-check",
+        action="store_true",
+        help="do not check the image files against their recorded SHA-256 before exporting",
+    )
     exp.set_defaults(func=run_export)
 
     status = subparsers.add_parser("status", help="number of images per status")
@@ -163,16 +168,23 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Export COCO (and semantic masks); every target is checked against the project's own files first."""
     from annotate.coco import export_coco, export_semantic_masks
+    from annotate.coco.semantic import check_semantic_folder
     from annotate.store import ProjectStore
 
     with ProjectStore.open(args.project) as store:
+        store.own_files().check_file(args.out, "COCO export")
+        if args.semantic:
+            images, _ = store.snapshot("accepted" if args.accepted_only else None)
+            check_semantic_folder(store, args.semantic, images)
         coco = export_coco(
             store,
             args.out,
             accepted_only=args.accepted_only,
             polygons=args.polygons,
             polygon_tolerance=args.polygon_tolerance,
+            verify_images=not args.no_image_check,
         )
         print(f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} annotations")
         if args.semantic:

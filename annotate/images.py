@@ -16,11 +16,15 @@ Conversions applied by :func:`load_image` (in this order):
 A missing file raises ``FileNotFoundError``; an unreadable, corrupt or truncated file, or one with more pixels
 than ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`, 100 megapixels), raises :class:`ImageError`, a
 ``ValueError`` whose message names the file and the problem. Decompression bombs beyond Pillow's own hard limit
-(about 179 megapixels) are refused whatever ``max_pixels`` says.
+(about 179 megapixels) are refused whatever ``max_pixels`` says. Given the SHA-256 the file must have,
+:func:`load_image` reads its bytes once, checks them and decodes those very bytes (:class:`ImageChanged`,
+naming the file, when they differ).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import struct
 import warnings
@@ -41,18 +45,26 @@ class ImageError(ValueError):
     """An image file that cannot be used: unreadable, corrupt, truncated, or too large."""
 
 
-def _open(path: Path, max_pixels: int):
-    """Open ``path`` lazily with Pillow (header only) and check its pixel count."""
+class ImageChanged(ImageError):
+    """An image file whose bytes no longer match the SHA-256 recorded for it."""
+
+
+def _open(path: Path, max_pixels: int, data: bytes | None = None):
+    """Open ``path`` lazily with Pillow (header only) and check its pixel count.
+
+    With ``data`` (the file's bytes, already read) the image is opened from them instead of the file.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: image file not found")
-    if not path.is_file():
-        raise ImageError(f"{path}: not a regular file")
+    if data is None:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: image file not found")
+        if not path.is_file():
+            raise ImageError(f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(path if data is None else io.BytesIO(data))
     except UnidentifiedImageError as error:
         raise ImageError(f"{path}: not a readable image (unknown or corrupt format)") from error
     except Image.DecompressionBombError as error:
@@ -143,12 +155,32 @@ def _to_rgb(image, path: Path) -> np.ndarray:
         raise ImageError(f"{path}: cannot convert image mode {mode!r} to RGB: {error}") from error
 
 
-def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_verified(path: Path, sha256: str) -> bytes:
+    """The bytes of ``path``, read once; :class:`ImageChanged` when their SHA-256 is not ``sha256``."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: image file not found")
+    if not path.is_file():
+        raise ImageError(f"{path}: not a regular file")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise ImageChanged(
+            f"{path}: the file changed since it was added to the project (SHA-256 {actual[:12]}..., "
+            f"recorded {sha256[:12]}...); restore the original file or remove the image from the project"
+        )
+    return data
+
+
+def load_image(
+    path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS, sha256: str | None = None
+) -> np.ndarray:
     """Read an image file as it is displayed.
 
     Args:
         path: image file (any format Pillow reads: JPEG, PNG, TIFF, WebP, BMP, GIF, ...).
         max_pixels: refuse images with more than this many pixels (width * height).
+        sha256: the hex SHA-256 the file must have; the bytes are read once, checked, then decoded, so what
+            is decoded is what was checked.
 
     Returns:
         (H, W, 3) uint8 RGB array, C-contiguous, EXIF rotation applied (H, W are the displayed height and width).
@@ -156,11 +188,13 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     Raises:
         FileNotFoundError: the file does not exist.
         ImageError: unreadable, corrupt or truncated file, unsupported mode, or too many pixels.
+        ImageChanged: ``sha256`` given and the file's bytes do not match it.
     """
     from PIL import ImageOps
 
     path = Path(path)
-    image = _open(path, max_pixels)
+    data = read_verified(path, sha256) if sha256 is not None else None
+    image = _open(path, max_pixels, data)
     try:
         with image:
             image.load()

@@ -10,6 +10,10 @@
   (XYWH) computed by pycocotools from the stored mask, ``iscrowd`` 0, and the extra field ``dhr_label`` =
   {score, source, needs_review, reason}.
 
+The target must not be one of the project's own files (its database, images, cache: see
+:mod:`annotate.store.protect`); such a target is refused before anything is written. With ``verify_images``
+every image file is first checked against its recorded SHA-256, so an export never describes other pixels.
+
 The file is written atomically (temporary file in the same folder, fsync, ``os.replace``): a reader sees the
 old file or the new one, never half of one. The export reads the database in one transaction, so edits made
 meanwhile by other sessions are either wholly in it or wholly absent.
@@ -35,9 +39,14 @@ EXTRA_KEY = "dhr_label"
 """Key of the extra field holding what COCO has no field for (status, tags, score, source, review flag...)."""
 
 
-def _annotation(record: InstanceRecord, number: int, polygons: bool, tolerance: float) -> dict[str, Any]:
+def _annotation(
+    record: InstanceRecord, number: int, polygons: bool, tolerance: float, file_name: str
+) -> dict[str, Any]:
     if polygons:
-        segmentation: Any = mask_to_polygons(decode_rle(record.rle), tolerance)
+        try:
+            segmentation: Any = mask_to_polygons(decode_rle(record.rle), tolerance)
+        except (ValueError, TypeError, MemoryError) as error:
+            raise ValueError(f"image {file_name}, instance {record.id}: cannot trace polygons: {error}") from error
     else:
         segmentation = {"size": list(record.rle["size"]), "counts": record.rle["counts"]}
     return {
@@ -63,9 +72,12 @@ def coco_dict(
     accepted_only: bool = False,
     polygons: bool = False,
     polygon_tolerance: float = 0.25,
+    verify_images: bool = False,
 ) -> dict[str, Any]:
     """The COCO dict :func:`export_coco` writes (see the module docstring for its fields)."""
     images, instances = store.snapshot("accepted" if accepted_only else None)
+    if verify_images:
+        store.check_image_files(images)
     coco: dict[str, Any] = {
         "info": {"description": "dhr-label export", "version": "1.0"},
         "licenses": [],
@@ -93,7 +105,9 @@ def coco_dict(
         )
         for record in instances[image.id]:
             number += 1
-            coco["annotations"].append(_annotation(record, number, polygons, polygon_tolerance))
+            coco["annotations"].append(
+                _annotation(record, number, polygons, polygon_tolerance, image.file_name)
+            )
     return coco
 
 
@@ -104,14 +118,24 @@ def export_coco(
     accepted_only: bool = False,
     polygons: bool = False,
     polygon_tolerance: float = 0.25,
+    verify_images: bool = False,
 ) -> dict[str, Any]:
     """Write the project (all images, or only accepted ones) as a COCO instances JSON file; returns the dict.
 
     ``polygon_tolerance``: Douglas-Peucker tolerance in pixels for ``polygons=True`` (see
-    :func:`annotate.rle.mask_to_polygons`).
+    :func:`annotate.rle.mask_to_polygons`). ``verify_images``: refuse to export when an image file changed
+    since it was added (:meth:`annotate.store.ProjectCatalog.check_image_files`).
+
+    Raises:
+        annotate.store.protect.ProtectedPath: ``path`` is one of the project's own files.
     """
+    store.own_files().check_file(path, "COCO export")
     coco = coco_dict(
-        store, accepted_only=accepted_only, polygons=polygons, polygon_tolerance=polygon_tolerance
+        store,
+        accepted_only=accepted_only,
+        polygons=polygons,
+        polygon_tolerance=polygon_tolerance,
+        verify_images=verify_images,
     )
     atomic_write_text(path, json.dumps(coco, separators=(",", ":"), allow_nan=False))
     logger.info(

@@ -62,6 +62,13 @@ def semantic_png_path(out_dir: str | os.PathLike, file_name: str) -> Path:
     return Path(out_dir) / png_name(check_relative_name(file_name))
 
 
+def check_semantic_folder(store: ProjectStore, out_dir: str | os.PathLike, images: Sequence) -> list[Path]:
+    """Where the masks of ``images`` go in ``out_dir``; ProtectedPath when any is one of the project's own files."""
+    targets = [semantic_png_path(out_dir, image.file_name) for image in images]
+    store.own_files().check_folder(out_dir, targets, "semantic masks")
+    return targets
+
+
 def export_semantic_masks(
     store: ProjectStore,
     out_dir: str | os.PathLike,
@@ -73,26 +80,34 @@ def export_semantic_masks(
 
     Masks are (H, W) uint8: 0 background, class id where an instance is (highest score on top); with
     ``ignore_review`` the pixels of instances flagged ``needs_review`` are 255 (ignore). Each PNG is written
-    to a temporary file and moved into place.
+    to a temporary file and moved into place. An ``out_dir`` that is the project folder, or where any mask
+    would land on one of the project's own files (its images, database, cache), is refused before anything
+    is written (:class:`annotate.store.protect.ProtectedPath`).
     """
     from PIL import Image
     from tqdm import tqdm
 
     images, instances = store.snapshot("accepted" if accepted_only else None)
+    targets = check_semantic_folder(store, out_dir, images)
     palette = voc_palette()
     written = []
-    for image in tqdm(images, desc="semantic masks", unit="image", disable=len(images) < 100):
-        semantic = paint_semantic(instances[image.id], image.height, image.width)
-        if ignore_review:
-            for record in instances[image.id]:
-                if record.needs_review:
-                    semantic[decode_rle(record.rle)] = IGNORE_INDEX
+    for image, path in tqdm(
+        zip(images, targets), total=len(images), desc="semantic masks", unit="image", disable=len(images) < 100
+    ):
+        try:
+            semantic = paint_semantic(instances[image.id], image.height, image.width)
+            if ignore_review:
+                for record in instances[image.id]:
+                    if record.needs_review:
+                        semantic[decode_rle(record.rle)] = IGNORE_INDEX
+        except (ValueError, TypeError, MemoryError) as error:
+            raise ValueError(f"image {image.file_name}: cannot paint its semantic mask: {error}") from error
         png = Image.fromarray(semantic, mode="L").convert("P")
         png.putpalette(palette)
-        target = atomic_write(semantic_png_path(out_dir, image.file_name), partial(png.save, format="PNG"))
+        target = atomic_write(path, partial(png.save, format="PNG"))
         written.append(target)
     logger.info("wrote %d semantic masks to %s", len(written), out_dir)
     return written
 
 
-__all__ = ["IGNORE_INDEX", "export_semantic_masks", "paint_semantic", "semantic_png_path", "voc_palette"]
+__all__ = ["IGNORE_INDEX", "check_semantic_folder", "export_semantic_masks", "paint_semantic", "semantic_png_path", "voc_palette"]

@@ -134,5 +134,7 @@ def export_to_project(
     kind = "accepted" if accepted_only else "all"
     path = store.resolve(f"{EXPORTS_DIR}/coco-{kind}-{stamp}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    coco = export_coco(store, path, accepted_only=bool(accepted_only), polygons=bool(polygons))
+    coco = export_coco(
+        store, path, accepted_only=bool(accepted_only), polygons=bool(polygons), verify_images=True
+    )
     return path, coco

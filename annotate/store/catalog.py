@@ -23,6 +23,7 @@ from annotate.images import load_image as _load_image_file
 from annotate.rle import decode_rle
 from annotate.store.db import Database
 from annotate.store.paths import DB_NAME, IMAGES_DIR, check_relative_name, place_image, resolve_inside
+from annotate.store.protect import OwnFiles
 from annotate.store.records import (
     IMAGE_COLUMNS,
     INSTANCE_COLUMNS,
@@ -290,9 +291,42 @@ class ProjectCatalog(Database):
             file_name = self._image_row(image_id)[1]
         return self.resolve(file_name)
 
-    def load_image(self, image_id: int) -> np.ndarray:
-        """Pixels of an image: (H, W, 3) uint8 RGB, EXIF rotation applied."""
-        return _load_image_file(self.image_path(image_id))
+    def load_image(self, image_id: int, *, verify: bool = True) -> np.ndarray:
+        """Pixels of an image: (H, W, 3) uint8 RGB, EXIF rotation applied.
+
+        With ``verify`` the file's SHA-256 must still be the one recorded when it was added
+        (:class:`annotate.images.ImageChanged`, naming the file, otherwise): the labels were drawn on those pixels.
+        """
+        with self._lock:
+            row = self._image_row(image_id)
+        return _load_image_file(self.resolve(row[1]), sha256=row[4] if verify else None)
+
+    def changed_images(self, records: Sequence[ImageRecord] | None = None) -> list[str]:
+        """Names of the images (all, or ``records``) whose file is missing or no longer has its recorded SHA-256."""
+        changed = []
+        for record in self.list_images(order="id") if records is None else records:
+            path = self.resolve(record.file_name)
+            if not path.is_file() or image_sha256(path) != record.sha256:
+                changed.append(record.file_name)
+        return changed
+
+    def check_image_files(self, records: Sequence[ImageRecord] | None = None) -> None:
+        """Raise :class:`annotate.images.ImageChanged` naming the image files that changed since they were added."""
+        from annotate.images import ImageChanged
+
+        changed = self.changed_images(records)
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise ImageChanged(
+                f"{self.root}: {len(changed)} image file(s) missing or changed since they were added to the "
+                f"project: {shown}; restore the originals or remove those images from the project"
+            )
+
+    def own_files(self) -> OwnFiles:
+        """The project's own files (database, image folder, cache, registered images), which no output may replace."""
+        with self._lock:
+            names = [row[0] for row in self._db.execute("SELECT file_name FROM images")]
+        return OwnFiles(self.root, names)
 
     # ------------------------------------------------------------------ instances
     def instances(self, image_id: int) -> list[InstanceRecord]:
