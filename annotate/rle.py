@@ -14,6 +14,7 @@ Formats (as in pycocotools):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -65,16 +66,21 @@ def _coco_rle(rle: RLE) -> dict:
     }
 
 
-def _string_runs(counts: bytes) -> np.ndarray:
-    """Run lengths (int64) of a compressed counts string, decoded with numpy.
+MAX_RLE_PIXELS = 2**32 - 1
+"""Largest mask (H * W) an RLE may describe: pycocotools holds run lengths in 32 bits."""
+
+
+def _string_runs(counts: bytes) -> list[int]:
+    """Run lengths of a compressed counts string, as exact Python integers (no fixed-width wrap).
 
     pycocotools' text format: each run is a little-endian sequence of 5-bit groups, one character per group
     (``48 + group``, bit 0x20 = more groups follow, bit 0x10 of the last group = sign); runs from the fourth
-    on are stored as the difference to the run two places before.
+    on are stored as the difference to the run two places before. The characters are decoded with numpy
+    (each number fits in 60 bits, so that part is exact); the differences are summed with Python integers.
     """
     codes = np.frombuffer(counts, dtype=np.uint8).astype(np.int64) - 48
     if codes.size == 0:
-        return codes
+        return []
     if codes.min() < 0 or codes.max() >= 64:
         bad = counts[int(np.flatnonzero((codes < 0) | (codes >= 64))[0])]
         raise ValueError(f"invalid character {chr(bad)!r} in counts string")
@@ -89,14 +95,22 @@ def _string_runs(counts: bytes) -> np.ndarray:
     values = np.add.reduceat((codes & 0x1F) << shift, starts)
     negative = (codes[ends] & 0x10) != 0
     values[negative] -= np.int64(1) << (shift[ends[negative]] + 5)
+    runs = values.tolist()
     for parity in (3, 4):  # undo the delta coding: runs[m] += runs[m - 2] for m > 2
-        if values.size > parity:
-            values[parity::2] = values[parity - 2] + np.cumsum(values[parity::2])
-    return values
+        if len(runs) > parity:
+            runs[parity::2] = list(accumulate(runs[parity::2], initial=runs[parity - 2]))[1:]
+    return runs
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value > 0
 
 
 def normalize_rle(rle: Any, size: Sequence[int] | None = None) -> RLE:
     """Validate an RLE dict from any source and return it compressed with ``str`` counts.
+
+    Every check runs in exact integer arithmetic: run lengths must be non-negative and sum to exactly H * W
+    (no 64-bit wrap can make a crafted RLE pass), and H * W must fit pycocotools' 32-bit counts.
 
     Args:
         rle: ``{"size": [H, W], "counts": str | bytes | list[int]}``.
@@ -110,36 +124,34 @@ def normalize_rle(rle: Any, size: Sequence[int] | None = None) -> RLE:
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise ValueError("RLE must be a dict with 'size' and 'counts'")
     rle_size = rle["size"]
-    if (
-        not isinstance(rle_size, (list, tuple))
-        or len(rle_size) != 2
-        or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in rle_size)
-    ):
+    if not isinstance(rle_size, (list, tuple)) or len(rle_size) != 2 or not all(map(_positive_int, rle_size)):
         raise ValueError(f"RLE size must be [H, W] with positive integers, got {rle_size!r}")
     height, width = int(rle_size[0]), int(rle_size[1])
     if size is not None and (height, width) != (int(size[0]), int(size[1])):
         raise ValueError(
             f"RLE size {height}x{width} does not match the image size {int(size[0])}x{int(size[1])}"
         )
+    if height * width > MAX_RLE_PIXELS:
+        raise ValueError(f"RLE size {height}x{width} is too large (more than {MAX_RLE_PIXELS} pixels)")
     counts = rle["counts"]
     if isinstance(counts, list):
-        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in counts):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in counts):
             raise ValueError("uncompressed RLE counts must be integers")
-        runs = np.asarray(counts, dtype=np.int64)
+        runs = [int(v) for v in counts]
     elif isinstance(counts, (str, bytes)):
-        raw = counts.encode("ascii", errors="replace") if isinstance(counts, str) else counts
+        if isinstance(counts, str) and not counts.isascii():
+            raise ValueError("RLE counts string holds characters outside ASCII")
+        raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
         runs = _string_runs(raw)
     else:
         raise ValueError(f"RLE counts must be a string or a list of integers, got {type(counts).__name__}")
-    if runs.size and runs.min() < 0:
+    if runs and min(runs) < 0:
         raise ValueError("RLE has negative run lengths")
-    total = int(runs.sum())
+    total = sum(runs)
     if total != height * width:
         raise ValueError(f"RLE runs cover {total} pixels but its size {height}x{width} has {height * width}")
     if isinstance(counts, list):
-        compressed = mask_utils.frPyObjects(
-            {"size": [height, width], "counts": [int(v) for v in runs]}, height, width
-        )
+        compressed = mask_utils.frPyObjects({"size": [height, width], "counts": runs}, height, width)
         return {"size": [height, width], "counts": compressed["counts"].decode("ascii")}
     return {"size": [height, width], "counts": raw.decode("ascii")}
 

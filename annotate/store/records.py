@@ -181,6 +181,8 @@ def instance_row(instance: NewInstance, where: str, height: int, width: int, n_c
             raise ValueError(f"{where}: mask shape {mask.shape} does not match the image ({height}, {width})")
         rle = encode_mask(mask)
     area = rle_area(rle)
+    if not 0 <= area <= height * width:  # cannot happen for a validated RLE; never store one that says so
+        raise ValueError(f"{where}: mask area {area} outside 0..{height * width}")
     if area == 0:
         return None
     return (
