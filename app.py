@@ -107,6 +107,15 @@ def build_app(
                         elem_id="upload-tags",
                     )
                     add_btn = gr.Button("Add to project", size="sm", elem_id="btn-add")
+                with gr.Accordion("Remove image", open=False, elem_id="remove-panel"):
+                    remove_box = gr.Textbox(
+                        label="Image to remove (name or id; its file is kept in removed/)",
+                        placeholder="images/photo.jpg",
+                        elem_id="remove-name",
+                    )
+                    remove_btn = gr.Button(
+                        "Remove from project", size="sm", variant="stop", elem_id="btn-remove"
+                    )
             with gr.Column(scale=3, min_width=480):
                 image_md = gr.Markdown(elem_id="image-info")
                 tool_radio = gr.Radio(TOOL_CHOICES, value="positive", label="Click tool", elem_id="tool")
@@ -202,6 +211,7 @@ def build_app(
             export_file=export_file,
             upload=upload,
             job_md=job_md,
+            remove_box=remove_box,
         )
         h = ReviewHandlers(
             page,
@@ -217,8 +227,10 @@ def build_app(
         # Edits of every tab run one at a time (they share the store and the segmenter), without a spinner.
         fast = {"show_progress": "hidden", "concurrency_id": "edit"}
 
-        demo.load(h.on_load, None, [state, *both]).then(h.on_prepare, state, [message_md])
-        queue_df.select(h.on_queue_select, state, view_outputs).then(h.on_prepare, state, [message_md])
+        demo.load(h.on_load, None, [state, *both, remove_box]).then(h.on_prepare, state, [message_md])
+        queue_df.select(h.on_queue_select, state, [*view_outputs, remove_box]).then(
+            h.on_prepare, state, [message_md]
+        )
         status_dd.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
         order_radio.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
         canvas.select(h.on_click, [state, tool_radio], view_outputs, trigger_mode="multiple", **fast)
@@ -243,6 +255,7 @@ def build_app(
         brush_btn.click(h.on_brush_apply, [state, editor], [*view_outputs, editor], concurrency_id="edit")
         export_btn.click(h.on_export, [state, accepted_cb, polygons_cb], [export_file, message_md])
         add_btn.click(h.on_add_images, [state, upload, tags_box], [*queue_outputs, message_md, upload])
+        remove_btn.click(h.on_remove, [state, remove_box], [*both, remove_box], concurrency_id="edit")
         job_outputs = [*both, job_md]
         boot_this_btn.click(h.on_bootstrap_this, [state, redo_cb], job_outputs, concurrency_id="jobs")
         boot_shown_btn.click(h.on_bootstrap_shown, [state, redo_cb], job_outputs, concurrency_id="jobs")

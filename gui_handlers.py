@@ -2,8 +2,9 @@
 editing session or a project job, and returns the updates of the page's components.
 
 Imported only by ``app.py``, which builds the layout (:class:`Page` names its components) and wires the events.
-A handler that fails on user input shows the error as a message; an edit conflict also pops up a warning and
-shows the newer labels.
+A handler that fails on user input shows the error as a message (paths inside the project shown relative to
+it); an edit conflict also pops up a warning and shows the newer labels. Loading the page never fails: an
+image that cannot be opened is named in the message and offered for removal, and the queue still loads.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +63,26 @@ class Page:
     export_file: Any
     upload: Any
     job_md: Any
+    remove_box: Any
+
+
+USER_ERRORS = (ValueError, RuntimeError, OSError, KeyError, sqlite3.Error)
+"""Errors a handler shows as a message instead of failing (bad input, a busy or damaged project, a bad file)."""
+
+
+def user_message(error: BaseException, root: Path, *, upload: Path | None = None) -> str:
+    """One line for the page: paths inside the project relative to it, an upload by its own name only."""
+    text = str(error)
+    if isinstance(error, sqlite3.OperationalError) and "locked" in text:
+        text = (
+            "the project is busy: another program holds its database for writing; "
+            f"nothing was saved, try again in a moment ({text})"
+        )
+    elif isinstance(error, sqlite3.Error):
+        text = f"the project database cannot be read: {text}"
+    if upload is not None:
+        text = text.replace(str(upload), upload.name).replace(str(upload.parent) + os.sep, "")
+    return text.replace(str(root) + os.sep, "").replace(str(root), "the project folder")
 
 
 def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
@@ -72,11 +95,11 @@ def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
         try:
             return fn(self, ui, *args, **kwargs) or {self.page.message_md: gr.skip()}
         except EditConflict as error:
-            gr.Warning(str(error))
-            return self.view(ui, f"⚠️ {error}")
-        except (ValueError, RuntimeError, FileNotFoundError, KeyError) as error:
+            gr.Warning(user_message(error, self.store.root))
+            return self.view(ui, f"⚠️ {user_message(error, self.store.root)}")
+        except USER_ERRORS as error:
             logger.info("%s: %s", fn.__name__, error)
-            return {self.page.message_md: f"⚠️ {error}"}
+            return {self.page.message_md: f"⚠️ {user_message(error, self.store.root)}"}
 
     return wrapper
 
@@ -143,16 +166,46 @@ class ReviewHandlers:
         return {self.page.queue_df: queue_rows(ui), self.page.progress_md: progress_text(ui.session)}
 
     # ------------------------------------------------------------------ handlers
+    def _open_failed(self, record_name: str, error: BaseException) -> str:
+        """The message for an image that cannot be opened, pointing at its removal."""
+        logger.warning("%s cannot be opened: %s", record_name, error)
+        return (
+            f"⚠️ {record_name} cannot be opened: {user_message(error, self.store.root)} · "
+            "fix the file, or remove the image from the project under **Remove image**"
+        )
+
     def on_load(self, request: gr.Request) -> dict:
+        """A new tab: its session, the queue and the first image that opens. Never raises: an image that cannot
+        be opened is named (and offered for removal), and the rest of the page still loads."""
         name = getattr(request, "username", None) or self.user
         ui = Ui(ReviewSession(self.store, self.shared, user=name))
-        rows = ui.session.queue(order=ui.order)
-        message = ""
+        message, failed = "", ""
+        try:
+            rows = ui.session.queue(order=ui.order)
+        except Exception as error:  # noqa: BLE001 - the page must load whatever the project says
+            logger.exception("cannot list the project's images")
+            rows, message = [], f"⚠️ cannot list the project's images: {user_message(error, self.store.root)}"
         if rows:
-            ui.session.open_image(rows[0].image_id)
-        else:
+            try:
+                ui.session.open_image(rows[0].image_id)
+            except Exception as error:  # noqa: BLE001
+                message, failed = self._open_failed(rows[0].file_name, error), rows[0].file_name
+        elif not message:
             message = "The project has no images yet: add some under **Add images**."
-        return {self.page.state: ui, **self.view(ui, message), **self.queue_view(ui)}
+        return {
+            self.page.state: ui,
+            **self._safe(lambda: self.view(ui, message), {self.page.message_md: message}),
+            **self._safe(lambda: self.queue_view(ui), {}),
+            self.page.remove_box: failed,
+        }
+
+    def _safe(self, build: Callable[[], dict], fallback: dict) -> dict:
+        """``build()``, or ``fallback`` when it fails (logged): for the parts of the page that must always load."""
+        try:
+            return build()
+        except Exception:  # noqa: BLE001
+            logger.exception("part of the page could not be drawn")
+            return fallback
 
     @guarded
     def on_prepare(self, ui: Ui) -> dict:
@@ -171,7 +224,14 @@ class ReviewHandlers:
         row = evt.row_value
         if not row:
             return {}
-        ui.session.open_image(int(row[0]))
+        record = self.store.image(int(row[0]))
+        try:
+            ui.session.open_image(record.id)
+        except (ValueError, OSError) as error:
+            return {
+                self.page.message_md: self._open_failed(record.file_name, error),
+                self.page.remove_box: record.file_name,
+            }
         return self.view(ui)
 
     @guarded
@@ -310,19 +370,44 @@ class ReviewHandlers:
 
     @guarded
     def on_add_images(self, ui: Ui, files: list[Any] | None, tags_text: str) -> dict:
+        """Add uploaded images, each decoded whole first: a truncated or unreadable one is refused by name."""
         if not files:
             raise ValueError("choose image files to add first")
         tags = parse_tags(tags_text, self.classes)
-        added = 0
+        added: list[str] = []
+        refused: list[str] = []
         for f in files:
             path = Path(getattr(f, "name", f))
-            self.store.add_image(path, tags, copy=True)
-            added += 1
-        return {
-            **self.queue_view(ui),
-            self.page.message_md: f"added {added} image(s)",
-            self.page.upload: None,
-        }
+            try:
+                self.store.add_image(path, tags, copy=True, verify=True, user=ui.session.user)
+            except (ValueError, OSError) as error:
+                logger.info("upload %s refused: %s", path.name, error)
+                refused.append(user_message(error, self.store.root, upload=path))
+            else:
+                added.append(path.name)
+        message = f"added {len(added)} image(s)" + (f": {', '.join(added)}" if added else "")
+        if refused:
+            message = f"⚠️ {message}; refused {len(refused)}: " + " · ".join(refused)
+        return {**self.queue_view(ui), self.page.message_md: message, self.page.upload: None}
+
+    @guarded
+    def on_remove(self, ui: Ui, name: str) -> dict:
+        """Remove the named image from the project (its file goes to ``removed/``, its labels to the change log)."""
+        if not (name or "").strip():
+            raise ValueError("type the name of the image to remove (as shown in the queue)")
+        record = self.store.lookup_image(name)
+        self.store.remove_images([record.id], user=ui.session.user)
+        s = ui.session
+        message = f"removed {record.file_name} from the project"
+        if s.image_id == record.id or s.image_id is None:
+            s.close_image()
+            rows = s.queue(status=ui.status_filter, order=ui.order)
+            if rows:
+                try:
+                    s.open_image(rows[0].image_id)
+                except (ValueError, OSError) as error:
+                    message += " · " + self._open_failed(rows[0].file_name, error)
+        return {**self.view(ui, message), **self.queue_view(ui), self.page.remove_box: ""}
 
     def bootstrap_job(self, ui: Ui, scope: str, redo: bool, progress: gr.Progress) -> dict:
         s = ui.session

@@ -8,6 +8,8 @@
 - ``dhr import-coco PROJECT FILE [--map old=new ...] [--images DIR]``: labels from a COCO file.
 - ``dhr export PROJECT OUT.json [--accepted-only] [--polygons] [--semantic DIR]``: COCO (and PNG masks).
 - ``dhr status PROJECT``: images per status.
+- ``dhr remove PROJECT IMAGE...``: take images out of the project (by id or name; their files go to
+  ``removed/``, their labels stay in the change log).
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status = subparsers.add_parser("status", help="number of images per status")
     status.add_argument("project", help="project folder")
     status.set_defaults(func=run_status)
+
+    remove = subparsers.add_parser("remove", help="remove images from a project (files kept in removed/)")
+    remove.add_argument("project", help="project folder")
+    remove.add_argument("images", nargs="+", metavar="IMAGE", help="image id, or name (images/a.jpg or a.jpg)")
+    remove.add_argument("--user", default="cli", help="name recorded in the change log")
+    remove.set_defaults(func=run_remove)
 
 
 def _split_classes(text: str) -> list[str]:
@@ -205,4 +213,15 @@ def run_status(args: argparse.Namespace) -> int:
         for status, count in counts.items():
             print(f"| {status} | {count} |")
         print(f"| total | {sum(counts.values())} |")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    """Remove the named images (all of them, or none when one is unknown)."""
+    from annotate.store import ProjectStore
+
+    with ProjectStore.open(args.project) as store:
+        records = [store.lookup_image(name) for name in args.images]
+        names = store.remove_images([r.id for r in records], user=args.user)
+        print(f"removed {len(names)} image(s) from {store.root}: {', '.join(names)}")
     return 0

@@ -7,7 +7,7 @@ import pytest
 
 import cli
 
-SUBCOMMANDS = ["weights", "init", "import-coco", "export", "status", "bootstrap", "merge-shards", "train", "eval", "gui"]
+SUBCOMMANDS = ["weights", "init", "import-coco", "export", "status", "remove", "bootstrap", "merge-shards", "train", "eval", "gui"]
 
 
 def test_every_module_registers_its_commands():

@@ -104,6 +104,17 @@ class ReviewSession:
         if tags:
             self.new_class = self.classes.index(tags[0]) + 1
 
+    def close_image(self) -> None:
+        """Leave the open image (e.g. after it was removed from the project): nothing is open afterwards."""
+        self.image_id = None
+        self.image = None
+        self.image_key = ""
+        self.version = None
+        self.status = ""
+        self.instances = []
+        self.selected = None
+        self.pending_corner = None
+
     def reload(self) -> None:
         """Re-read the current image's instances and version from the store."""
         self.require_image()

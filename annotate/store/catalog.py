@@ -9,7 +9,9 @@ copied to ``root/images/``); two names that differ only in case or suffix are re
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,8 +24,14 @@ from annotate.images import image_sha256, image_size
 from annotate.images import load_image as _load_image_file
 from annotate.rle import decode_rle
 from annotate.store.db import Database
-from annotate.store.paths import DB_NAME, IMAGES_DIR, check_relative_name, place_image, resolve_inside
-from annotate.store.protect import OwnFiles
+from annotate.store.paths import (
+    DB_NAME,
+    IMAGES_DIR,
+    check_relative_name,
+    place_image,
+    resolve_inside,
+)
+from annotate.store.protect import REMOVED_DIR, OwnFiles
 from annotate.store.records import (
     IMAGE_COLUMNS,
     INSTANCE_COLUMNS,
@@ -39,6 +47,8 @@ from annotate.store.records import (
     utc_now,
 )
 from annotate.store.schema import name_key
+
+logger = logging.getLogger(__name__)
 
 _Catalog = TypeVar("_Catalog", bound="ProjectCatalog")
 
@@ -214,6 +224,65 @@ class ProjectCatalog(Database):
                     copied.unlink(missing_ok=True)
                 raise
         return image_id
+
+    def lookup_image(self, name_or_id: str | int) -> ImageRecord:
+        """The image named ``name_or_id``: its id, its stored name (``images/a.jpg``) or its name as added
+        (``a.jpg``); ValueError naming it when the project has no such image."""
+        text = str(name_or_id).strip()
+        if text.isdigit():
+            with self._lock:
+                row = self._db.execute("SELECT id FROM images WHERE id = ?", (int(text),)).fetchone()
+            if row is not None:
+                return self.image(row[0])
+        for candidate in (text, f"{IMAGES_DIR}/{text}"):
+            try:
+                record = self.find_image(candidate)
+            except ValueError:
+                record = None
+            if record is not None:
+                return record
+        raise ValueError(f"{self.root}: no image {text!r} in the project")
+
+    def remove_images(self, image_ids: Sequence[int], *, user: str = "system") -> list[str]:
+        """Remove images from the project in one transaction; returns their names.
+
+        Their rows, tags, instances and history go; the change log keeps each one's name, hash, status and
+        instances (class, RLE counts, score, source), and a file the project holds in ``images/`` is moved to
+        ``removed/<time>/`` rather than deleted. On any failure nothing is removed and moved files go back.
+        """
+        user = check_user(user)
+        moved: list[tuple[Path, Path]] = []
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        names: list[str] = []
+        try:
+            with self.transaction():
+                for image_id in dict.fromkeys(int(i) for i in image_ids):
+                    row = self._image_row(image_id)
+                    kept = self._db.execute(
+                        "SELECT class_id, counts, score, source, needs_review, reason FROM instances "
+                        "WHERE image_id = ? ORDER BY id",
+                        (row[0],),
+                    ).fetchall()
+                    self._db.execute("DELETE FROM images WHERE id = ?", (row[0],))
+                    detail = {"file_name": row[1], "sha256": row[4], "status": row[5], "instances": kept}
+                    self._log(row[0], row[7], user, "remove_image", detail)
+                    names.append(row[1])
+                    source = self.resolve(row[1])
+                    if row[1].startswith(IMAGES_DIR + "/") and (source.exists() or source.is_symlink()):
+                        target = self.root / REMOVED_DIR / stamp / row[1]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        if target.exists():
+                            raise ValueError(f"{target}: exists already; nothing was removed")
+                        os.replace(source, target)
+                        moved.append((source, target))
+        except BaseException:
+            for source, target in reversed(moved):
+                try:
+                    os.replace(target, source)
+                except OSError as error:  # pragma: no cover - the file is still in the trash, named here
+                    logger.error("%s: could not be moved back to %s: %s", target, source, error)
+            raise
+        return names
 
     def _image_row(self, image_id: int) -> tuple:
         """The :data:`IMAGE_COLUMNS` row of an image (ValueError if the id is unknown)."""
