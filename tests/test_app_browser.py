@@ -301,3 +301,72 @@ def test_login_required_when_asked(tmp_path):
     finally:
         demo.close()
         store.close()
+
+
+@pytest.mark.browser
+def test_a_truncated_image_never_breaks_the_page(tmp_path):
+    """A truncated image first in the queue: every new tab still loads, names it, and it can be removed there;
+    a truncated upload is refused by name."""
+    import app
+    from annotate.cli_gui import build_gui_parser
+    from annotate.segmenters import build_segmenter
+    from annotate.store import ProjectStore
+    from PIL import Image
+
+    sync_api = _sync_api()
+    expect = sync_api.expect
+    expect.set_options(timeout=60_000)
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    for name in ("a-broken.jpg", "b.jpg", "cut.jpg"):
+        Image.fromarray(pixels).save(incoming / name, quality=90)
+    for name in ("a-broken.jpg", "cut.jpg"):
+        data = (incoming / name).read_bytes()
+        (incoming / name).write_bytes(data[: len(data) // 3])
+    store = ProjectStore.create(tmp_path / "proj", ["cat", "dog"])
+    store.add_image(incoming / "a-broken.jpg", ["cat"])  # header only, as uploads were once checked
+    store.add_image(incoming / "b.jpg", ["dog"])
+    port = _free_port()
+    args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port)])
+    demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            for _ in range(2):  # every new tab loads
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.goto(url)
+                expect(page.locator("#message")).to_contain_text("images/a-broken.jpg cannot be opened")
+                expect(page.locator("#queue")).to_contain_text("b.jpg")
+                expect(page.locator("#progress")).to_contain_text("0 / 2 reviewed")
+            assert str(store.root) not in page.locator("#message").inner_text()
+
+            page.get_by_text("Add images").click()
+            page.locator("#upload input[type=file]").set_input_files(str(incoming / "cut.jpg"))
+            page.locator("#upload-tags textarea, #upload-tags input").first.fill("cat")
+            page.wait_for_timeout(500)
+            page.locator("#btn-add").click()
+            expect(page.locator("#message")).to_contain_text("refused 1: cut.jpg: corrupt or truncated image")
+            assert store.find_image("images/cut.jpg") is None
+
+            page.get_by_text("Remove image").click()
+            box = page.locator("#remove-name textarea, #remove-name input").first
+            expect(box).to_have_value("images/a-broken.jpg")
+            page.locator("#btn-remove").click()
+            expect(page.locator("#message")).to_contain_text("removed images/a-broken.jpg")
+            expect(page.locator("#queue")).not_to_contain_text("a-broken")
+            expect(page.locator("#image-info")).to_contain_text("b.jpg")
+            assert store.find_image("images/a-broken.jpg") is None
+            assert [r.file_name for r in store.list_images()] == ["images/b.jpg"]
+
+            fresh = browser.new_page(viewport={"width": 1600, "height": 1000})
+            fresh.goto(url)
+            fresh.wait_for_selector("#canvas img")
+            expect(fresh.locator("#image-info")).to_contain_text("b.jpg")
+            browser.close()
+    finally:
+        demo.close()
+        store.close()
