@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sqlite3
 import sys
+from pathlib import Path
 
 COMMAND_MODULES = (
     "annotate.cli_weights",  # dhr weights: list / download / verify checkpoints
@@ -43,8 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         logging.getLogger("dhr").error("%s", error)
+        return 2
+    except sqlite3.Error as error:  # met after opening: name the project's database
+        project = getattr(args, "project", None)
+        where = f"{Path(project) / 'project.db'}: " if project else ""
+        reason = "the project is busy (another process is writing to it)" if "locked" in str(error) else "damaged project database"
+        logging.getLogger("dhr").error("%s%s: %s", where, reason, error)
         return 2
 
 

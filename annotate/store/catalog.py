@@ -56,10 +56,10 @@ _Catalog = TypeVar("_Catalog", bound="ProjectCatalog")
 class ProjectCatalog(Database):
     """Classes, images and stored labels of the project at ``root`` (open with ``create`` / ``open``)."""
 
-    def __init__(self, root: str | os.PathLike, *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, root: str | os.PathLike, *, busy_timeout: float = 30.0, create: bool = False) -> None:
         """Open the database of ``root`` (use :meth:`create` / :meth:`open`)."""
         self.root = Path(root).resolve()
-        super().__init__(self.root / DB_NAME, busy_timeout=busy_timeout)
+        super().__init__(self.root / DB_NAME, busy_timeout=busy_timeout, create=create)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -78,7 +78,7 @@ class ProjectCatalog(Database):
             raise ValueError(f"duplicate class names: {duplicates}")
         root.mkdir(parents=True, exist_ok=True)
         (root / IMAGES_DIR).mkdir(exist_ok=True)
-        store = cls(root, **kwargs)
+        store = cls(root, create=True, **kwargs)
         try:
             with store.transaction():
                 if store._db.execute("SELECT COUNT(*) FROM classes").fetchone()[0]:
@@ -97,11 +97,16 @@ class ProjectCatalog(Database):
 
     @classmethod
     def open(cls: type[_Catalog], root: str | os.PathLike, **kwargs: Any) -> _Catalog:
-        """Open an existing project (migrating an older database to the current schema)."""
+        """Open an existing project (migrating an older database to the current schema); never creates one.
+
+        Raises:
+            FileNotFoundError: no project database. annotate.store.health.DamagedProject: an empty, random,
+            truncated or foreign database file (left untouched).
+        """
         path = Path(root) / DB_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no project here (create one with `dhr init`)")
-        return cls(root, **kwargs)
+        return cls(root, create=False, **kwargs)
 
     # ------------------------------------------------------------------ classes
     @property

@@ -1,9 +1,14 @@
 """One SQLite connection to a project database, shared by threads, with atomic transactions.
 
 The connection runs in autocommit mode (``isolation_level=None``) with WAL journaling, ``synchronous=FULL``
-and foreign keys on; opening it migrates the database to the current schema (:mod:`annotate.store.schema`).
-One re-entrant lock guards it (``check_same_thread=False``): :meth:`Database.transaction` is one
-``BEGIN IMMEDIATE`` ... ``COMMIT`` however deeply it nests; other processes wait up to ``busy_timeout``.
+and foreign keys on; opening it migrates an older database to the current schema (:mod:`annotate.store.schema`);
+a current one is only read, so opening never waits for another process's writes. One re-entrant lock guards it
+(``check_same_thread=False``): :meth:`Database.transaction` is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` however
+deeply it nests; other processes wait up to ``busy_timeout``, then get :class:`ProjectBusy` naming the process
+that holds the lock (:class:`annotate.store.health.WriterNote`).
+
+Opening an existing database never creates or rewrites it: an empty, random, truncated or foreign file is
+reported with :class:`DamagedProject` and left byte for byte as it was (:mod:`annotate.store.health`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
-from annotate.store.schema import migrate, schema_version
+from annotate.store.health import DamagedProject, ProjectBusy, WriterNote, check_database_file, damaged
+from annotate.store.records import utc_now
+from annotate.store.schema import SCHEMA_VERSION, migrate, schema_version
 
 logger = logging.getLogger(__name__)
 
@@ -26,22 +35,55 @@ _Database = TypeVar("_Database", bound="Database")
 class Database:
     """The locked connection of a project store (``self._db``; use it under ``self._lock``)."""
 
-    def __init__(self, db_path: str | os.PathLike, *, busy_timeout: float = 30.0) -> None:
-        """Open (creating if needed) and migrate the database file at ``db_path``."""
+    def __init__(self, db_path: str | os.PathLike, *, busy_timeout: float = 30.0, create: bool = False) -> None:
+        """Open the database file at ``db_path`` (``create``: a new one, made if missing), migrating it if older.
+
+        Raises:
+            FileNotFoundError: no such file (without ``create``). DamagedProject: not a readable project
+            database (the file is left untouched). ProjectBusy: a needed migration waited in vain for the lock.
+        """
         self.db_path = db_path
+        self.busy_timeout = float(busy_timeout)
         self._lock = threading.RLock()
         self._depth = 0
-        self._db = sqlite3.connect(
-            str(db_path), isolation_level=None, check_same_thread=False, timeout=busy_timeout
-        )
+        self._writer = WriterNote(db_path)
+        path = Path(db_path)
+        if not create:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no project database here")
+            check_database_file(path)
+        uri = f"file:{quote(str(path.absolute()))}?mode={'rwc' if create else 'rw'}"
+        try:
+            self._db = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            )
+        except sqlite3.Error as error:
+            raise damaged(path, error) from error
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            version = schema_version(self._db)
+            if not create and version == 0:
+                raise DamagedProject(
+                    f"{path}: not a dhr-label project database (an SQLite file without the project's tables); "
+                    "the file was left as it is"
+                )
+            mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
-                logger.warning("%s: WAL journal mode unavailable (got %s)", db_path, mode)
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    logger.warning("%s: WAL journal mode unavailable (got %s)", db_path, mode)
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.execute("PRAGMA foreign_keys = ON")
-            migrate(self._db, str(db_path))
+            if version != SCHEMA_VERSION:  # older: upgrade; newer: migrate raises naming the versions
+                migrate(self._db, str(db_path))
+        except sqlite3.OperationalError as error:
+            self._db.close()
+            if _is_busy(error):
+                raise self._writer.busy(db_path, self.busy_timeout, error) from error
+            raise damaged(path, error) from error
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise damaged(path, error) from error
         except BaseException:
             self._db.close()
             raise
@@ -71,7 +113,13 @@ class Database:
         with self._lock:
             outer = self._depth == 0
             if outer:
-                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as error:
+                    if _is_busy(error):
+                        raise self._writer.busy(self.db_path, self.busy_timeout, error) from error
+                    raise
+                self._writer.write(utc_now())
             self._depth += 1
             try:
                 yield
@@ -79,6 +127,7 @@ class Database:
                 self._depth -= 1
                 if outer:
                     self._db.execute("ROLLBACK")
+                    self._writer.clear()
                 raise
             self._depth -= 1
             if outer:
@@ -88,6 +137,8 @@ class Database:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
+                finally:
+                    self._writer.clear()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -108,3 +159,9 @@ class Database:
         """SQLite ``PRAGMA integrity_check`` result ("ok" when the file is sound)."""
         with self._lock:
             return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    """Whether an SQLite error means another connection holds the lock ("database is locked" / "busy")."""
+    text = str(error).lower()
+    return "locked" in text or "busy" in text

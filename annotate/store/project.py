@@ -58,11 +58,16 @@ class ProjectStore(ProjectCatalog):
     """An open project. Create with :meth:`create`, open with :meth:`open`; close with :meth:`close`."""
 
     def __init__(
-        self, root: str | os.PathLike, *, busy_timeout: float = 30.0, history_limit: int = 200
+        self,
+        root: str | os.PathLike,
+        *,
+        busy_timeout: float = 30.0,
+        history_limit: int = 200,
+        create: bool = False,
     ) -> None:
         """Open the database of ``root`` (use :meth:`create` / :meth:`open`)."""
         self.history_limit = int(history_limit)
-        super().__init__(root, busy_timeout=busy_timeout)
+        super().__init__(root, busy_timeout=busy_timeout, create=create)
 
     # ------------------------------------------------------------------ labels
     def _prepare(self, image_id: int, instances: Sequence[NewInstance]) -> list[tuple]:

@@ -128,14 +128,23 @@ def migrate(db: sqlite3.Connection, path: str = "", target: int = SCHEMA_VERSION
     """Upgrade ``db`` (a connection in autocommit mode, ``isolation_level=None``) to version ``target``.
 
     Each step runs in a ``BEGIN IMMEDIATE`` transaction that also sets ``user_version``; a failure rolls the
-    step back and leaves the database at the previous whole version. Concurrent openers are safe: the version is
-    re-read inside the write lock. Returns the final version.
+    step back and leaves the database at the previous whole version. A database already at ``target`` is only
+    read (no write lock is taken). Concurrent openers are safe: the version is re-read inside the write lock.
+    Returns the final version.
 
     Raises:
         RuntimeError: the database is newer than this code (written by a later release).
     """
     if target > SCHEMA_VERSION:
         raise ValueError(f"unknown schema version {target}; this code knows up to {SCHEMA_VERSION}")
+    version = schema_version(db)  # a read: a current database is never locked for writing
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"{path}: project database has schema version {version}, newer than this program's "
+            f"{SCHEMA_VERSION}; upgrade dhr-label to open it"
+        )
+    if version >= target:
+        return version
     while True:
         db.execute("BEGIN IMMEDIATE")
         try:
