@@ -2,6 +2,8 @@
 
 Each subcommand lives beside the code it drives, in a module exposing ``register(subparsers)``; the
 module adds its parser and sets ``func`` (called with the parsed namespace, returning an exit code).
+A command imports only its own module (:data:`COMMANDS`), so ``dhr status`` does not wait for torch;
+``dhr --help`` imports them all.
 """
 
 from __future__ import annotations
@@ -22,11 +24,35 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = {
+    "weights": "annotate.cli_weights",
+    "init": "annotate.cli_project",
+    "import-coco": "annotate.cli_project",
+    "export": "annotate.cli_project",
+    "status": "annotate.cli_project",
+    "remove": "annotate.cli_project",
+    "bootstrap": "annotate.cli_bootstrap",
+    "merge-shards": "annotate.cli_bootstrap",
+    "train": "training.cli",
+    "eval": "training.cli",
+    "gui": "annotate.cli_gui",
+}
+"""Subcommand -> the module that registers it (checked against the modules by the tests)."""
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option), if it is a known one."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``dhr`` parser: every subcommand, or only the module of ``command`` (a :data:`COMMANDS` key)."""
     parser = argparse.ArgumentParser(prog="dhr", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    modules = COMMAND_MODULES if command is None else (COMMANDS[command],)
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:
@@ -38,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_word(words))
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -51,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.Error as error:  # met after opening: name the project's database
         project = getattr(args, "project", None)
         where = f"{Path(project) / 'project.db'}: " if project else ""
-        reason = "the project is busy (another process is writing to it)" if "locked" in str(error) else "damaged project database"
+        reason = "the project is busy (another process is writing to it)" if "locked" in str(error) else (
+            "damaged project database"
+        )
         logging.getLogger("dhr").error("%s%s: %s", where, reason, error)
         return 2
 

@@ -24,6 +24,25 @@ def test_help_of_every_subcommand(command, capsys):
     assert f"usage: dhr {command}" in capsys.readouterr().out
 
 
+def test_each_command_builds_from_its_own_module_alone():
+    for command, module in cli.COMMANDS.items():
+        parser = cli.build_parser(command)
+        actions = [a for a in parser._actions if a.dest == "command"]
+        assert command in actions[0].choices, (command, module)
+    assert sorted(cli.COMMANDS) == sorted(SUBCOMMANDS)
+
+
+def test_status_does_not_import_torch(tmp_path):
+    code = (
+        "import sys, cli; rc = cli.main(['status', sys.argv[1]]); "
+        "print('torch' in sys.modules, rc)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "none")], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.split() == ["False", "2"], result.stderr
+
+
 def test_a_user_error_exits_with_code_2_and_a_message(tmp_path, caplog):
     missing = tmp_path / "no-such-project"
     assert cli.main(["status", str(missing)]) == 2
