@@ -2,7 +2,8 @@
 
 from .crf import CRFConfig, dense_crf
 from .metrics import confusion_matrix, minor_class_recall, segmentation_scores
-from .ot import SinkhornWarning, ot_rebalance, plan_maps, transport_plan
+from .normalise import minmax_maps, normalise_cams
+from .ot import SOLVERS, OTSettings, SinkhornLog, ot_rebalance, plan_maps, transport_plan
 from .prototypes import class_prototypes
 from .rebalance import BACKGROUND, IGNORE_INDEX, DHRConfig, DHRResult, rebalance
 
@@ -10,13 +11,17 @@ __all__ = [
     "BACKGROUND",
     "IGNORE_INDEX",
     "CRFConfig",
-    "SinkhornWarning",
+    "OTSettings",
+    "SOLVERS",
+    "SinkhornLog",
     "DHRConfig",
     "DHRResult",
     "class_prototypes",
     "confusion_matrix",
     "dense_crf",
+    "minmax_maps",
     "minor_class_recall",
+    "normalise_cams",
     "ot_rebalance",
     "plan_maps",
     "rebalance",

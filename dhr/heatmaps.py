@@ -5,15 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["minmax_maps", "cosine_heatmaps", "class_correlation", "correlated_groups"]
+from .normalise import minmax_maps
 
-
-def minmax_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each map of ``maps`` (C, h, w) to [0, 1]; a constant map becomes 0."""
-    flat = maps.reshape(maps.shape[0], -1)
-    low = flat.amin(dim=1, keepdim=True)
-    high = flat.amax(dim=1, keepdim=True)
-    return ((flat - low) / (high - low).clamp(min=1e-5)).reshape(maps.shape)
+__all__ = ["cosine_heatmaps", "class_correlation", "correlated_groups"]
 
 
 def cosine_heatmaps(features: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:

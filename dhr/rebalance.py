@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from .crf import CRFConfig, dense_crf
-from .heatmaps import class_correlation, correlated_groups, cosine_heatmaps, minmax_maps
-from .ot import ot_rebalance, plan_maps
+from .heatmaps import class_correlation, correlated_groups, cosine_heatmaps
+from .normalise import minmax_maps
+from .ot import OTSettings, SinkhornLog, ot_rebalance, plan_maps
 from .prototypes import cell_shares, prototypes_from_shares
 from .seeds import cam_scores, initialise_seeds
 
@@ -33,10 +34,14 @@ class DHRConfig:
 
     Attributes:
         tau: USS prototype correlation above which classes are separated with WSS features (stage 3).
+        solver: transport solver of every plan: ``"pot"`` (POT's log-domain Sinkhorn), ``"reference"`` (the
+            DHR authors' exp-domain solver and stopping rule) or ``"none"`` (no transport); see :mod:`dhr.ot`.
         eps: entropic regularisation of every transport plan.
-        max_iter: Sinkhorn iterations at most.
-        stop_thr: Sinkhorn stops when the class marginal error (L2) falls below this. The default runs the
-            solver close to convergence; ``bench/bench_ot_stopping.py`` compares it with an early stop.
+        max_iter: Sinkhorn iterations at most. The default stops the plan early on purpose: after the
+            per-class min-max an early plan shares each pixel's mass among the classes, which restores minor
+            classes more often than a converged plan (``bench/validate_dhr.py`` chose it on its validation split).
+        stop_thr: Sinkhorn stopping threshold (class marginal error for ``"pot"``, row-scaling change for
+            ``"reference"``).
         seed_threshold: stage-1 score a class must exceed to replace a mask pixel (0.5 = argmax against the
             background score ``1 - max``).
         ot_seeds: rebalance the CAMs with OT in stage 1 (only when more than one class is tagged).
@@ -45,6 +50,7 @@ class DHRConfig:
     """
 
     tau: float = 0.8
+    solver: str = "pot"
     eps: float = 0.1
     max_iter: int = 100
     stop_thr: float = 1e-4
@@ -54,6 +60,14 @@ class DHRConfig:
     crf_config: CRFConfig = field(default_factory=CRFConfig)
     num_classes: int | None = None
     ignore_index: int = IGNORE_INDEX
+
+    def __post_init__(self) -> None:
+        self.ot  # noqa: B018 -- OTSettings validates the solver knobs
+
+    @property
+    def ot(self) -> OTSettings:
+        """The solver settings shared by every transport plan."""
+        return OTSettings(self.solver, self.eps, self.max_iter, self.stop_thr)
 
 
 @dataclass
@@ -67,6 +81,8 @@ class DHRResult:
         classes: class ids of the heatmap rows (0 included when background is present).
         groups: class ids of each group separated with WSS features in stage 3.
         restored: tagged classes absent from the input mask that stage 1 brought back.
+        sinkhorn: one :class:`~dhr.ot.SinkhornLog` per transport plan solved, in order (stage 1, stage-3
+            groups, final); ``unconverged`` counts those that stopped before ``stop_thr``.
     """
 
     mask: torch.Tensor
@@ -75,6 +91,12 @@ class DHRResult:
     classes: list[int]
     groups: list[list[int]]
     restored: list[int]
+    sinkhorn: list[SinkhornLog] = field(default_factory=list)
+
+    @property
+    def unconverged(self) -> int:
+        """Transport plans that stopped at ``max_iter`` before meeting ``stop_thr``."""
+        return sum(not log.converged for log in self.sinkhorn)
 
 
 def rebalance(
@@ -123,15 +145,15 @@ def rebalance(
         mask = torch.where(untagged, torch.full_like(mask, ignore), mask)
 
     # Stage 1: OT-based seed initialisation.
-    scores = cam_scores(
-        cams.float(), size, rebalance=config.ot_seeds, eps=config.eps, max_iter=config.max_iter, stop_thr=config.stop_thr
-    )
+    settings = config.ot
+    logs: list[SinkhornLog] = []
+    scores = cam_scores(cams.float(), size, rebalance=config.ot_seeds, settings=settings, logs=logs)
     seed_mask = initialise_seeds(mask, scores, tag_ids, threshold=config.seed_threshold)
     before = set(_class_ids(mask, ignore))
     present = _class_ids(seed_mask, ignore)
     restored = [t for t in tags if t not in before and t in present]
     if not present:  # nothing but ignore: no prototype can be formed
-        return DHRResult(seed_mask.clone(), seed_mask, torch.zeros((0, *size), device=device), [], [], restored)
+        return DHRResult(seed_mask.clone(), seed_mask, torch.zeros((0, *size), device=device), [], [], restored, logs)
 
     # Stage 2: USS inter-class rebalancing on compact class indices.
     lookup = torch.full((max(ignore, *present) + 1,), ignore, dtype=torch.long, device=device)
@@ -148,9 +170,11 @@ def rebalance(
     if group_rows:
         wss_heatmaps = minmax_maps(torch.stack([_wss_heatmaps(f.to(device).float(), shares, grid) for f in wss_list]).mean(0))
         for rows in group_rows:
-            plan = plan_maps(wss_heatmaps[rows], eps=config.eps, max_iter=config.max_iter, stop_thr=config.stop_thr)
+            plan, info = plan_maps(wss_heatmaps[rows], settings, log=True)
+            logs.append(info)
             heatmaps[rows] = heatmaps[rows] * plan
-    heatmaps = ot_rebalance(heatmaps, eps=config.eps, max_iter=config.max_iter, stop_thr=config.stop_thr)
+    heatmaps, info = ot_rebalance(heatmaps, settings, log=True)
+    logs.append(info)
     heatmaps = minmax_maps(heatmaps)
     heatmaps = F.interpolate(heatmaps[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0.0, 1.0)
     if config.crf:
@@ -159,7 +183,7 @@ def rebalance(
     classes = torch.tensor(present, device=device)
     balanced = classes[heatmaps.max(dim=0).indices]  # max(dim=0) is several times faster than argmax(dim=0)
     groups = [[present[r] for r in rows] for rows in group_rows]
-    return DHRResult(balanced, seed_mask, heatmaps, present, groups, restored)
+    return DHRResult(balanced, seed_mask, heatmaps, present, groups, restored, logs)
 
 
 def _class_ids(mask: torch.Tensor, ignore_index: int) -> list[int]:

@@ -5,24 +5,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .ot import ot_rebalance
+from .normalise import normalise_cams
+from .ot import OTSettings, SinkhornLog, ot_rebalance
 
-__all__ = ["normalise_cams", "cam_scores", "initialise_seeds"]
-
-
-def normalise_cams(cams: torch.Tensor) -> torch.Tensor:
-    """ReLU and divide each CAM by its maximum: (K, h, w) -> (K, h, w) in [0, 1]; an all-zero CAM stays zero."""
-    cams = cams.clamp(min=0.0)
-    return cams / cams.amax(dim=(1, 2), keepdim=True).clamp(min=1e-5)
+__all__ = ["cam_scores", "initialise_seeds"]
 
 
 def cam_scores(
     cams: torch.Tensor,
     size: tuple[int, int],
     rebalance: bool = True,
-    eps: float = 0.1,
-    max_iter: int = 100,
-    stop_thr: float = 1e-4,
+    settings: OTSettings | None = None,
+    logs: list[SinkhornLog] | None = None,
 ) -> torch.Tensor:
     """Per-class scores at image size: normalised CAMs, OT-rebalanced when more than one class is tagged.
 
@@ -32,13 +26,19 @@ def cam_scores(
     Args:
         cams: (K, h, w) float CAMs of the tagged classes.
         size: (H, W) output size.
+        rebalance: apply the transport plan (only when more than one class is tagged).
+        settings: the solver of the plan.
+        logs: when given, the plan's :class:`SinkhornLog` is appended to it.
 
     Returns:
         (K, H, W) float scores in [0, 1] (bilinear upsampling).
     """
     scores = normalise_cams(cams.float())
     if rebalance and scores.shape[0] > 1:
-        scores = normalise_cams(ot_rebalance(scores, eps=eps, max_iter=max_iter, stop_thr=stop_thr))
+        scores, info = ot_rebalance(scores, settings, log=True)
+        scores = normalise_cams(scores)
+        if logs is not None:
+            logs.append(info)
     return F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0].clamp(0.0, 1.0)
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .seeds import normalise_cams
+from .normalise import normalise_cams
 
-__all__ = ["SyntheticScene", "make_scene", "cam_argmax"]
+__all__ = ["SyntheticScene", "make_scene", "cam_argmax", "pool_maps", "blur_maps"]
 
 PALETTE = np.array(
     [[40, 40, 48], [200, 60, 50], [60, 160, 70], [60, 90, 200], [210, 190, 60], [170, 80, 190], [70, 190, 200],
@@ -50,11 +50,13 @@ class SyntheticScene:
     minor: int
 
 
-def _pool(x: torch.Tensor, stride: int) -> torch.Tensor:
+def pool_maps(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Average-pool maps (C, H, W) by ``stride`` -> (C, H / stride, W / stride)."""
     return F.avg_pool2d(x[None], stride)[0]
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def blur_maps(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of maps (C, h, w) with replicate padding -> (C, h, w)."""
     radius = max(int(3 * sigma), 1)
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-(t**2) / (2 * sigma**2))
@@ -111,25 +113,25 @@ def make_scene(size: int = 160, confusable: bool = False, seed: int = 0, noise: 
     uss_codes = F.normalize(torch.randn(num, 32, generator=g), dim=1)
     if confusable:
         uss_codes[2] = uss_codes[1]
-    uss = _pool(torch.einsum("cd,chw->dhw", uss_codes, one_hot), 8)
+    uss = pool_maps(torch.einsum("cd,chw->dhw", uss_codes, one_hot), 8)
     uss = uss + noise * torch.randn(uss.shape, generator=g)
 
     wss = []
     for _ in range(2):  # C4 and C5
         codes = F.normalize(torch.randn(num, 64, generator=g), dim=1)
         codes[2] = F.normalize(codes[1] + 0.9 * codes[2], dim=0)  # related to the major class, yet separable
-        feats = _pool(torch.einsum("cd,chw->dhw", codes, one_hot), 16)
+        feats = pool_maps(torch.einsum("cd,chw->dhw", codes, one_hot), 16)
         wss.append(feats + noise * torch.randn(feats.shape, generator=g))
 
     # CAMs: the major class fires evenly over itself and its minor neighbour; the minor class only at its centre.
     h = size // 16
     reach = int(8 * s)
     spill = F.max_pool2d(one_hot[2:3][None], 2 * reach + 1, stride=1, padding=reach)[0]  # minor region, dilated
-    major = _blur(_pool((one_hot[1:2] + spill).clamp(max=1), 16), 0.7)[0]
+    major = blur_maps(pool_maps((one_hot[1:2] + spill).clamp(max=1), 16), 0.7)[0]
     centre = torch.nonzero(one_hot[2]).float().mean(dim=0) / 16 - 0.5
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(h, dtype=torch.float32), indexing="ij")
     minor = 0.6 * torch.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * (0.6 * s) ** 2))
-    third = _blur(_pool(one_hot[3:4], 16), 0.7)[0] * 0.9
+    third = blur_maps(pool_maps(one_hot[3:4], 16), 0.7)[0] * 0.9
     cams = torch.stack([major, minor, third]) + noise * torch.rand(3, h, h, generator=g)
     tags = [1, 2, 3]
     mask = cam_argmax(cams, tags, (size, size))

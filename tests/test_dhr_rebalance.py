@@ -2,12 +2,10 @@
 
 The scenes (``dhr.synthetic``) have a minor class (id 2, 32 x 32 px in a 160 x 160 image, 4 % of the pixels)
 touching a major class whose CAM fires evenly over both: the plain CAM argmax and the base mask lose the minor
-class (IoU < 0.1). The final heatmaps live on the USS grid (stride 8), so a 32 px square is resolved to within
+class (IoU < 0.2). The final heatmaps live on the USS grid (stride 8), so a 32 px square is resolved to within
 about half a cell on each side: an IoU above 0.6 is a clear restoration (a square shrunk or grown by 4 px on every
 side still has IoU 0.56-0.77).
 """
-
-import warnings
 
 import numpy as np
 import pytest
@@ -16,18 +14,11 @@ import torch
 from dhr import DHRConfig, confusion_matrix, rebalance, segmentation_scores
 from dhr.synthetic import cam_argmax, make_scene
 
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2, 3, 4]
 
 
 def _scores(pred, gt):
     return segmentation_scores(confusion_matrix(pred, gt, 4))
-
-
-@pytest.fixture(autouse=True)
-def _quiet_sinkhorn():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sinkhorn stopped")
-        yield
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -36,7 +27,7 @@ def test_minor_class_restored_where_baselines_lose_it(seed):
     result = rebalance(scene.cams, scene.mask, scene.tags, scene.uss, scene.wss)
     baseline_cam = cam_argmax(scene.cams, scene.tags, scene.gt.shape)
     base, cam, out = (_scores(p, scene.gt) for p in (scene.mask, baseline_cam, result.mask))
-    assert base["iou"][2] < 0.1 and cam["iou"][2] < 0.1
+    assert base["iou"][2] < 0.2 and cam["iou"][2] < 0.2
     assert out["iou"][2] > 0.6
     assert out["miou"] > base["miou"] + 0.1 and out["miou"] > cam["miou"] + 0.1
 

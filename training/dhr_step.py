@@ -9,7 +9,6 @@ labels a human accepted are left exactly as they are.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +32,7 @@ class DHRStepStats:
     no_features: int = 0
     failed: int = 0
     changed_pixels: int = 0
+    unconverged: int = 0  # transport plans stopped before their threshold (by design when max_iter is small)
     restored: list[int] = field(default_factory=list)
 
 
@@ -127,11 +127,12 @@ def rebalance_batch(
             result = rebalance(cams, base, class_ids, uss_crop, wss, image=image, config=config)
         except ValueError as error:
             stats.failed += 1
-            warnings.warn(f"DHR step skipped an image: {error}", stacklevel=2)
+            logger.warning("DHR step skipped an image: %s", error)
             continue
         new = result.mask.to(device=out.device, dtype=out.dtype)
         stats.changed_pixels += int((new != base).sum())
         stats.restored.extend(int(c) for c in result.restored)
+        stats.unconverged += result.unconverged
         out[b, vy0:vy1, vx0:vx1] = new
         stats.rebalanced += 1
     return out, stats

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dhr.seeds import normalise_cams
+from dhr.normalise import normalise_cams
 
 __all__ = ["Prediction", "predict_image", "tag_restricted_mask", "load_ground_truth", "evaluate_masks",
            "evaluate_labels", "evaluate_model", "format_scores"]

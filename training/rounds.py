@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,6 @@ import numpy as np
 import torch
 
 from annotate.files import atomic_write_text, load_torch, save_torch
-from dhr import SinkhornWarning
 from training.data import (
     ImageEntry,
     ProjectDataset,
@@ -165,7 +163,7 @@ def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: 
 
     from annotate.store import VersionConflict
 
-    changed = total = relabelled = conflicts = solver_warnings = 0
+    changed = total = relabelled = conflicts = 0
     confidence_sum = 0.0
     mine = list(entries)[ctx.rank::ctx.world_size]
     for entry in tqdm(mine, desc="relabel", unit="img", disable=not ctx.is_main):
@@ -175,13 +173,7 @@ def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: 
         features = cache.get(entry.sha256)
         if features is None:
             raise RuntimeError(f"USS features of image {record.file_name} are missing from {cache.root}")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            semantic, instances, confidence = relabel_image(store, model, entry, features, config, segmenter)
-        solver_warnings += sum(1 for w in caught if issubclass(w.category, SinkhornWarning))
-        for w in caught:
-            if not issubclass(w.category, SinkhornWarning):
-                logger.warning("%s: %s", record.file_name, w.message)
+        semantic, instances, confidence = relabel_image(store, model, entry, features, config, segmenter)
         old = np.asarray(store.semantic_mask(entry.image_id), np.int64)
         status = "review" if any(i.needs_review for i in instances) else "pseudo"
         try:
@@ -189,14 +181,12 @@ def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: 
                               status=status, confidence=confidence)
         except VersionConflict as error:
             conflicts += 1
-            warnings.warn(f"{record.file_name} changed during relabelling; kept as it is ({error})", stacklevel=2)
+            logger.warning("%s changed during relabelling; kept as it is (%s)", record.file_name, error)
             continue
         changed += int((semantic != old).sum())
         total += semantic.size
         relabelled += 1
         confidence_sum += confidence
-    if solver_warnings:
-        logger.info("relabelling: Sinkhorn did not converge on %d transport plans", solver_warnings)
     sums = all_reduce_sum(torch.tensor([changed, total, relabelled, conflicts, confidence_sum], dtype=torch.float64),
                           ctx)
     changed, total, relabelled, conflicts, confidence_sum = sums.tolist()

@@ -16,7 +16,6 @@ import copy
 import logging
 import math
 import random
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from annotate.files import load_torch, save_torch
-from dhr import SinkhornWarning
 from training.data import EpochSampler, ProjectDataset, collate
 from training.dhr_step import rebalance_batch
 from training.distributed import DistContext, all_reduce_sum, broadcast_buffers, unwrap, wrap_model
@@ -189,7 +187,6 @@ class Trainer:
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.step = 0
-        self.dhr_warnings = 0  # solver warnings inside the DHR step (non-converged Sinkhorn), logged per run
         self.sampler = EpochSampler(dataset, num_replicas=self.ctx.world_size, rank=self.ctx.rank, seed=config.seed)
         shard = len(self.sampler.inner)
         if shard == 0:
@@ -273,19 +270,12 @@ class Trainer:
         warmup = cfg.steps // 10 if cfg.dhr_warmup is None else cfg.dhr_warmup
         if cfg.dhr and self.step >= warmup and (self.step - warmup) % cfg.dhr_every == 0:
             start = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                masks, stats = rebalance_batch(
-                    outputs, masks, tags, batch["accepted"], batch["uss"], batch["box"], batch["flip"],
-                    batch["valid"], batch["size"], images=batch["raw"], config=self.dhr_config)
-            solver = [w for w in caught if issubclass(w.category, SinkhornWarning)]
-            self.dhr_warnings += len(solver)
-            for w in caught:
-                if not issubclass(w.category, SinkhornWarning):
-                    logger.warning("DHR step %d: %s", self.step, w.message)
+            masks, stats = rebalance_batch(
+                outputs, masks, tags, batch["accepted"], batch["uss"], batch["box"], batch["flip"],
+                batch["valid"], batch["size"], images=batch["raw"], config=self.dhr_config)
             dhr_seconds = time.perf_counter() - start
             log = logger.info if stats.failed else logger.debug
-            log("DHR step %d: %s (%d solver warnings)", self.step, stats, len(solver))
+            log("DHR step %d: %s", self.step, stats)
         weights = torch.where(accepted, torch.tensor(cfg.accepted_weight, device=dev), torch.tensor(1.0, device=dev))
         seg = segmentation_loss(outputs["seg"], masks, weights)
         cls = F.multilabel_soft_margin_loss(outputs["cls"].float(), tags)
@@ -339,9 +329,6 @@ class Trainer:
         bar.close()
         broadcast_buffers(self.model, self.ctx)  # BatchNorm statistics of rank 0 everywhere, as in the checkpoint
         broadcast_buffers(self.ema.module, self.ctx)
-        if self.dhr_warnings:
-            logger.info("DHR step: %d solver warnings (e.g. Sinkhorn not converged) during this run",
-                        self.dhr_warnings)
         result.step = self.step
         result.finished = self.step >= cfg.steps
         return result
