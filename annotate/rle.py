@@ -156,15 +156,100 @@ def normalize_rle(rle: Any, size: Sequence[int] | None = None) -> RLE:
     return {"size": [height, width], "counts": raw.decode("ascii")}
 
 
-def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> RLE:
-    """COCO polygons (one object, possibly several parts) -> one compressed RLE of size (height, width)."""
+class PolygonReport:
+    """What :func:`checked_polygons` did to a segmentation: whether it clipped parts or dropped empty ones."""
+
+    def __init__(self) -> None:
+        self.clipped = False
+        self.dropped = 0
+
+
+def _clip_edge(points: list[tuple[float, float]], axis: int, bound: float, keep_below: bool) -> list:
+    """One Sutherland-Hodgman step: the part of a closed polygon on one side of ``coordinate[axis] = bound``."""
+    def inside(p: tuple[float, float]) -> bool:
+        return p[axis] <= bound if keep_below else p[axis] >= bound
+
+    out: list[tuple[float, float]] = []
+    for i, current in enumerate(points):
+        previous = points[i - 1]
+        if inside(current) != inside(previous):
+            t = (bound - previous[axis]) / (current[axis] - previous[axis])
+            crossing = [previous[k] + t * (current[k] - previous[k]) for k in (0, 1)]
+            crossing[axis] = bound
+            out.append((crossing[0], crossing[1]))
+        if inside(current):
+            out.append(current)
+    return out
+
+
+def checked_polygons(
+    polygons: Any, height: int, width: int, report: PolygonReport | None = None
+) -> list[list[float]]:
+    """COCO polygons checked and made safe for pycocotools' rasteriser; ValueError when they are malformed.
+
+    Each part needs an even number (at least 6) of finite coordinates, all within one image size of the image
+    (x in [-W, 2W], y in [-H, 2H]): farther points are refused, since the native rasteriser's memory grows with
+    them (and crashes on very large ones). Parts are clipped to the image (one pixel of margin, which
+    rasterises the same) and parts left empty are dropped; ``report`` records both. The clipped outline may
+    not run longer than ``100 * (H + W) + 10000`` pixels in all.
+    """
+    if not isinstance(polygons, (list, tuple)) or not polygons:
+        raise ValueError("polygons must be a non-empty list of coordinate lists")
+    report = report if report is not None else PolygonReport()
+    parts: list[list[float]] = []
+    length = 0.0
+    for index, polygon in enumerate(polygons):
+        if not isinstance(polygon, (list, tuple)):
+            raise ValueError(f"polygon {index} is not a list of coordinates")
+        if len(polygon) < 6 or len(polygon) % 2:
+            raise ValueError(f"polygon {index} needs an even number of coordinates and at least 3 points")
+        numbers = (int, float, np.integer, np.floating)
+        if not all(isinstance(v, numbers) and not isinstance(v, bool) for v in polygon):
+            raise ValueError(f"polygon {index} holds a coordinate that is not a number")
+        try:
+            values = np.asarray([float(v) for v in polygon], dtype=np.float64)
+        except OverflowError:
+            raise ValueError(f"polygon {index} holds a coordinate too large for a number") from None
+        if not np.isfinite(values).all():
+            raise ValueError(f"polygon {index} holds a coordinate that is not finite")
+        xs, ys = values[0::2], values[1::2]
+        if xs.min() < -width or xs.max() > 2 * width or ys.min() < -height or ys.max() > 2 * height:
+            both = np.concatenate([xs, ys])
+            far = both[np.argmax(np.abs(np.concatenate([xs / width, ys / height]) - 0.5))]
+            raise ValueError(
+                f"polygon {index} reaches {far:g}, more than one image size outside the {width}x{height} image"
+            )
+        points = list(zip(xs.tolist(), ys.tolist()))
+        if xs.min() < -1 or xs.max() > width + 1 or ys.min() < -1 or ys.max() > height + 1:
+            report.clipped = True
+            sides = ((0, -1.0, False), (0, width + 1.0, True), (1, -1.0, False), (1, height + 1.0, True))
+            for axis, bound, below in sides:
+                points = _clip_edge(points, axis, bound, below) if points else points
+        if len(points) < 3:
+            report.dropped += 1
+            continue
+        ring = np.asarray(points + points[:1])
+        length += float(np.abs(np.diff(ring, axis=0)).max(axis=1).sum())
+        parts.append([float(v) for point in points for v in point])
+    limit = 100 * (height + width) + 10000
+    if length > limit:
+        raise ValueError(f"polygon outline runs {length:.0f} px, more than the {limit} px allowed for this image")
+    return parts
+
+
+def polygons_to_rle(
+    polygons: Sequence[Sequence[float]], height: int, width: int, report: PolygonReport | None = None
+) -> RLE:
+    """COCO polygons (one object, possibly several parts) -> one compressed RLE of size (height, width).
+
+    The polygons are checked and clipped first (:func:`checked_polygons`); an object with nothing inside the
+    image gives an empty mask.
+    """
     from pycocotools import mask as mask_utils
 
-    parts = [[float(v) for v in polygon] for polygon in polygons]
-    if not parts or any(len(p) < 6 or len(p) % 2 for p in parts):
-        raise ValueError("each polygon needs an even number of coordinates and at least 3 points")
-    if not all(np.isfinite(p).all() for p in parts):
-        raise ValueError("polygon coordinates must be finite")
+    parts = checked_polygons(polygons, int(height), int(width), report)
+    if not parts:
+        return encode_mask(np.zeros((int(height), int(width)), bool))
     merged = mask_utils.merge(mask_utils.frPyObjects(parts, int(height), int(width)))
     return {"size": [int(height), int(width)], "counts": merged["counts"].decode("ascii")}
 

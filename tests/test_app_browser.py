@@ -304,7 +304,7 @@ def test_login_required_when_asked(tmp_path):
 
 
 @pytest.mark.browser
-def test_a_truncated_image_never_breaks_the_page(tmp_path):
+def test_a_truncated_image_never_breaks_the_page(page, tmp_path):
     """A truncated image first in the queue: every new tab still loads, names it, and it can be removed there;
     a truncated upload is refused by name."""
     import app
@@ -333,40 +333,43 @@ def test_a_truncated_image_never_breaks_the_page(tmp_path):
     demo.queue(default_concurrency_limit=1)
     demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
     url = f"http://127.0.0.1:{port}"
+    browser = page.context.browser  # the module's browser (one Playwright instance per process)
+    tabs = []
     try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            for _ in range(2):  # every new tab loads
-                page = browser.new_page(viewport={"width": 1600, "height": 1000})
-                page.goto(url)
-                expect(page.locator("#message")).to_contain_text("images/a-broken.jpg cannot be opened")
-                expect(page.locator("#queue")).to_contain_text("b.jpg")
-                expect(page.locator("#progress")).to_contain_text("0 / 2 reviewed")
-            assert str(store.root) not in page.locator("#message").inner_text()
+        for _ in range(2):  # every new tab loads
+            tab = browser.new_page(viewport={"width": 1600, "height": 1000})
+            tabs.append(tab)
+            tab.goto(url)
+            expect(tab.locator("#message")).to_contain_text("images/a-broken.jpg cannot be opened")
+            expect(tab.locator("#queue")).to_contain_text("b.jpg")
+            expect(tab.locator("#progress")).to_contain_text("0 / 2 reviewed")
+        assert str(store.root) not in tab.locator("#message").inner_text()
 
-            page.get_by_text("Add images").click()
-            page.locator("#upload input[type=file]").set_input_files(str(incoming / "cut.jpg"))
-            page.locator("#upload-tags textarea, #upload-tags input").first.fill("cat")
-            page.wait_for_timeout(500)
-            page.locator("#btn-add").click()
-            expect(page.locator("#message")).to_contain_text("refused 1: cut.jpg: corrupt or truncated image")
-            assert store.find_image("images/cut.jpg") is None
+        tab.get_by_text("Add images").click()
+        tab.locator("#upload input[type=file]").set_input_files(str(incoming / "cut.jpg"))
+        tab.locator("#upload-tags textarea, #upload-tags input").first.fill("cat")
+        tab.wait_for_timeout(500)
+        tab.locator("#btn-add").click()
+        expect(tab.locator("#message")).to_contain_text("refused 1: cut.jpg: corrupt or truncated image")
+        assert store.find_image("images/cut.jpg") is None
 
-            page.get_by_text("Remove image").click()
-            box = page.locator("#remove-name textarea, #remove-name input").first
-            expect(box).to_have_value("images/a-broken.jpg")
-            page.locator("#btn-remove").click()
-            expect(page.locator("#message")).to_contain_text("removed images/a-broken.jpg")
-            expect(page.locator("#queue")).not_to_contain_text("a-broken")
-            expect(page.locator("#image-info")).to_contain_text("b.jpg")
-            assert store.find_image("images/a-broken.jpg") is None
-            assert [r.file_name for r in store.list_images()] == ["images/b.jpg"]
+        tab.get_by_text("Remove image").click()
+        box = tab.locator("#remove-name textarea, #remove-name input").first
+        expect(box).to_have_value("images/a-broken.jpg")
+        tab.locator("#btn-remove").click()
+        expect(tab.locator("#message")).to_contain_text("removed images/a-broken.jpg")
+        expect(tab.locator("#queue")).not_to_contain_text("a-broken")
+        expect(tab.locator("#image-info")).to_contain_text("b.jpg")
+        assert store.find_image("images/a-broken.jpg") is None
+        assert [r.file_name for r in store.list_images()] == ["images/b.jpg"]
 
-            fresh = browser.new_page(viewport={"width": 1600, "height": 1000})
-            fresh.goto(url)
-            fresh.wait_for_selector("#canvas img")
-            expect(fresh.locator("#image-info")).to_contain_text("b.jpg")
-            browser.close()
+        fresh = browser.new_page(viewport={"width": 1600, "height": 1000})
+        tabs.append(fresh)
+        fresh.goto(url)
+        fresh.wait_for_selector("#canvas img")
+        expect(fresh.locator("#image-info")).to_contain_text("b.jpg")
     finally:
+        for tab in tabs:
+            tab.close()
         demo.close()
         store.close()

@@ -11,6 +11,12 @@ transaction:
 - another tool's images get the tags of their annotations' classes and status ``pseudo`` (``new`` when they
   have no annotations); annotation ``score`` fields are kept, the source is ``import``, crowd annotations
   (``iscrowd`` 1) become ordinary instances flagged for review.
+
+Hostile or broken files end in one ``ValueError`` line naming the file and the annotation, before any native
+code sees the data: RLE runs are checked in exact integers, polygon coordinates must lie within one image size
+of the image (parts reaching outside the image are clipped to it, with a warning; a polygon entirely outside is
+refused), numbers must be finite (``10**400`` included), ``area`` and ``bbox`` must not be negative, and a
+file nested too deeply for the JSON reader is refused by name.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +35,7 @@ import numpy as np
 from annotate.coco.exporter import EXTRA_KEY
 from annotate.files import atomic_copy
 from annotate.images import image_sha256, image_size
-from annotate.rle import normalize_rle, polygons_to_rle
+from annotate.rle import PolygonReport, normalize_rle, polygons_to_rle
 from annotate.store.paths import IMAGES_DIR, check_relative_name, copied_name
 from annotate.store.records import SOURCES, STATUSES, NewInstance
 from annotate.store.schema import name_key
@@ -58,6 +65,21 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else None
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None when it is not a number or too large to be one (``10**400``)."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if np.isfinite(number) else None
+
+
+_short = reprlib.Repr()
+_short.maxstring, _short.maxother, _short.maxlist, _short.maxdict = 60, 60, 6, 6
+
+
 def _mapped(name: str, category_map: Mapping[str, str]) -> str:
     return category_map.get(name, name)
 
@@ -69,6 +91,10 @@ def _load(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a JSON file ({error})") from error
+    except RecursionError:
+        raise ValueError(f"{path}: not a COCO file (nested too deeply to read)") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise ValueError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{path}: not a COCO file (no 'images' list)")
     for key in ("annotations", "categories"):
@@ -91,7 +117,9 @@ def _categories(
         category_id = _int(category.get("id")) if isinstance(category, dict) else None
         name = category.get("name") if isinstance(category, dict) else None
         if category_id is None or not isinstance(name, str):
-            raise ValueError(f"{path}: invalid category {category!r} (needs an integer 'id' and a 'name')")
+            raise ValueError(
+                f"{path}: invalid category {_short.repr(category)} (needs an integer 'id' and a 'name')"
+            )
         if category_id in names:
             raise ValueError(f"{path}: duplicate category id {category_id}")
         names[category_id] = name
@@ -123,12 +151,31 @@ def _segmentation(annotation: dict, height: int, width: int, where: str) -> dict
         if isinstance(segmentation, dict):
             return normalize_rle(segmentation, (height, width))
         if isinstance(segmentation, list) and segmentation:
-            return polygons_to_rle(segmentation, height, width)
-    except (ValueError, TypeError) as error:
+            report = PolygonReport()
+            rle = polygons_to_rle(segmentation, height, width, report)
+            if report.dropped == len(segmentation):
+                raise ValueError(f"the polygon lies entirely outside the {width}x{height} image")
+            if report.clipped or report.dropped:
+                logger.warning("%s: polygon reaches outside the %dx%d image; clipped to it", where, width, height)
+            return rle
+    except (ValueError, TypeError, OverflowError) as error:
         raise ValueError(f"{where}: bad segmentation: {error}") from error
     raise ValueError(
         f"{where}: no segmentation (RLE dict or polygon list needed; boxes alone cannot be imported)"
     )
+
+
+def _check_box_and_area(annotation: dict, where: str) -> None:
+    """``area`` and ``bbox``, when given, must be finite and not negative (they are recomputed from the mask)."""
+    if "area" in annotation and annotation["area"] is not None:
+        area = _finite(annotation["area"])
+        if area is None or area < 0:
+            raise ValueError(f"{where}: area {_short.repr(annotation['area'])} is not a non-negative number")
+    if "bbox" in annotation and annotation["bbox"] is not None:
+        box = annotation["bbox"]
+        values = [_finite(v) for v in box] if isinstance(box, list) and len(box) == 4 else [None]
+        if any(v is None for v in values) or values[2] < 0 or values[3] < 0:
+            raise ValueError(f"{where}: bbox {_short.repr(box)} is not [x, y, width, height] with sizes >= 0")
 
 
 def _plan_images(
@@ -142,7 +189,7 @@ def _plan_images(
     for entry in data["images"]:
         coco_id = _int(entry.get("id")) if isinstance(entry, dict) else None
         if coco_id is None:
-            raise ValueError(f"{path}: image entry without an integer id: {entry!r}")
+            raise ValueError(f"{path}: image entry without an integer id: {_short.repr(entry)}")
         if coco_id in plans:
             raise ValueError(f"{path}: duplicate image id {coco_id}")
         raw = entry.get("file_name")
@@ -210,6 +257,8 @@ def _plan_annotations(
         if not isinstance(annotation, dict):
             raise ValueError(f"{path}: annotation {index} is not an object")
         label = annotation.get("id", f"#{index}")
+        if _int(label) is None and not isinstance(label, str):
+            raise ValueError(f"{path}: annotation #{index}: id {_short.repr(label)} is not an integer")
         if label in seen:
             raise ValueError(f"{path}: duplicate annotation id {label}")
         seen.add(label)
@@ -221,22 +270,23 @@ def _plan_annotations(
             raise ValueError(
                 f"{path}: annotation {label}: unknown category id {annotation.get('category_id')!r}"
             )
-        where = f"{path}: annotation {label} (image {plan.coco_id}, {plan.file_name})"
+        where = f"{path}: annotation {_short.repr(label)} (image {plan.coco_id}, {plan.file_name})"
+        _check_box_and_area(annotation, where)
         rle = _segmentation(annotation, plan.height, plan.width, where)
         extra = annotation.get(EXTRA_KEY) if isinstance(annotation.get(EXTRA_KEY), dict) else {}
         crowd = bool(annotation.get("iscrowd", 0))
         score = extra.get("score", annotation.get("score", 1.0))
         source = extra.get("source", "import")
-        if not isinstance(score, (int, float)) or isinstance(score, bool) or not np.isfinite(score):
-            raise ValueError(f"{where}: score {score!r} is not a finite number")
-        if source not in SOURCES:
-            raise ValueError(f"{where}: unknown source {source!r}; sources are {SOURCES}")
+        if _finite(score) is None:
+            raise ValueError(f"{where}: score {_short.repr(score)} is not a finite number")
+        if not isinstance(source, str) or source not in SOURCES:
+            raise ValueError(f"{where}: unknown source {_short.repr(source)}; sources are {SOURCES}")
         class_id = class_ids[classes[category_id]]
         plan.instances.append(
             NewInstance(
                 class_id,
                 rle,
-                score=float(score),
+                score=_finite(score),
                 source=source,
                 needs_review=bool(extra.get("needs_review", crowd)),
                 reason=str(
@@ -268,9 +318,11 @@ def _image_state(
             f"{path}: image {plan.coco_id} ({plan.file_name}): unknown tags {unknown}; classes are {names}"
         )
     confidence = plan.extra.get("confidence")
-    if confidence is not None and (not isinstance(confidence, (int, float)) or not np.isfinite(confidence)):
-        raise ValueError(f"{path}: image {plan.coco_id}: confidence {confidence!r} is not a finite number")
-    return tags, status, confidence
+    if confidence is not None and _finite(confidence) is None:
+        raise ValueError(
+            f"{path}: image {plan.coco_id}: confidence {_short.repr(confidence)} is not a finite number"
+        )
+    return tags, status, None if confidence is None else _finite(confidence)
 
 
 def import_coco(
