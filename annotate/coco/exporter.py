@@ -26,7 +26,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from annotate.files import atomic_write_text
+from annotate.files import atomic_write_text, remove_stale_temporaries
 from annotate.rle import decode_rle, mask_to_polygons
 
 if TYPE_CHECKING:
@@ -137,6 +137,7 @@ def export_coco(
         polygon_tolerance=polygon_tolerance,
         verify_images=verify_images,
     )
+    remove_stale_temporaries(path)  # left by an export that was killed
     atomic_write_text(path, json.dumps(coco, separators=(",", ":"), allow_nan=False))
     logger.info(
         "exported %d images, %d annotations to %s", len(coco["images"]), len(coco["annotations"]), path

@@ -362,11 +362,14 @@ def import_coco(
             states = {
                 coco_id: _image_state(plan, path, store, category_map) for coco_id, plan in plans.items()
             }
-            for plan in plans.values():
+            placing = [
+                p for p in plans.values() if p.source is not None and not store.resolve(p.file_name).exists()
+            ]
+            store.will_place([plan.file_name for plan in placing])  # removed again if this run dies
+            for plan in placing:
                 target = store.resolve(plan.file_name)
-                if plan.source is not None and not target.exists():
-                    atomic_copy(plan.source, target)
-                    copied.append(target)
+                atomic_copy(plan.source, target)
+                copied.append(target)
             stored = 0
             for coco_id, plan in plans.items():
                 tags, status, confidence = states[coco_id]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from annotate.files import atomic_write
+from annotate.files import atomic_write, remove_stale_temporaries
 from annotate.rle import decode_rle
 from annotate.store.paths import check_relative_name, png_name
 
@@ -89,6 +89,8 @@ def export_semantic_masks(
 
     images, instances = store.snapshot("accepted" if accepted_only else None)
     targets = check_semantic_folder(store, out_dir, images)
+    for folder in {target.parent for target in targets}:
+        remove_stale_temporaries(folder)  # left by an export that was killed
     palette = voc_palette()
     written = []
     for image, path in tqdm(

@@ -24,6 +24,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from annotate.store.health import DamagedProject, ProjectBusy, WriterNote, check_database_file, damaged
+from annotate.store.pending import PlacementJournal
 from annotate.store.records import utc_now
 from annotate.store.schema import SCHEMA_VERSION, migrate, schema_version
 
@@ -47,6 +48,7 @@ class Database:
         self._lock = threading.RLock()
         self._depth = 0
         self._writer = WriterNote(db_path)
+        self._journal: PlacementJournal | None = None
         path = Path(db_path)
         if not create:
             if not path.is_file():
@@ -126,19 +128,41 @@ class Database:
             except BaseException:
                 self._depth -= 1
                 if outer:
-                    self._db.execute("ROLLBACK")
-                    self._writer.clear()
+                    try:
+                        self._db.execute("ROLLBACK")
+                    finally:
+                        self._end_placements(committed=False)
+                        self._writer.clear()
                 raise
             self._depth -= 1
             if outer:
+                committed = False
                 try:
                     self._db.execute("COMMIT")
+                    committed = True
                 except BaseException:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
                 finally:
+                    self._end_placements(committed=committed)
                     self._writer.clear()
+
+    def will_place(self, names: list[str]) -> None:
+        """Inside a transaction: the root-relative files it is about to create. They are deleted again if it
+        rolls back, and by the next opening of the project if the process is killed before it commits
+        (:mod:`annotate.store.pending`)."""
+        with self._lock:
+            if self._depth == 0:
+                raise RuntimeError("will_place() needs an open transaction")
+            if self._journal is None:
+                self._journal = PlacementJournal(Path(self.db_path).parent)
+            self._journal.declare(names)
+
+    def _end_placements(self, *, committed: bool) -> None:
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            journal.committed() if committed else journal.rolled_back()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:

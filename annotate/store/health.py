@@ -15,6 +15,8 @@ import socket
 import sys
 from pathlib import Path
 
+from annotate.files import process_alive
+
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -56,16 +58,6 @@ def damaged(path: str | os.PathLike, error: BaseException) -> DamagedProject:
     return _damaged(Path(path), f"sqlite: {error}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _program() -> str:
     """What this process is, without its options (which may hold a password): ``app.py`` or ``cli status``."""
     words = [os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"]
@@ -101,7 +93,7 @@ class WriterNote:
             pid, host = int(note["pid"]), str(note["host"])
         except (OSError, ValueError, KeyError, TypeError):
             return "another program"
-        if host == socket.gethostname() and not _alive(pid):
+        if host == socket.gethostname() and not process_alive(pid):
             return "another program"
         where = "" if host == socket.gethostname() else f" on {host}"
         return f"process {pid}{where} ({note.get('program', '?')}, since {note.get('since', '?')})"
