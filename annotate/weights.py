@@ -13,13 +13,14 @@ How the hash is verified depends on what the publisher released (``Checkpoint.sh
 - ``None`` (the DINO checkpoints: their publisher gives no hash): nothing to compare, so the file is accepted
   and its digest is logged; ``verify_checkpoint`` warns that the file could not be checked.
 
-A verified file gets a small ``<file>.sha256`` note (size, mtime, digest) so that later loads skip re-hashing
-gigabytes; any change of size or mtime makes the next load hash the file again.
+A file is hashed on its first use in a process; later uses in the same process skip re-hashing gigabytes
+while the file keeps its device, inode, size, mtime and ctime (the ctime cannot be set back by whoever can
+write the folder, so a replaced file is always hashed again). Nothing beside the checkpoint is trusted: a
+``<file>.sha256`` note left by older releases is ignored.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -33,7 +34,7 @@ from typing import Any
 
 import torch
 
-from annotate.files import atomic_write, atomic_write_text, file_sha256, load_torch
+from annotate.files import atomic_write, file_sha256, load_torch
 
 logger = logging.getLogger(__name__)
 
@@ -181,29 +182,28 @@ def default_weights_dir(override: str | Path | None = None) -> Path:
     return DEFAULT_WEIGHTS_DIR.expanduser()
 
 
-def _note_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
+_VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
+"""Digests hashed by this process, by (path, device, inode, size, mtime, ctime) of the file when hashed."""
 
 
-def _noted_digest(path: Path) -> str | None:
-    """The digest recorded beside ``path`` if the file's size and mtime are unchanged since."""
-    try:
-        note = json.loads(_note_path(path).read_text())
-        stat = path.stat()
-    except (OSError, ValueError):
-        return None
-    if note.get("size") == stat.st_size and note.get("mtime_ns") == stat.st_mtime_ns:
-        return str(note.get("sha256", "")) or None
-    return None
-
-
-def _write_note(path: Path, digest: str) -> None:
+def _identity(path: Path) -> tuple[str, int, int, int, int, int]:
     stat = path.stat()
-    payload = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest})
+    return (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _known_digest(path: Path) -> str | None:
+    """The digest this process computed for ``path`` if the file is unchanged since (None otherwise)."""
     try:
-        atomic_write_text(_note_path(path), payload, fsync=False)
-    except OSError as error:  # a read-only weights folder still works, it just re-hashes next time
-        logger.debug("could not write %s: %s", _note_path(path), error)
+        return _VERIFIED.get(_identity(path))
+    except OSError:
+        return None
+
+
+def _remember(path: Path, digest: str) -> None:
+    try:
+        _VERIFIED[_identity(path)] = digest
+    except OSError:
+        pass
 
 
 def _digest_matches(digest: str, expected: str | None) -> bool:
@@ -214,14 +214,14 @@ def verify_checkpoint(name: str | Checkpoint, path: str | Path, *, use_note: boo
     """Check the SHA-256 of ``path`` against checkpoint ``name``; return the file's digest.
 
     Raises ChecksumError naming the file, both digests and the URL when they differ. A checkpoint without a
-    published hash passes, with a warning each time the file is hashed. ``use_note=False`` re-hashes even if
-    a valid note (same size and mtime as when last hashed) exists.
+    published hash passes, with a warning each time the file is hashed. The file is hashed on its first use in
+    this process; ``use_note=False`` re-hashes even when this process hashed the unchanged file before.
     """
     ckpt = get_checkpoint(name)
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(_missing_message(ckpt, path.parent, "cannot be verified"))
-    digest = _noted_digest(path) if use_note else None
+    digest = _known_digest(path) if use_note else None
     fresh = digest is None
     if fresh:
         logger.info("hashing %s", path)
@@ -238,7 +238,7 @@ def verify_checkpoint(name: str | Checkpoint, path: str | Path, *, use_note: boo
             f"{ckpt.name} has no published SHA-256; {path} could not be verified (its SHA-256 is {digest})",
             stacklevel=2,
         )
-    _write_note(path, digest)
+    _remember(path, digest)
     return digest
 
 
@@ -318,7 +318,7 @@ def download_checkpoint(
     if ckpt.sha256 is None:
         verify_checkpoint(ckpt, target)  # warns that there was nothing to compare with
     else:
-        _write_note(target, digest)
+        _remember(target, digest)
     return target
 
 

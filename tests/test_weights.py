@@ -62,7 +62,29 @@ def test_download_verify_and_load(tmp_path: Path) -> None:
     loaded = weights.load_state_dict(ckpt, folder, download=False)
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
-    assert sorted(p.name for p in folder.iterdir()) == [ckpt.filename, ckpt.filename + ".sha256"]
+    assert sorted(p.name for p in folder.iterdir()) == [ckpt.filename]  # nothing beside it to forge
+
+
+def test_a_forged_note_beside_a_replaced_checkpoint_is_not_trusted(tmp_path: Path) -> None:
+    """Other bytes of the same size and mtime, with a note claiming the published digest: hashed, refused."""
+    import json
+    import os
+
+    ckpt, _ = _fake_checkpoint(tmp_path)
+    folder = tmp_path / "weights"
+    path = weights.checkpoint_path(ckpt, folder)
+    assert weights.verify_checkpoint(ckpt, path) == ckpt.sha256
+    stat = path.stat()
+    forged = bytes(b ^ 0xFF for b in path.read_bytes()[:64]) + path.read_bytes()[64:]
+    path.write_bytes(forged)  # same size, in place (same inode)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    note = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": ckpt.sha256}
+    path.with_name(path.name + ".sha256").write_text(json.dumps(note))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    with pytest.raises(weights.ChecksumError, match="is corrupt or not"):
+        weights.verify_checkpoint(ckpt, path)
+    with pytest.raises(weights.ChecksumError):
+        weights.load_state_dict(ckpt, folder, download=False)
 
 
 def test_corrupted_checkpoint_fails_hash_check(tmp_path: Path) -> None:
