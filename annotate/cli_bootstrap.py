@@ -28,6 +28,16 @@ def _floats(value: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from error
 
 
+def _profiles(name: str) -> str:
+    """'(default: A pretrained, B from scratch)' for a field of the classifier profiles."""
+    from annotate.bootstrap.profiles import PRETRAINED, SCRATCH
+
+    def text(value) -> str:
+        return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+
+    return f"(default: {text(getattr(PRETRAINED, name))} pretrained, {text(getattr(SCRATCH, name))} from scratch)"
+
+
 def register(subparsers) -> None:
     from annotate.segmenters import SEGMENTERS
     from dhr.uss import USS_PROVIDERS
@@ -59,7 +69,13 @@ def register(subparsers) -> None:
         choices=["decode", "header", "none"],
         help="how deeply to check images before the run (default: decode each)",
     )
-    p.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES), help="classifier backbone")
+    p.add_argument(
+        "--backbone",
+        default="auto",
+        choices=["auto", *sorted(BACKBONES)],
+        help="classifier backbone (auto: resnet50 from ImageNet weights, or resnet_small from scratch when the "
+        "weights are missing; see the README's 'Offline defaults')",
+    )
     p.add_argument("--classifier", help="use this saved classifier instead of training one")
     p.add_argument("--no-pretrained", action="store_true", help="train the classifier from scratch")
     p.add_argument(
@@ -67,21 +83,22 @@ def register(subparsers) -> None:
         action="store_true",
         help="only train and save OUT/classifier.pt (give it to sharded runs with --classifier)",
     )
-    p.add_argument("--epochs", type=int, default=5, help="classifier training epochs")
-    p.add_argument("--lr", type=float, default=0.01, help="classifier learning rate (head: 10x)")
-    p.add_argument("--crop-size", type=int, default=320, help="classifier training crop side")
-    p.add_argument("--batch-size", type=int, default=8, help="classifier training batch size")
+    p.add_argument("--epochs", type=int, help="classifier training epochs " + _profiles("epochs"))
+    p.add_argument("--lr", type=float, help="classifier learning rate, head 10x " + _profiles("lr"))
+    p.add_argument("--crop-size", type=int, help="classifier training crop side " + _profiles("crop_size"))
+    p.add_argument("--batch-size", type=int, help="classifier training batch size " + _profiles("batch_size"))
     p.add_argument(
         "--workers", type=int, default=0, help="image loading workers (classifier training and labelling)"
     )
     p.add_argument(
         "--cam-scales",
         type=_floats,
-        default=(1.0, 0.5, 1.5, 2.0),
-        help="CAM inference scales (default 1,0.5,1.5,2; fewer scales are faster)",
+        help="CAM inference scales " + _profiles("cam_scales"),
     )
     p.add_argument(
-        "--bg-threshold", type=float, default=0.3, help="base mask: background below this CAM value"
+        "--bg-threshold",
+        type=float,
+        help="base mask: background below this CAM value " + _profiles("background_threshold"),
     )
     p.add_argument("--base-masks", help="folder of base masks (<name>.png class ids) instead of CAM masks")
     p.add_argument("--segmenter", default="auto", choices=["auto", *SEGMENTERS], help="prompted segmenter")
@@ -92,7 +109,8 @@ def register(subparsers) -> None:
         help="unsupervised features for DHR (auto: the SAM embedding when SAM runs, else color)",
     )
     p.add_argument("--tau", type=float, default=0.8, help="DHR correlation threshold of stage 3")
-    p.add_argument("--crf", action="store_true", help="dense CRF on DHR's balanced heatmaps")
+    p.add_argument("--no-crf", dest="crf", action="store_false",
+                   help="end DHR with a plain argmax instead of the dense CRF on the balanced heatmaps")
     p.add_argument(
         "--weights-dir", help="model weights folder (default: $DHR_WEIGHTS_DIR or ~/.cache/dhr-label/weights)"
     )

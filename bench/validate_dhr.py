@@ -148,8 +148,10 @@ def print_families(results, chosen: str) -> None:
     print("| family | restored (ours / authors') | minor IoU | mIoU, no CRF | mIoU, CRF | FPR | FNR | ms / image |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for family in dict.fromkeys(s.family for s in results[(chosen, False)]):
-        pick = lambda label, crf: summary([s for s in results[(label, crf)] if s.family == family and s.split == "test"])  # noqa: E731
-        ours, ref, ours_crf, ref_crf = pick(chosen, False), pick(REFERENCE, False), pick(chosen, True), pick(REFERENCE, True)
+        ours, ref, ours_crf, ref_crf = (
+            summary([s for s in results[(label, crf)] if s.family == family and s.split == "test"])
+            for label, crf in ((chosen, False), (REFERENCE, False), (chosen, True), (REFERENCE, True))
+        )
         restored = "-" if not ours["lost"] else f"{ours['restored']:.0%} / {ref['restored']:.0%}"
         minor = "-" if np.isnan(ours["minor_iou"]) else f"{ours['minor_iou']:.3f} / {ref['minor_iou']:.3f}"
         print(f"| {family} | {restored} | {minor} | {ours['miou']:.3f} / {ref['miou']:.3f} "

@@ -131,7 +131,8 @@ def _reference_plan(similarity: torch.Tensor, settings: OTSettings) -> tuple[tor
     r = torch.ones_like(u)
     col = torch.ones_like(v)
     error, iterations = float("inf"), 0
-    for iterations in range(1, settings.max_iter + 1):
+    while iterations < settings.max_iter:
+        iterations += 1
         previous = r
         r = u / (kernel @ col)
         col = v / (kernel.T @ r)

@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--dhr-warmup", type=int, default=None,
                        help="steps on the stored masks before the DHR step starts (default: 10%% of --steps)")
     train.add_argument("--dhr-every", type=int, default=1, help="run the DHR step every k steps (default 1)")
-    train.add_argument("--crf", action="store_true", help="dense CRF at the end of DHR (slower)")
+    train.add_argument("--no-crf", dest="crf", action="store_false",
+                       help="end DHR with a plain argmax instead of the dense CRF (faster, coarser labels)")
     train.add_argument("--uss", default="color", help="USS feature provider (dhr.uss; default color)")
     train.add_argument("--segmenter", default="auto",
                        help="SAM variant, grabcut, auto (SAM ViT-B if present) or none (keep DHR masks)")

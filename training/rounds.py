@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from annotate.files import atomic_write_text, load_torch, save_torch
+from dhr import DHRConfig, rebalance
 from training.data import (
     ImageEntry,
     ProjectDataset,
@@ -69,7 +70,7 @@ class RoundsConfig:
     accepted_repeat: int = 1  # accepted (reviewed) images appear this many times per epoch
     user: str = "dhr-train"
     out_dir: str | None = None
-    dhr: object = None  # dhr.DHRConfig for the DHR step and the relabelling; None = defaults
+    dhr: DHRConfig = field(default_factory=lambda: DHRConfig(crf=True))  # DHR of the step and the relabelling
     labeling: object = None  # annotate.labeling.LabelingConfig; None = defaults
 
     def __post_init__(self) -> None:
@@ -132,7 +133,6 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
 
     Returns (semantic mask (H, W) int64, list of ``NewInstance``, confidence in [0, 1]).
     """
-    from dhr import rebalance
 
     image = store.load_image(entry.image_id)
     pred = predict_image(model, image, config.scales, config.flip)
@@ -141,10 +141,8 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
     if not tags:
         return base.cpu().numpy(), [], confidence
     cams = pred.cams[[t - 1 for t in tags]]
-    dhr_config = config.dhr
-    use_crf = bool(getattr(dhr_config, "crf", False))
     result = rebalance(cams, base, tags, uss_features.to(cams.device), [pred.features["C4"], pred.features["C5"]],
-                       image=image if use_crf else None, config=dhr_config)
+                       image=image if config.dhr.crf else None, config=config.dhr)
     if segmenter is None:
         semantic = result.mask.cpu().numpy()
         return semantic, _instances_from_mask(semantic, tags, confidence), confidence
