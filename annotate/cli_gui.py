@@ -51,7 +51,8 @@ def add_gui_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     login.add_argument(
         "--auth",
         metavar="USER:PASS",
-        help="require this login (use when --host is shared; visible to other local users in the process list, --auth-file is not)",
+        help="require this login (use when --host is shared; visible to other local users in the process list, "
+        f"--auth-file and ${AUTH_ENV} are not)",
     )
     login.add_argument(
         "--auth-file",
@@ -109,12 +110,21 @@ def read_auth_file(path: str | Path) -> list[tuple[str, str]]:
     return logins
 
 
+AUTH_ENV = "DHR_GUI_AUTH"
+"""Environment variable holding one ``user:password`` login (kept out of the process list, unlike ``--auth``)."""
+
+
 def logins_from_args(args: argparse.Namespace) -> list[tuple[str, str]] | None:
-    """The logins asked for by ``--auth`` / ``--auth-file``, or None for an open GUI."""
+    """The logins asked for by ``--auth`` / ``--auth-file`` / ``$DHR_GUI_AUTH``, or None for an open GUI."""
     if getattr(args, "auth", None):
         return [parse_auth(args.auth)]
     if getattr(args, "auth_file", None):
         return read_auth_file(args.auth_file)
+    if os.environ.get(AUTH_ENV):
+        try:
+            return [parse_auth(os.environ[AUTH_ENV])]
+        except ValueError:
+            raise ValueError(f"${AUTH_ENV} must look like user:password (both non-empty)") from None
     return None
 
 
@@ -161,17 +171,20 @@ def build_segmenter_for(args: argparse.Namespace, store: Any) -> Any:
 
 def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     """Keyword arguments of Gradio's ``Blocks.launch`` for the parsed command line (creates ``PROJECT/exports``,
-    the one folder the page may serve files from)."""
+    the one folder the page may serve files from). Logins go through a throttling
+    :class:`annotate.login_gate.LoginGate`."""
     from annotate.review.assets import CSS, SHORTCUTS_JS
     from annotate.review.jobs import EXPORTS_DIR
 
     exports = store.resolve(EXPORTS_DIR)
     exports.mkdir(parents=True, exist_ok=True)
+    from annotate.login_gate import LoginGate
+
     logins = logins_from_args(args)
     return {
         "server_name": args.host,
         "server_port": args.port,
-        "auth": logins,
+        "auth": LoginGate(logins) if logins else None,
         "auth_message": "dhr-label: log in to review" if logins else None,
         "allowed_paths": [str(exports)],
         "js": SHORTCUTS_JS,
