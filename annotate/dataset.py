@@ -19,6 +19,7 @@ skipped with a warning listing them, or, with ``strict=True``, a ``DatasetError`
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import warnings
@@ -115,26 +116,61 @@ def _split_tags(value) -> list[str]:
     return [str(t).strip() for t in items if str(t).strip()]
 
 
+def _csv_text(path: Path) -> str:
+    """The text of a tags CSV: UTF-8 (with or without a BOM) or UTF-16 with its BOM; DatasetError otherwise."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as error:
+            raise DatasetError(f"{path}: not readable as UTF-16 text ({error.reason} at byte {error.start})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DatasetError(
+            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}, as Latin-1 or "
+            "another legacy encoding writes it); save the tags file as UTF-8"
+        ) from None
+
+
+def _check_separator(path: Path, rows: list[list[str]]) -> None:
+    """DatasetError when no line has a comma but lines hold tabs or ';': the file uses another separator."""
+    lines = [row for row in rows if row and any(c.strip() for c in row)]
+    if not lines or any(len(row) > 1 for row in lines):
+        return
+    for separator, name in (("\t", "tab"), (";", "semicolon")):
+        if any(separator in row[0] for row in lines):
+            raise DatasetError(
+                f"{path}: no line has a comma between file and tags; the file looks {name}-separated. "
+                "Write each line as file,tag1;tag2 (a comma after the file, ';' between tags)"
+            )
+
+
 def read_csv_tags(path: Path) -> tuple[list[tuple[str, list[str]]], list[DatasetProblem]]:
-    """Rows ``file,tags`` of a CSV file -> ([(file_name, tags)], problems)."""
+    """Rows ``file,tags`` of a CSV file -> ([(file_name, tags)], problems).
+
+    The file is UTF-8 (a BOM is allowed) or UTF-16 with a BOM; another encoding, or a file separated by tabs
+    or ``;`` instead of a comma, is a :class:`DatasetError` naming the file.
+    """
     rows: list[tuple[str, list[str]]] = []
     problems: list[DatasetProblem] = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if line_no == 1 and [c.strip().lower() for c in row[:2]] == ["file", "tags"]:
-                continue
-            if len(row) > 2:
-                problems.append(
-                    DatasetProblem(
-                        "format",
-                        row[0].strip() or None,
-                        f"{path.name} line {line_no}: {len(row)} columns, expected 2 (file,tags)",
-                    )
+    table = list(csv.reader(io.StringIO(_csv_text(path), newline="")))
+    _check_separator(path, table)
+    for line_no, row in enumerate(table, start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if line_no == 1 and [c.strip().lower() for c in row[:2]] == ["file", "tags"]:
+            continue
+        if len(row) > 2:
+            problems.append(
+                DatasetProblem(
+                    "format",
+                    row[0].strip() or None,
+                    f"{path.name} line {line_no}: {len(row)} columns, expected 2 (file,tags)",
                 )
-                continue
-            rows.append((row[0].strip(), _split_tags(row[1] if len(row) > 1 else "")))
+            )
+            continue
+        rows.append((row[0].strip(), _split_tags(row[1] if len(row) > 1 else "")))
     return rows, problems
 
 
