@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from .labels import IGNORE_INDEX
+
 __all__ = ["confusion_matrix", "segmentation_scores", "minor_class_recall"]
 
 
-def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def confusion_matrix(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Pixel confusion matrix, rows = ground truth, columns = prediction.
 
     Args:
@@ -61,7 +63,7 @@ def segmentation_scores(confusion: torch.Tensor) -> dict[str, object]:
 
 
 def minor_class_recall(
-    pred: torch.Tensor, gt: torch.Tensor, num_classes: int, max_share: float = 0.05, ignore_index: int = 255
+    pred: torch.Tensor, gt: torch.Tensor, num_classes: int, max_share: float = 0.05, ignore_index: int = IGNORE_INDEX
 ) -> float:
     """Recall of the pixels of minor classes: classes covering less than ``max_share`` of an image.
 

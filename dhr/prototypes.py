@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .labels import IGNORE_INDEX
+
 __all__ = ["cell_shares", "prototypes_from_shares", "class_prototypes"]
 
 
-def cell_shares(mask: torch.Tensor, size: tuple[int, int], num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+def cell_shares(mask: torch.Tensor, size: tuple[int, int], num_classes: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Share of every class among the mask pixels under each cell of a (h, w) feature grid.
 
     Cell ``(i, j)`` covers rows ``floor(i * H / h)`` to ``ceil((i + 1) * H / h)`` and likewise for columns
@@ -62,7 +64,7 @@ def prototypes_from_shares(features: torch.Tensor, shares: torch.Tensor) -> tupl
 
 
 def class_prototypes(
-    features: torch.Tensor, mask: torch.Tensor, num_classes: int, ignore_index: int = 255
+    features: torch.Tensor, mask: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean feature vector per class, each feature cell voting for the majority class of its pixels.
 

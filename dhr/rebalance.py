@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .crf import CRFConfig, dense_crf
 from .heatmaps import class_correlation, correlated_groups, cosine_heatmaps
+from .labels import BACKGROUND, IGNORE_INDEX
 from .normalise import minmax_maps
 from .ot import OTSettings, SinkhornLog, ot_rebalance, plan_maps
 from .prototypes import cell_shares, prototypes_from_shares
@@ -24,8 +25,6 @@ from .seeds import cam_scores, initialise_seeds
 
 __all__ = ["IGNORE_INDEX", "BACKGROUND", "DHRConfig", "DHRResult", "rebalance"]
 
-IGNORE_INDEX = 255
-BACKGROUND = 0
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from annotate.files import load_torch, save_torch
-from dhr.seeds import normalise_cams
+from dhr.normalise import normalise_cams
 from dhr.uss import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor, tensor_to_rgb
-from training.backbone import build_resnet, imagenet_state_dict
+from training.backbone import BACKBONES, build_resnet, imagenet_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +37,18 @@ class Classifier(nn.Module):
     """ResNet backbone + 1x1 conv classifier (no bias), so the class scores are spatial maps (CAMs).
 
     ``forward(x)`` -> logits (B, N); ``cams_and_features(x)`` -> (CAMs (B, N, h, w) before ReLU, dict C4/C5).
+    ``pretrained`` says whether the backbone started from ImageNet weights (``state_dict``) or from scratch.
     """
 
-    def __init__(self, backbone: str, num_classes: int, output_stride: int = 16, state_dict=None) -> None:
+    def __init__(
+        self, backbone: str, num_classes: int, output_stride: int = 16, state_dict=None, pretrained: bool | None = None
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.backbone_name = backbone
         self.num_classes = int(num_classes)
+        self.pretrained = state_dict is not None if pretrained is None else bool(pretrained)
         self.backbone = build_resnet(backbone, state_dict=state_dict, output_stride=output_stride)
         self.head = nn.Conv2d(self.backbone.channels["C5"], self.num_classes, kernel_size=1, bias=False)
         nn.init.xavier_uniform_(self.head.weight)
@@ -90,6 +94,7 @@ def save_classifier(model: Classifier, path: str | Path, classes: Sequence[str] 
         "backbone": model.backbone_name,
         "num_classes": model.num_classes,
         "output_stride": model.output_stride,
+        "pretrained": model.pretrained,
         "classes": list(classes) if classes is not None else [],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -101,7 +106,10 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
     payload = load_torch(path, what="classifier checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a dhr-label classifier checkpoint")
-    model = Classifier(payload["backbone"], int(payload["num_classes"]), int(payload["output_stride"]))
+    pretrained = payload.get("pretrained", BACKBONES[payload["backbone"]].checkpoint is not None)
+    model = Classifier(
+        payload["backbone"], int(payload["num_classes"]), int(payload["output_stride"]), pretrained=pretrained
+    )
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), list(payload["classes"])
 
@@ -213,7 +221,6 @@ def train_classifier(
     if targets.shape[0] == 0:
         raise ValueError("no training images")
     device = torch.device(config.device)
-    torch.manual_seed(config.seed)
     model.to(device).train()
     head_params = list(model.head.parameters())
     groups = [

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from annotate.files import load_torch, save_torch
+from dhr.labels import IGNORE_INDEX
 from training.transforms import AugmentConfig, augment
 
 __all__ = ["ImageEntry", "project_entries", "USSFeatureCache", "precompute_uss_features", "ProjectDataset",
@@ -134,7 +135,7 @@ class ProjectDataset(Dataset):
 
     def __init__(self, root: str | Path, entries: Sequence[ImageEntry], num_classes: int,
                  augment_config: AugmentConfig | None = None, uss_cache: USSFeatureCache | None = None,
-                 ignore_index: int = 255) -> None:
+                 ignore_index: int = IGNORE_INDEX) -> None:
         self.root = Path(root)
         self.entries = list(entries)
         self.num_classes = int(num_classes)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from dhr.labels import IGNORE_INDEX
 from training.transforms import sample_in_box
 
 __all__ = ["DHRStepStats", "in_valid_region", "rebalance_batch"]
@@ -79,7 +80,7 @@ def rebalance_batch(
     *,
     images: torch.Tensor | None = None,
     config=None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> tuple[torch.Tensor, DHRStepStats]:
     """Rebalanced copy of the batch's pseudo masks.
 

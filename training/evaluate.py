@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dhr.labels import IGNORE_INDEX
 from dhr.normalise import normalise_cams
 
 __all__ = ["Prediction", "predict_image", "tag_restricted_mask", "load_ground_truth", "evaluate_masks",
@@ -125,7 +126,7 @@ def _coco_masks(path: Path, store, records) -> dict[int, np.ndarray]:
         rle = polygons_to_rle(seg, h, w) if isinstance(seg, list) else normalize_rle(seg, (h, w))
         region = decode_rle(rle).astype(bool)
         if ann.get("iscrowd", 0) or class_id is None:
-            masks[record.id][region] = 255
+            masks[record.id][region] = IGNORE_INDEX
         else:
             masks[record.id][region] = class_id
     return masks

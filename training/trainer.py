@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from annotate.files import load_torch, save_torch
+from dhr.labels import IGNORE_INDEX
 from training.data import EpochSampler, ProjectDataset, collate
 from training.dhr_step import rebalance_batch
 from training.distributed import DistContext, all_reduce_sum, broadcast_buffers, unwrap, wrap_model
@@ -129,7 +130,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
-                      ignore_index: int = 255) -> torch.Tensor:
+                      ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Pixel cross-entropy, logits (B, C, H, W), masks (B, H, W), per-image weights (B,); mean over labelled
     pixels (weighted). Zero (with a gradient) when no pixel is labelled."""
     pixel = F.cross_entropy(logits.float(), masks, ignore_index=ignore_index, reduction="none")

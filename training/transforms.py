@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dhr.labels import IGNORE_INDEX
 from dhr.uss.normalize import IMAGENET_MEAN
 
 __all__ = ["AugmentConfig", "AugmentedSample", "augment", "sample_in_box"]
@@ -39,7 +40,7 @@ class AugmentConfig:
     contrast: float = 0.3
     saturation: float = 0.3
     hue: float = 0.05
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
 
 
 @dataclass
