@@ -32,6 +32,9 @@ from gui_handlers import Page, ReviewHandlers
 
 logger = logging.getLogger("dhr.app")
 
+CACHE_CLEANUP = (600, 1800)
+"""Gradio's ``delete_cache``: every 10 minutes, delete the files it wrote more than 30 minutes ago."""
+
 
 def build_app(
     store: Any,
@@ -54,7 +57,8 @@ def build_app(
     )
 
     # ------------------------------------------------------------------ layout
-    with gr.Blocks(title="dhr-label review", fill_width=True) as demo:
+    # Rendered images and uploads in Gradio's cache are deleted once they are half an hour old.
+    with gr.Blocks(title="dhr-label review", fill_width=True, delete_cache=CACHE_CLEANUP) as demo:
         state = gr.State(None)
         with gr.Row(equal_height=False):
             gr.Markdown("### dhr-label · review")
@@ -227,6 +231,7 @@ def build_app(
         # Edits of every tab run one at a time (they share the store and the segmenter), without a spinner.
         fast = {"show_progress": "hidden", "concurrency_id": "edit"}
 
+        demo.unload(h.on_unload)
         demo.load(h.on_load, None, [state, *both, remove_box]).then(h.on_prepare, state, [message_md])
         queue_df.select(h.on_queue_select, state, [*view_outputs, remove_box]).then(
             h.on_prepare, state, [message_md]

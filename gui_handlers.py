@@ -23,6 +23,7 @@ import gradio as gr
 
 from annotate.review.brush import strokes_from_layers
 from annotate.review.jobs import export_to_project, run_bootstrap, run_training_round
+from annotate.review.pool import SessionPool
 from annotate.review.refine import SharedSegmenter
 from annotate.review.session import EditConflict, ReviewSession
 from annotate.review.view import (
@@ -93,6 +94,7 @@ def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
         if ui is None:
             return {self.page.message_md: "The page is still loading; try again."}
         try:
+            self.pool.use(ui)  # reads the image again if its memory was given to other tabs
             return fn(self, ui, *args, **kwargs) or {self.page.message_md: gr.skip()}
         except EditConflict as error:
             gr.Warning(user_message(error, self.store.root))
@@ -139,8 +141,10 @@ class ReviewHandlers:
         user: str = "local",
         bootstrap_options: dict[str, Any] | None = None,
         training_options: dict[str, Any] | None = None,
+        pool: SessionPool | None = None,
     ) -> None:
         self.page = page
+        self.pool = pool if pool is not None else SessionPool()
         self.store = store
         self.shared = shared
         self.user = user
@@ -179,6 +183,7 @@ class ReviewHandlers:
         be opened is named (and offered for removal), and the rest of the page still loads."""
         name = getattr(request, "username", None) or self.user
         ui = Ui(ReviewSession(self.store, self.shared, user=name))
+        self.pool.opened(ui, getattr(request, "session_hash", None))
         message, failed = "", ""
         try:
             rows = ui.session.queue(order=ui.order)
@@ -198,6 +203,10 @@ class ReviewHandlers:
             **self._safe(lambda: self.queue_view(ui), {}),
             self.page.remove_box: failed,
         }
+
+    def on_unload(self, request: gr.Request) -> None:
+        """The tab was closed: free its image now."""
+        self.pool.closed(getattr(request, "session_hash", None))
 
     def _safe(self, build: Callable[[], dict], fallback: dict) -> dict:
         """``build()``, or ``fallback`` when it fails (logged): for the parts of the page that must always load."""

@@ -16,6 +16,8 @@ from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+MAX_UPLOAD = "64mb"
+"""Largest file the page accepts as an upload."""
 
 _VALUE_OPTIONS = (
     "project",
@@ -192,6 +194,7 @@ def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
         "footer_links": [],
         "ssr_mode": False,
         "show_error": True,
+        "max_file_size": MAX_UPLOAD,
     }
 
 

@@ -74,6 +74,7 @@ class ReviewSession:
         self.tool: str = "positive"
         self.new_class: int = 1
         self.pending_corner: tuple[float, float] | None = None
+        self.released = False
 
     # ------------------------------------------------------------------ images
     @property
@@ -96,6 +97,7 @@ class ReviewSession:
         """Select an image: load it and its instances, clear the selection and pending clicks."""
         record = self.store.image(int(image_id))
         image = self.store.load_image(record.id)
+        self.released = False
         self.image_id = record.id
         self.image = image
         self.image_key = record.sha256
@@ -104,8 +106,29 @@ class ReviewSession:
         if tags:
             self.new_class = self.classes.index(tags[0]) + 1
 
+    def release(self) -> None:
+        """Free the open image's pixels and masks (to bound memory); :meth:`restore` reads them again.
+
+        Every edit is saved at once, so nothing is lost but the clicks of the selected instance and the pending
+        box corner. The image stays the one the session works on.
+        """
+        if self.image_id is None or self.released:
+            return
+        self.released = True
+        self.image = None
+        self.instances = []
+        self.selected = None
+        self.pending_corner = None
+
+    def restore(self) -> None:
+        """Read the image and its labels again after :meth:`release` (nothing to do otherwise)."""
+        if self.released and self.image_id is not None:
+            self.released = False
+            self.open_image(self.image_id)
+
     def close_image(self) -> None:
         """Leave the open image (e.g. after it was removed from the project): nothing is open afterwards."""
+        self.released = False
         self.image_id = None
         self.image = None
         self.image_key = ""
