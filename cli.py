@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.Error as error:  # met after opening: name the project's database
         project = getattr(args, "project", None)
         where = f"{Path(project) / 'project.db'}: " if project else ""
-        reason = "the project is busy (another process is writing to it)" if "locked" in str(error) else (
-            "damaged project database"
+        reason = (
+            "the project is busy (another process is writing to it)"
+            if "locked" in str(error)
+            else ("damaged project database")
         )
         logging.getLogger("dhr").error("%s%s: %s", where, reason, error)
         return 2

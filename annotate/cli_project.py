@@ -82,7 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     remove = subparsers.add_parser("remove", help="remove images from a project (files kept in removed/)")
     remove.add_argument("project", help="project folder")
-    remove.add_argument("images", nargs="+", metavar="IMAGE", help="image id, or name (images/a.jpg or a.jpg)")
+    remove.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image id, or name (images/a.jpg or a.jpg)"
+    )
     remove.add_argument("--user", default="cli", help="name recorded in the change log")
     remove.set_defaults(func=run_remove)
 

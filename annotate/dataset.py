@@ -123,7 +123,9 @@ def _csv_text(path: Path) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as error:
-            raise DatasetError(f"{path}: not readable as UTF-16 text ({error.reason} at byte {error.start})") from None
+            raise DatasetError(
+                f"{path}: not readable as UTF-16 text ({error.reason} at byte {error.start})"
+            ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

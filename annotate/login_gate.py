@@ -85,7 +85,9 @@ class LoginGate:
                     self.free_failures,
                 )
             if len(self._recent) >= self.global_failures:
-                logger.warning("%d wrong logins within %.0f s: logins paused", len(self._recent), self.window_s)
+                logger.warning(
+                    "%d wrong logins within %.0f s: logins paused", len(self._recent), self.window_s
+                )
             return False
 
 

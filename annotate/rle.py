@@ -166,6 +166,7 @@ class PolygonReport:
 
 def _clip_edge(points: list[tuple[float, float]], axis: int, bound: float, keep_below: bool) -> list:
     """One Sutherland-Hodgman step: the part of a closed polygon on one side of ``coordinate[axis] = bound``."""
+
     def inside(p: tuple[float, float]) -> bool:
         return p[axis] <= bound if keep_below else p[axis] >= bound
 
@@ -219,7 +220,7 @@ def checked_polygons(
             raise ValueError(
                 f"polygon {index} reaches {far:g}, more than one image size outside the {width}x{height} image"
             )
-        points = list(zip(xs.tolist(), ys.tolist()))
+        points = list(zip(xs.tolist(), ys.tolist(), strict=True))
         if xs.min() < -1 or xs.max() > width + 1 or ys.min() < -1 or ys.max() > height + 1:
             report.clipped = True
             sides = ((0, -1.0, False), (0, width + 1.0, True), (1, -1.0, False), (1, height + 1.0, True))
@@ -233,7 +234,9 @@ def checked_polygons(
         parts.append([float(v) for point in points for v in point])
     limit = 100 * (height + width) + 10000
     if length > limit:
-        raise ValueError(f"polygon outline runs {length:.0f} px, more than the {limit} px allowed for this image")
+        raise ValueError(
+            f"polygon outline runs {length:.0f} px, more than the {limit} px allowed for this image"
+        )
     return parts
 
 

@@ -307,11 +307,12 @@ def test_login_required_when_asked(tmp_path):
 def test_a_truncated_image_never_breaks_the_page(page, tmp_path):
     """A truncated image first in the queue: every new tab still loads, names it, and it can be removed there;
     a truncated upload is refused by name."""
+    from PIL import Image
+
     import app
     from annotate.cli_gui import build_gui_parser
     from annotate.segmenters import build_segmenter
     from annotate.store import ProjectStore
-    from PIL import Image
 
     sync_api = _sync_api()
     expect = sync_api.expect

@@ -52,7 +52,9 @@ CASES = {
     "score string": _annotation(score="high"),
     "RLE counts 10**30": _annotation(segmentation={"size": [H, W], "counts": [10**30]}),
     "RLE counts 2**62": _annotation(segmentation={"size": [H, W], "counts": [H * W] + [2**62] * 4}),
-    "RLE string wrapping int64": _annotation(segmentation={"size": [H, W], "counts": counts_string(WRAPPING)}),
+    "RLE string wrapping int64": _annotation(
+        segmentation={"size": [H, W], "counts": counts_string(WRAPPING)}
+    ),
     "RLE size 10**30": _annotation(segmentation={"size": [10**30, 10**30], "counts": [1]}),
     "negative bbox": _annotation(bbox=[0, 0, -5, -5]),
     "negative area": _annotation(area=-3),
@@ -134,7 +136,10 @@ def test_a_polygon_partly_outside_is_clipped_with_a_warning(project: Path, tmp_p
     path.write_text(json.dumps(data))
     result = _import(project, path)
     assert result.returncode == 0, result.stderr
-    assert "annotation 7 (image 1, images/a.png): polygon reaches outside the 50x40 image; clipped" in result.stderr
+    assert (
+        "annotation 7 (image 1, images/a.png): polygon reaches outside the 50x40 image; clipped"
+        in result.stderr
+    )
     with ProjectStore.open(project) as store:
         (record,) = store.instances(1)
         assert record.bbox == (0.0, 10.0, 30.0, 20.0)
@@ -144,6 +149,8 @@ def test_a_polygon_partly_outside_is_clipped_with_a_warning(project: Path, tmp_p
 def test_the_refusal_names_the_far_coordinate() -> None:
     from annotate.rle import checked_polygons
 
-    with pytest.raises(ValueError, match=r"polygon 1 reaches 1e\+08, more than one image size outside the 50x40"):
+    with pytest.raises(
+        ValueError, match=r"polygon 1 reaches 1e\+08, more than one image size outside the 50x40"
+    ):
         checked_polygons([SQUARE, [10, 10, 1e8, 10, 30, 30]], H, W)
     assert checked_polygons([SQUARE], H, W) == [SQUARE]  # inside: untouched

@@ -41,7 +41,7 @@ def _random_sqlite(path: Path) -> None:
     [
         (lambda p: p.write_bytes(b""), "empty file, 0 bytes"),
         (lambda p: p.write_bytes(os.urandom(8192)), "not an SQLite database file"),
-        (lambda p: p.write_bytes(p.read_bytes()[:4096 + 100]), "truncated"),
+        (lambda p: p.write_bytes(p.read_bytes()[: 4096 + 100]), "truncated"),
         (lambda p: (p.unlink(), _random_sqlite(p)), "not a dhr-label project database"),
     ],
     ids=["zero-byte", "random", "truncated", "foreign-sqlite"],
@@ -65,7 +65,9 @@ def test_a_damaged_database_is_reported_and_left_as_it_is(tmp_path, damage, prob
             open_project(build_gui_parser().parse_args(["--project", str(root)]))
         message = str(error.value)
     else:
-        argv = ["status", str(root)] if command == "status" else ["export", str(root), str(tmp_path / "o.json")]
+        argv = (
+            ["status", str(root)] if command == "status" else ["export", str(root), str(tmp_path / "o.json")]
+        )
         assert cli.main(argv) == 2
         message = caplog.records[-1].getMessage()
     assert message.startswith(f"{db}: ") and problem in message and "\n" not in message

@@ -56,7 +56,9 @@ def test_a_broken_image_picked_in_the_queue_is_offered_for_removal(handlers) -> 
     good = handlers.store.find_image("images/b.png")
     ui.session.open_image(good.id)
     broken = handlers.store.find_image("images/a-broken.png")
-    event = gr.SelectData(None, {"index": [0, 0], "value": broken.id, "row_value": [broken.id, "a-broken.png"]})
+    event = gr.SelectData(
+        None, {"index": [0, 0], "value": broken.id, "row_value": [broken.id, "a-broken.png"]}
+    )
     out = handlers.on_queue_select(ui, event)
     assert "a-broken.png cannot be opened" in out["message_md"] and out["remove_box"] == "images/a-broken.png"
     assert ui.session.image_id == good.id  # the open image stays open

@@ -34,7 +34,9 @@ def coco_file(tmp_path: Path) -> Path:
         )
         images.append({"id": i + 1, "file_name": f"img{i:03d}.png", "width": 64, "height": 48})
     path = folder / "labels.json"
-    path.write_text(json.dumps({"images": images, "categories": [{"id": 1, "name": "cat"}], "annotations": []}))
+    path.write_text(
+        json.dumps({"images": images, "categories": [{"id": 1, "name": "cat"}], "annotations": []})
+    )
     return path
 
 

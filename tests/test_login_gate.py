@@ -7,8 +7,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import pytest
-
 from annotate.login_gate import LoginGate
 
 

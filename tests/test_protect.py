@@ -58,7 +58,9 @@ def test_export_onto_the_project_is_refused(project: Path, target: str, caplog) 
     assert not (project / target).exists() or target in ("project.db", "images/a.png")
 
 
-def test_semantic_masks_into_the_project_are_refused_before_the_json(project: Path, tmp_path: Path, caplog) -> None:
+def test_semantic_masks_into_the_project_are_refused_before_the_json(
+    project: Path, tmp_path: Path, caplog
+) -> None:
     before = _digests(project)
     out = tmp_path / "out.json"
     for folder in (project, project / "images", project / "cache" / "m"):
@@ -101,7 +103,9 @@ def test_an_image_registered_in_place_is_protected(tmp_path: Path) -> None:
 
 
 def test_exports_outside_the_project_still_work(project: Path, tmp_path: Path) -> None:
-    assert cli.main(["export", str(project), str(tmp_path / "o.json"), "--semantic", str(tmp_path / "m")]) == 0
+    assert (
+        cli.main(["export", str(project), str(tmp_path / "o.json"), "--semantic", str(tmp_path / "m")]) == 0
+    )
     assert sorted(p.name for p in (tmp_path / "m" / "images").iterdir()) == ["a.png", "b.png", "c.png"]
     assert cli.main(["export", str(project), str(project / "exports" / "o.json")]) == 0  # exports/ is fine
 

@@ -102,7 +102,9 @@ def test_the_store_refuses_a_wrapping_rle_and_stores_nothing(project: ProjectSto
     assert project.instances(image.id) == [] and project.image(image.id).version == image.version
 
 
-def test_import_refuses_a_wrapping_rle_naming_file_and_annotation(project: ProjectStore, tmp_path: Path) -> None:
+def test_import_refuses_a_wrapping_rle_naming_file_and_annotation(
+    project: ProjectStore, tmp_path: Path
+) -> None:
     path = tmp_path / "bad.json"
     path.write_text(
         json.dumps(
@@ -110,8 +112,12 @@ def test_import_refuses_a_wrapping_rle_naming_file_and_annotation(project: Proje
                 "images": [{"id": 1, "file_name": "images/a.png", "width": W, "height": H}],
                 "categories": [{"id": 1, "name": "cat"}],
                 "annotations": [
-                    {"id": 7, "image_id": 1, "category_id": 1,
-                     "segmentation": {"size": [H, W], "counts": counts_string(WRAPPING)}}
+                    {
+                        "id": 7,
+                        "image_id": 1,
+                        "category_id": 1,
+                        "segmentation": {"size": [H, W], "counts": counts_string(WRAPPING)},
+                    }
                 ],
             }
         )

@@ -46,7 +46,9 @@ def _annotation(
         try:
             segmentation: Any = mask_to_polygons(decode_rle(record.rle), tolerance)
         except (ValueError, TypeError, MemoryError) as error:
-            raise ValueError(f"image {file_name}, instance {record.id}: cannot trace polygons: {error}") from error
+            raise ValueError(
+                f"image {file_name}, instance {record.id}: cannot trace polygons: {error}"
+            ) from error
     else:
         segmentation = {"size": list(record.rle["size"]), "counts": record.rle["counts"]}
     return {

@@ -156,7 +156,9 @@ def _segmentation(annotation: dict, height: int, width: int, where: str) -> dict
             if report.dropped == len(segmentation):
                 raise ValueError(f"the polygon lies entirely outside the {width}x{height} image")
             if report.clipped or report.dropped:
-                logger.warning("%s: polygon reaches outside the %dx%d image; clipped to it", where, width, height)
+                logger.warning(
+                    "%s: polygon reaches outside the %dx%d image; clipped to it", where, width, height
+                )
             return rle
     except (ValueError, TypeError, OverflowError) as error:
         raise ValueError(f"{where}: bad segmentation: {error}") from error

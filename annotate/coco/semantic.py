@@ -94,7 +94,11 @@ def export_semantic_masks(
     palette = voc_palette()
     written = []
     for image, path in tqdm(
-        zip(images, targets), total=len(images), desc="semantic masks", unit="image", disable=len(images) < 100
+        zip(images, targets, strict=True),
+        total=len(images),
+        desc="semantic masks",
+        unit="image",
+        disable=len(images) < 100,
     ):
         try:
             semantic = paint_semantic(instances[image.id], image.height, image.width)
@@ -112,4 +116,11 @@ def export_semantic_masks(
     return written
 
 
-__all__ = ["IGNORE_INDEX", "check_semantic_folder", "export_semantic_masks", "paint_semantic", "semantic_png_path", "voc_palette"]
+__all__ = [
+    "IGNORE_INDEX",
+    "check_semantic_folder",
+    "export_semantic_masks",
+    "paint_semantic",
+    "semantic_png_path",
+    "voc_palette",
+]

@@ -31,8 +31,8 @@ from annotate.store.paths import (
     place_image,
     resolve_inside,
 )
-from annotate.store.pending import recover_placements
-from annotate.store.protect import PENDING_DIR, REMOVED_DIR, OwnFiles
+from annotate.store.pending import has_stale_journals, recover_placements
+from annotate.store.protect import REMOVED_DIR, OwnFiles
 from annotate.store.records import (
     IMAGE_COLUMNS,
     INSTANCE_COLUMNS,
@@ -61,7 +61,7 @@ class ProjectCatalog(Database):
         """Open the database of ``root`` (use :meth:`create` / :meth:`open`)."""
         self.root = Path(root).resolve()
         super().__init__(self.root / DB_NAME, busy_timeout=busy_timeout, create=create)
-        if (self.root / PENDING_DIR).is_dir():
+        if has_stale_journals(self.root):
             try:
                 self._recover_placements()
             except BaseException:
@@ -71,8 +71,11 @@ class ProjectCatalog(Database):
     def _recover_placements(self) -> None:
         """Delete image files that a killed run copied in but never registered (under the write lock, so a run
         still placing files is waited for)."""
+
         def known(name: str) -> bool:
-            return self._db.execute("SELECT 1 FROM images WHERE file_name = ?", (name,)).fetchone() is not None
+            return (
+                self._db.execute("SELECT 1 FROM images WHERE file_name = ?", (name,)).fetchone() is not None
+            )
 
         with self.transaction():
             recover_placements(self.root, known)

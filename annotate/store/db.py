@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
-from annotate.store.health import DamagedProject, ProjectBusy, WriterNote, check_database_file, damaged
+from annotate.store.health import DamagedProject, WriterNote, check_database_file, damaged
 from annotate.store.pending import PlacementJournal
 from annotate.store.records import utc_now
 from annotate.store.schema import SCHEMA_VERSION, migrate, schema_version
@@ -36,7 +36,9 @@ _Database = TypeVar("_Database", bound="Database")
 class Database:
     """The locked connection of a project store (``self._db``; use it under ``self._lock``)."""
 
-    def __init__(self, db_path: str | os.PathLike, *, busy_timeout: float = 30.0, create: bool = False) -> None:
+    def __init__(
+        self, db_path: str | os.PathLike, *, busy_timeout: float = 30.0, create: bool = False
+    ) -> None:
         """Open the database file at ``db_path`` (``create``: a new one, made if missing), migrating it if older.
 
         Raises:

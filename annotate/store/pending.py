@@ -107,19 +107,31 @@ def _owner_alive(header: str) -> bool:
     return pid == os.getpid() or process_alive(pid)
 
 
-def recover_placements(root: Path, known: Callable[[str], bool]) -> list[str]:
-    """Finish the journals of killed runs: delete their files the database does not ``known``; returns them."""
+def _stale_journals(root: Path) -> list[tuple[Path, list[str]]]:
+    """The journals of runs that no longer run, with their lines (header first)."""
     folder = root / PENDING_DIR
     if not folder.is_dir():
         return []
-    removed: list[str] = []
+    stale = []
     for journal in sorted(folder.glob("*.txt")):
         try:
             lines = journal.read_text(encoding="utf-8").splitlines()
         except OSError:
             continue
-        if not lines or _owner_alive(lines[0]):
-            continue
+        if lines and not _owner_alive(lines[0]):
+            stale.append((journal, lines))
+    return stale
+
+
+def has_stale_journals(root: Path) -> bool:
+    """Whether a killed run left a journal to finish (a cheap look, without the database)."""
+    return bool(_stale_journals(root))
+
+
+def recover_placements(root: Path, known: Callable[[str], bool]) -> list[str]:
+    """Finish the journals of killed runs: delete their files the database does not ``known``; returns them."""
+    removed: list[str] = []
+    for journal, lines in _stale_journals(root):
         orphans = [name for name in lines[1:] if name and not known(name)]
         removed += _remove_files(root, orphans)
         journal.unlink(missing_ok=True)
@@ -133,4 +145,4 @@ def recover_placements(root: Path, known: Callable[[str], bool]) -> list[str]:
     return removed
 
 
-__all__ = ["PlacementJournal", "recover_placements"]
+__all__ = ["PlacementJournal", "has_stale_journals", "recover_placements"]

@@ -44,7 +44,9 @@ class OwnFiles:
         self.root = _real(Path(root))
         self.files: dict[Path, str] = {}
         for suffix in DB_SUFFIXES:
-            self.files[_real(self.root / f"{DB_NAME}{suffix}")] = f"the project's database file {DB_NAME}{suffix}"
+            self.files[_real(self.root / f"{DB_NAME}{suffix}")] = (
+                f"the project's database file {DB_NAME}{suffix}"
+            )
         for name in image_names:
             self.files.setdefault(_real(self.root / name), f"the project's image {name}")
         self.dirs = {_real(self.root / name): name for name in OWN_DIRS}
