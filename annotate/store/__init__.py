@@ -6,7 +6,10 @@
 - :mod:`annotate.store.schema`: the schema and its migrations;
 - :mod:`annotate.store.history`: undo / redo stacks;
 - :mod:`annotate.store.records`: the records, statuses and input checks;
-- :mod:`annotate.store.paths`: names inside the project root, never outside it.
+- :mod:`annotate.store.paths`: names inside the project root, never outside it;
+- :mod:`annotate.store.protect`: the project's own files, which no export may write over;
+- :mod:`annotate.store.health`: damaged, foreign or busy databases, reported in one line;
+- :mod:`annotate.store.pending`: the journal that removes image copies a killed run never registered.
 """
 
 from annotate.store.catalog import ProjectCatalog

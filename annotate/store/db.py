@@ -62,7 +62,7 @@ class Database:
                 uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
         except sqlite3.Error as error:
-            raise damaged(path, error) from error
+            raise DamagedProject(f"{path}: cannot open the project database: {error}") from error
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             version = schema_version(self._db)

@@ -21,6 +21,10 @@ Guarantees:
   error naming both: they would collide on case-insensitive disks and in per-image outputs.
 - **Tags.** Unknown tags are an error naming the image and the tag unless ``allow_new_classes=True`` (the tag is
   then appended to the class list); an empty tag list is an error unless ``allow_empty_tags=True``.
+- **Damage.** An empty, random, truncated or foreign ``project.db`` is refused with one line naming it and is
+  never rewritten; opening a current database only reads it, so readers never wait for a writer.
+- **Own files.** Exports refuse targets among the project's database, ``images/``, ``cache/`` and registered
+  images; :meth:`load_image` checks each file against the SHA-256 recorded when it was added.
 - **Undo/redo.** ``save_labels``, ``set_status`` and ``set_tags`` push the previous state; ``undo`` restores it
   as a new version, ``redo`` re-applies; a new edit clears the redo stack. The undo stack keeps the last
   ``history_limit`` states per image.
