@@ -91,3 +91,32 @@ def test_uploads_are_decoded_whole(handlers, tmp_path: Path) -> None:
     assert handlers.store.find_image("images/cut.png") is None
     assert not (handlers.store.root / "images" / "cut.png").exists()
     assert handlers.store.find_image("images/fine.png").tags == ("cat",)
+
+
+def test_a_busy_project_gives_a_clear_message(tmp_path: Path) -> None:
+    """Another process holds the write lock: an edit answers in about busy_timeout with who holds it."""
+    import multiprocessing
+
+    from gui_handlers import Page, ReviewHandlers
+    from tests.test_db_health import _hold_write_lock
+
+    with ProjectStore.create(tmp_path / "proj", ["cat"]) as store:
+        store.add_image(_png(tmp_path / "in" / "b.png", seed=1), ["cat"])
+    store = ProjectStore.open(tmp_path / "proj", busy_timeout=0.5)
+    page = Page(**{f.name: f.name for f in dataclasses.fields(Page)})
+    handlers = ReviewHandlers(page, store, None, user="tester")
+    ui = handlers.on_load(None)["state"]
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_write_lock, args=(str(store.root), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        out = handlers.on_reject(ui)
+        assert out["message_md"].startswith(f"⚠️ project.db: the project is busy: process {holder.pid} (")
+        assert str(store.root) not in out["message_md"]
+        assert store.image(ui.session.image_id).status == "new"
+    finally:
+        release.set()
+        holder.join(60)
+        store.close()
