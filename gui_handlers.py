@@ -94,8 +94,8 @@ def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
         if ui is None:
             return {self.page.message_md: "The page is still loading; try again."}
         try:
-            self.pool.use(ui)  # reads the image again if its memory was given to other tabs
-            return fn(self, ui, *args, **kwargs) or {self.page.message_md: gr.skip()}
+            with self.pool.using(ui):  # reads the image again if its memory was given to other tabs
+                return fn(self, ui, *args, **kwargs) or {self.page.message_md: gr.skip()}
         except EditConflict as error:
             gr.Warning(user_message(error, self.store.root))
             return self.view(ui, f"⚠️ {user_message(error, self.store.root)}")
@@ -184,6 +184,10 @@ class ReviewHandlers:
         name = getattr(request, "username", None) or self.user
         ui = Ui(ReviewSession(self.store, self.shared, user=name))
         self.pool.opened(ui, getattr(request, "session_hash", None))
+        with self.pool.using(ui):
+            return self._load(ui)
+
+    def _load(self, ui: Ui) -> dict:
         message, failed = "", ""
         try:
             rows = ui.session.queue(order=ui.order)

@@ -67,3 +67,15 @@ def test_a_released_tab_reads_its_image_again_when_used(handlers) -> None:
     out = handlers.on_deselect(first)  # any action of that tab
     assert first.session.image is not None and first.session.image_id == image_id
     assert len(first.session.instances) == 3 and out["canvas"] is not None
+
+
+def test_a_session_in_a_handler_is_never_released(handlers) -> None:
+    pool = SessionPool(max_loaded=1)
+    first = handlers.on_load(_tab("a"))["state"]
+    second = handlers.on_load(_tab("b"))["state"]
+    with pool.using(first):
+        assert first.session.image is not None
+        pool.use(second)  # another tab's handler meanwhile
+        assert first.session.image is not None and second.session.image is not None
+    assert first.session.image is None and second.session.image is not None  # the bound, once it is done
+    assert pool.loaded == 1

@@ -4,14 +4,16 @@ Each browser tab has a :class:`annotate.review.view.Ui` whose session holds the 
 instance, hundreds of megabytes for a large photo. :class:`SessionPool` keeps the pixels of the
 ``max_loaded`` most recently used tabs only: an older tab's session is released
 (:meth:`annotate.review.session.ReviewSession.release`) and reads its image again when it is next used. A
-closed tab's session is released at once (Gradio keeps a closed tab's state for an hour, in case it is
-reopened).
+session in the middle of a handler is never released (the bound is restored when it finishes). A closed tab's
+session is released at once (Gradio keeps a closed tab's state for an hour, in case it is reopened).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 DEFAULT_MAX_LOADED = 4
@@ -28,6 +30,7 @@ class SessionPool:
         self._lock = threading.Lock()
         self._recent: OrderedDict[int, Any] = OrderedDict()
         self._tabs: dict[str, Any] = {}
+        self._busy: Counter[int] = Counter()
 
     def opened(self, ui: Any, tab: str | None) -> None:
         """A tab was loaded with ``ui`` (``tab``: Gradio's session hash, to release it when the tab closes)."""
@@ -38,22 +41,50 @@ class SessionPool:
 
     def use(self, ui: Any) -> None:
         """``ui`` is about to be used: bring its image back if it was released, release the least recent ones."""
+        with self.using(ui):
+            pass
+
+    @contextmanager
+    def using(self, ui: Any) -> Iterator[None]:
+        """Around a handler of ``ui``: its image is in memory, and no other handler releases it meanwhile."""
         with self._lock:
             self._recent[id(ui)] = ui
             self._recent.move_to_end(id(ui))
-            evicted = []
-            while len(self._recent) > self.max_loaded:
-                evicted.append(self._recent.popitem(last=False)[1])
-        for old in evicted:
-            old.session.release()
-        ui.session.restore()
+            self._busy[id(ui)] += 1
+            evicted = self._evict()
+        try:
+            for old in evicted:
+                old.session.release()
+            ui.session.restore()
+            yield
+        finally:
+            with self._lock:
+                self._busy[id(ui)] -= 1
+                if self._busy[id(ui)] <= 0:
+                    del self._busy[id(ui)]
+                evicted = self._evict()
+            for old in evicted:
+                old.session.release()
+
+    def _evict(self) -> list[Any]:
+        """Take the least recently used idle sessions out while more than ``max_loaded`` are in (under the lock);
+        the most recently used one always stays."""
+        evicted = []
+        for key in list(self._recent)[:-1]:
+            if len(self._recent) <= self.max_loaded:
+                break
+            if not self._busy.get(key):
+                evicted.append(self._recent.pop(key))
+        return evicted
 
     def closed(self, tab: str | None) -> None:
         """The tab ``tab`` was closed: release its session now."""
         with self._lock:
             ui = self._tabs.pop(tab, None) if tab else None
-            if ui is not None:
+            if ui is not None and not self._busy.get(id(ui)):
                 self._recent.pop(id(ui), None)
+            else:
+                ui = None
         if ui is not None:
             ui.session.release()
 
