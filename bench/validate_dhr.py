@@ -37,6 +37,8 @@ VARIANTS: dict[str, DHRConfig] = {
     "POT converged (1e-9, 1000 it.)": DHRConfig(solver="pot", max_iter=1000, stop_thr=1e-9),
     "POT stop_thr 1e-4, 100 it.": DHRConfig(solver="pot", max_iter=100, stop_thr=1e-4),
     "POT 1 iteration": DHRConfig(solver="pot", max_iter=1, stop_thr=0.0),
+    "POT 1 iteration, eps 0.05": DHRConfig(solver="pot", max_iter=1, stop_thr=0.0, eps=0.05),
+    "POT 1 iteration, eps 0.2": DHRConfig(solver="pot", max_iter=1, stop_thr=0.0, eps=0.2),
     "POT 2 iterations": DHRConfig(solver="pot", max_iter=2, stop_thr=0.0),
     "POT 3 iterations": DHRConfig(solver="pot", max_iter=3, stop_thr=0.0),
     "POT 5 iterations": DHRConfig(solver="pot", max_iter=5, stop_thr=0.0),
@@ -92,9 +94,11 @@ def scenes(names: list[str], seeds: int) -> list[tuple[str, str, SyntheticScene]
 
 def run_variants(items, crf: CRFConfig) -> dict[tuple[str, bool], list[Score]]:
     """Every variant, CRF off and on, on every scene."""
+    from tqdm.auto import tqdm
+
     results: dict[tuple[str, bool], list[Score]] = {}
     for label, config in VARIANTS.items():
-        for family, split, scene in items:
+        for family, split, scene in tqdm(items, desc=label, unit="scene", leave=False):
             start = time.perf_counter()
             result = rebalance(scene.cams, scene.mask, scene.tags, scene.uss, scene.wss, config=config)
             ms = 1000 * (time.perf_counter() - start)

@@ -44,7 +44,7 @@ class OTSettings:
 
     solver: str = "pot"
     eps: float = 0.1
-    max_iter: int = 100
+    max_iter: int = 1
     stop_thr: float = 1e-4
 
     def __post_init__(self) -> None:

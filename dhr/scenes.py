@@ -34,12 +34,14 @@ class SceneSpec:
         cam_blur: extra Gaussian blur of every CAM, in CAM cells.
         cam_shift: every CAM's peak is shifted by this many CAM cells in a random direction.
         weak_cam: contrast of the CAM of one further class (3, or the minor class with two tags): its peak is
-            scaled by this over a floor of ``(1 - weak_cam) / 2``; 1 = intact, 0 = no CAM at all (a flat map).
+            scaled by this over a floor of ``0.3 (1 - weak_cam)``; 1 = intact, 0 = no CAM at all (a flat map).
         uss_separates: the USS features tell the minor class from the major one (else only WSS features do).
         wss_partial: with four or more classes, classes 3 and 4 also share their USS code and their WSS features
             do not tell them apart either (only some confused pairs are separable).
         noise: standard deviation of the feature noise and amplitude of the CAM noise.
         photo: textured objects on the background photograph passed to :func:`make_family_scene`.
+        vanished: the base mask has no pixel of the minor class at all (they are given to the major class),
+            so only stage 1 can bring it back.
     """
 
     classes: tuple[int, int] = (3, 3)
@@ -52,6 +54,7 @@ class SceneSpec:
     wss_partial: bool = False
     noise: float = 0.05
     photo: bool = False
+    vanished: bool = False
 
 
 BASE = SceneSpec()
@@ -62,6 +65,7 @@ FAMILIES: dict[str, SceneSpec] = {
     "many tags (6-10)": replace(BASE, classes=(6, 10), size=512),
     "tiny minor (0.5-1.5 %)": replace(BASE, minor_area=(0.005, 0.015)),
     "large minor (6-10 %)": replace(BASE, minor_area=(0.06, 0.10)),
+    "minor vanished from the mask": replace(BASE, vanished=True),
     "blurred CAMs": replace(BASE, cam_blur=1.5),
     "shifted CAM peaks": replace(BASE, cam_shift=1),
     "weak CAM": replace(BASE, weak_cam=0.3),
@@ -186,6 +190,8 @@ def make_family_scene(spec: SceneSpec, seed: int, background: np.ndarray | None 
 
     cams = _cams(spec, gt, one_hot, tags, rng, g)
     mask = cam_argmax(cams, tags, (spec.size, spec.size))
+    if spec.vanished and 2 in tags:
+        mask[mask == 2] = 1
     return SyntheticScene(image, gt, cams, tags, mask, uss, wss, minor=2 if 2 in tags else 0)
 
 
@@ -214,7 +220,7 @@ def _cams(spec: SceneSpec, gt: torch.Tensor, one_hot: torch.Tensor, tags: list[i
     cams = torch.stack(maps)
     weak = tags.index(3) if 3 in tags else (tags.index(2) if 2 in tags else None)
     if weak is not None and spec.weak_cam < 1.0:  # low contrast: the peak barely rises above a raised floor
-        floor = blur_maps(torch.ones(1, h, h), 2.0)[0] * 0.5 * (1.0 - spec.weak_cam)
+        floor = blur_maps(torch.ones(1, h, h), 2.0)[0] * 0.3 * (1.0 - spec.weak_cam)
         cams[weak] = cams[weak] * spec.weak_cam + floor
     cams = _shift(cams, spec.cam_shift, rng)
     return cams + spec.noise * torch.rand(cams.shape, generator=g)
