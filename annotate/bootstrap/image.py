@@ -102,11 +102,14 @@ def process_image(
     """One image (HWC uint8 RGB) with its tag ids -> CAMs, base mask, DHR, segmenter instances, confidence.
 
     ``timings``: when given, the seconds of each stage are added to it under "cams", "sam_encoder" (the
-    segmenter's ``set_image``), "uss", "dhr" and "prompting".
+    segmenter's ``set_image``), "uss", "dhr" and "prompting". Settings ``config`` leaves at None come from
+    the classifier's profile (``annotate.bootstrap.profiles``).
     """
+    from annotate.bootstrap.profiles import resolved_config
     from dhr.uss import SamEmbeddingFeatures, image_to_tensor
     from training.classifier import cams_to_mask, compute_cams
 
+    config = resolved_config(config, model)
     clock = _StageClock(timings, config.device)
     with clock("cams"):
         x = image_to_tensor(image, config.device)

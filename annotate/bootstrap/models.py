@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from annotate.bootstrap.profiles import AUTO_BACKBONE, PRETRAINED, SCRATCH, profile_for, resolved_config
 from annotate.dataset import DatasetEntry, TaggedDataset
 from annotate.images import load_image
 
@@ -29,13 +30,7 @@ logger = logging.getLogger(__name__)
 
 def prepare_classifier(dataset: TaggedDataset, config: BootstrapConfig, path: Path) -> Classifier:
     """Load ``config.classifier`` or ``path`` if present (classes must match), else train and save to ``path``."""
-    from training.classifier import (
-        TrainConfig,
-        build_classifier,
-        load_classifier,
-        save_classifier,
-        train_classifier,
-    )
+    from training.classifier import TrainConfig, load_classifier, save_classifier, train_classifier
 
     source = Path(config.classifier) if config.classifier is not None else (path if path.is_file() else None)
     if source is not None:
@@ -52,18 +47,13 @@ def prepare_classifier(dataset: TaggedDataset, config: BootstrapConfig, path: Pa
         if source != path:
             save_classifier(model, path, dataset.classes)
         return model
-    torch.manual_seed(config.seed)
-    model = build_classifier(
-        config.backbone,
-        len(dataset.classes),
-        pretrained=config.pretrained,
-        weights_dir=config.weights_dir,
-        download=config.download,
-    )
+    model = build_bootstrap_classifier(config, len(dataset.classes))
+    config = resolved_config(config, model)
     train = TrainConfig(
         epochs=config.epochs,
         batch_size=config.batch_size,
         crop_size=config.crop_size,
+        scale_range=config.scale_range,
         optimizer=config.optimizer,
         lr=config.lr,
         workers=config.workers,
@@ -72,13 +62,39 @@ def prepare_classifier(dataset: TaggedDataset, config: BootstrapConfig, path: Pa
     )
     entries = dataset.entries
     logger.info(
-        "training the %s classifier on %d images for %d epochs", config.backbone, len(entries), config.epochs
+        "training the %s classifier (%s) on %d images for %d epochs",
+        config.backbone,
+        "from ImageNet weights" if model.pretrained else "from scratch",
+        len(entries),
+        config.epochs,
     )
     train_classifier(
         model, _ImageReader(entries), torch.from_numpy(dataset.targets()), train, progress=config.progress
     )
     save_classifier(model, path, dataset.classes)
     return model.eval()
+
+
+def build_bootstrap_classifier(config: BootstrapConfig, num_classes: int) -> Classifier:
+    """A new classifier for ``config.backbone``, initialised from ImageNet when ``config.pretrained`` allows.
+
+    ``"auto"``: a ResNet-50 with ImageNet weights when they are present or downloadable, else the offline
+    default (``profiles.SCRATCH``: a small ResNet from random weights). The output stride follows the profile.
+    Weights are drawn from a generator seeded with ``config.seed`` (the global torch generator is untouched).
+    """
+    from training.backbone import imagenet_state_dict
+    from training.classifier import Classifier
+
+    backbone = PRETRAINED.backbone if config.backbone == AUTO_BACKBONE else config.backbone
+    state = imagenet_state_dict(backbone, config.weights_dir, config.download) if config.pretrained else None
+    if state is None and config.backbone == AUTO_BACKBONE:
+        backbone = SCRATCH.backbone
+        logger.warning("no ImageNet weights: the offline classifier %s is trained from scratch", backbone)
+    profile = profile_for(backbone, state is not None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = Classifier(backbone, num_classes, profile.output_stride, state_dict=state)
+    return model.to(config.device)
 
 
 class _ImageReader:
@@ -140,4 +156,4 @@ def build_bootstrap_segmenter(name: str | Segmenter, config: BootstrapConfig) ->
     )
 
 
-__all__ = ["build_bootstrap_segmenter", "build_uss_provider", "prepare_classifier"]
+__all__ = ["build_bootstrap_classifier", "build_bootstrap_segmenter", "build_uss_provider", "prepare_classifier"]

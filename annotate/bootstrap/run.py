@@ -45,6 +45,7 @@ from annotate.bootstrap.outputs import (
     open_project,
     write_mask_png,
 )
+from annotate.bootstrap.profiles import resolved_config
 from annotate.bootstrap.shards import shard_entries
 from annotate.dataset import DatasetEntry, TaggedDataset
 from annotate.files import atomic_write_text
@@ -63,21 +64,27 @@ USER = "bootstrap"
 
 @dataclass
 class BootstrapConfig:
-    """Settings of a bootstrap run (the CLI's options)."""
+    """Settings of a bootstrap run (the CLI's options).
+
+    Fields left at None (and ``backbone="auto"``) take the values of the classifier's profile
+    (:mod:`annotate.bootstrap.profiles`): ``auto`` is a ResNet-50 fine-tuned from ImageNet when its weights are
+    present or downloadable, else the offline default, a small ResNet trained from scratch.
+    """
 
     out: Path
-    backbone: str = "resnet50"
+    backbone: str = "auto"  # a training.backbone.BACKBONES name, or "auto"
     classifier: str | Path | None = None  # a saved classifier to use instead of training one
     pretrained: bool = True  # ImageNet initialisation when the weights file is present or downloadable
-    epochs: int = 5
-    lr: float = 0.01
+    epochs: int | None = None
+    lr: float | None = None
     optimizer: str = "sgd"
-    crop_size: int = 320
-    batch_size: int = 8
+    crop_size: int | None = None
+    batch_size: int | None = None
+    scale_range: tuple[float, float] | None = None  # random rescale of the classifier's training images
     workers: int = 0
-    cam_scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+    cam_scales: tuple[float, ...] | None = None
     cam_flip: bool = True
-    background_threshold: float = 0.3  # base mask: background where the highest CAM is below this
+    background_threshold: float | None = None  # base mask: background where the highest CAM is below this
     base_masks: str | Path | None = (
         None  # folder of base masks (PNG class ids, <name>.png) from another method
     )
@@ -88,7 +95,7 @@ class BootstrapConfig:
     device: str = "cpu"
     shard: tuple[int, int] = (0, 1)
     seed: int = 0
-    dhr: DHRConfig = field(default_factory=DHRConfig)
+    dhr: DHRConfig = field(default_factory=lambda: DHRConfig(crf=True))  # as the CLI: DHR ends with the dense CRF
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
     embedding_cache: str | Path | None = None  # SAM embedding cache folder (default: <out>/.cache/embeddings)
     progress: bool = True
@@ -99,8 +106,9 @@ class BootstrapConfig:
         i, n = self.shard
         if n < 1 or not 0 <= i < n:
             raise ValueError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
-        if not 0.0 <= self.background_threshold <= 1.0:
-            raise ValueError(f"background_threshold must be in [0, 1], got {self.background_threshold}")
+        threshold = self.background_threshold
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"background_threshold must be in [0, 1], got {threshold}")
 
 
 @dataclass
@@ -182,6 +190,7 @@ def run_bootstrap(
             uss_provider if uss_provider is not None else config.uss, config, seg
         )
         model = prepare_classifier(dataset, config, classifier_path)
+        config = resolved_config(config, model)
         seg_name = getattr(seg, "model_id", type(seg).__name__)
         _write_manifest(config, dataset, seg_name, uss_name)
         processed: list[str] = []

@@ -1,0 +1,92 @@
+"""Classifier settings for the two situations a bootstrap run meets: ImageNet weights present, or none (offline).
+
+A ``ClassifierProfile`` holds what depends on that: the backbone, its training schedule and the CAM settings
+that suit CAMs of such a network. ``BootstrapConfig`` fields left at None take the profile's value
+(:func:`resolved_config`); the profile is chosen from the backbone the classifier actually has, so a run that
+asked for ``backbone="auto"`` and found no ImageNet weights gets the from-scratch profile throughout.
+
+- ``PRETRAINED``: a dilated ResNet-50 fine-tuned from ImageNet for a few epochs at 320 px crops.
+- ``SCRATCH``: the offline default, a width-reduced ResNet (``resnet_small``, 0.6 M parameters) trained from
+  random weights for many short epochs on small crops, which learns from tens of images on a CPU; its CAMs
+  come at output stride 8 and are thresholded higher, since a from-scratch network's CAMs spread wider.
+  The figures behind these values are in ``bench/bench_pipeline.py`` and the README ("Offline defaults").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from annotate.bootstrap import BootstrapConfig
+    from training.classifier import Classifier
+
+AUTO_BACKBONE = "auto"
+_FIELDS = ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold")
+
+
+@dataclass(frozen=True)
+class ClassifierProfile:
+    """Backbone, training schedule and CAM settings of one kind of classifier (see the module docstring)."""
+
+    backbone: str
+    output_stride: int
+    epochs: int
+    lr: float
+    crop_size: int
+    batch_size: int
+    scale_range: tuple[float, float]  # random rescale of the training images
+    cam_scales: tuple[float, ...]
+    background_threshold: float  # base mask: background where the highest CAM is below this
+
+
+PRETRAINED = ClassifierProfile(
+    backbone="resnet50",
+    output_stride=16,
+    epochs=5,
+    lr=0.01,
+    crop_size=320,
+    batch_size=8,
+    scale_range=(0.7, 1.3),
+    cam_scales=(1.0, 0.5, 1.5, 2.0),
+    background_threshold=0.3,
+)
+
+SCRATCH = ClassifierProfile(
+    backbone="resnet_small",
+    output_stride=16,
+    epochs=30,
+    lr=0.05,
+    crop_size=192,
+    batch_size=8,
+    scale_range=(0.6, 1.0),
+    cam_scales=(1.0, 0.5, 1.5),
+    background_threshold=0.3,
+)
+
+
+def profile_for(backbone: str, pretrained: bool) -> ClassifierProfile:
+    """The profile of a classifier with ``backbone`` that does (``pretrained``) or does not start from ImageNet."""
+    base = PRETRAINED if pretrained else SCRATCH
+    return base if backbone == base.backbone else dataclasses.replace(base, backbone=backbone)
+
+
+def classifier_profile(model: Classifier) -> ClassifierProfile:
+    """The profile matching a built or loaded classifier (pretrained when its backbone has ImageNet weights)."""
+    from training.backbone import BACKBONES
+
+    return profile_for(model.backbone_name, BACKBONES[model.backbone_name].checkpoint is not None)
+
+
+def resolved_config(config: BootstrapConfig, model: Classifier) -> BootstrapConfig:
+    """``config`` with its None training / CAM fields (and an "auto" backbone) filled from ``model``'s profile."""
+    profile = classifier_profile(model)
+    values = {name: getattr(profile, name) for name in _FIELDS if getattr(config, name) is None}
+    if config.backbone == AUTO_BACKBONE:
+        values["backbone"] = model.backbone_name
+    return dataclasses.replace(config, **values) if values else config
+
+
+__all__ = ["AUTO_BACKBONE", "ClassifierProfile", "PRETRAINED", "SCRATCH", "classifier_profile", "profile_for",
+           "resolved_config"]
