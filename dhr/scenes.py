@@ -109,7 +109,7 @@ def _layout(spec: SceneSpec, k: int, rng: np.random.Generator) -> np.ndarray:
     margin = max(2, s // 32)
     for c in range(3, k + 1):
         occupied = gt > 0
-        grown = F.max_pool2d(torch.from_numpy(occupied).float()[None, None], 2 * margin + 1, 1, margin)[0, 0] > 0
+        grown = _dilate(torch.from_numpy(occupied).float()[None], margin)[0] > 0
         for scale in (0.22, 0.16, 0.11, 0.08):
             h, w = (int(s * scale * rng.uniform(0.8, 1.2)) for _ in range(2))
             corner = _place(~grown.numpy(), h, w, rng)
@@ -131,6 +131,13 @@ def _image(gt: np.ndarray, spec: SceneSpec, rng: np.random.Generator, background
         image = np.where(gt[..., None] == 0, photo, image + stripes)
     image = image + rng.normal(0, 8, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _dilate(maps: torch.Tensor, radius: int) -> torch.Tensor:
+    """Square max filter of side ``2 radius + 1`` on (C, H, W) maps, as two 1-D passes (cheap at any radius)."""
+    k = 2 * radius + 1
+    rows = F.max_pool2d(maps[None], (k, 1), stride=1, padding=(radius, 0))
+    return F.max_pool2d(rows, (1, k), stride=1, padding=(0, radius))[0]
 
 
 def _codes(num: int, dim: int, g: torch.Generator) -> torch.Tensor:
@@ -205,7 +212,7 @@ def _cams(spec: SceneSpec, gt: torch.Tensor, one_hot: torch.Tensor, tags: list[i
     maps = []
     for c in tags:
         if c == 1 and 2 in tags:
-            spill = F.max_pool2d(one_hot[2:3][None], 2 * reach + 1, stride=1, padding=reach)[0]
+            spill = _dilate(one_hot[2:3], reach)
             region = (one_hot[1:2] + spill).clamp(max=1)
             maps.append(blur_maps(pool_maps(region, 16), blur)[0])
         elif c == 2:
