@@ -6,6 +6,10 @@ was based on, so two annotators on the same image never overwrite each other sil
 :class:`EditConflict` (from the store's :class:`annotate.store.VersionConflict`) after the session reloaded the
 newer labels, and nothing of the stale edit is written.
 
+Opening an image checks its file against the SHA-256 recorded when it was added (a changed file is refused,
+naming it). :meth:`ReviewSession.release` frees the pixels and masks of a session not in use (the GUI bounds its
+memory so) and :meth:`ReviewSession.restore` reads them again.
+
 Clicks refine the selected instance at once through :func:`annotate.review.refine.refine_instance`; the overlay is
 drawn by :func:`annotate.review.overlay.render_overlay`; brush strokes come from :mod:`annotate.review.brush`.
 
