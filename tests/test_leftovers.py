@@ -112,3 +112,28 @@ def test_a_long_image_name_fits_its_temporary_name(tmp_path: Path) -> None:
     with ProjectStore.create(tmp_path / "proj", ["cat"]) as store:
         store.add_image(source, ["cat"])
         assert (store.root / "images" / name).is_file()
+
+
+def test_a_failed_init_into_an_existing_folder_leaves_only_what_was_there(
+    tmp_path: Path, coco_file: Path, monkeypatch
+) -> None:
+    import cli
+
+    root = tmp_path / "proj"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "mine.txt").write_text("the user's own file")
+    (coco_file.parent / "tags.csv").write_text("".join(f"img{i:03d}.png,cat\n" for i in range(5)))
+    original = ProjectStore.add_image
+    calls = []
+
+    def fail_on_fourth(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise ValueError("late failure")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProjectStore, "add_image", fail_on_fourth)
+    argv = ["init", str(root), "--classes", "cat", "--images", str(coco_file.parent)]
+    assert cli.main(argv + ["--tags", str(coco_file.parent / "tags.csv")]) == 2
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["mine.txt"]  # 3 copies rolled back
+    assert not (root / "project.db").exists()
