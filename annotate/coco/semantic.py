@@ -14,33 +14,16 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from annotate.files import atomic_write, remove_stale_temporaries
 from annotate.rle import decode_rle
 from annotate.store.paths import check_relative_name, png_name
+from annotate.store.semantic import paint_semantic
+from dhr.labels import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore
-    from annotate.store.records import InstanceRecord
 
 logger = logging.getLogger(__name__)
-
-IGNORE_INDEX = 255
-
-
-def paint_semantic(instances: Sequence[InstanceRecord], height: int, width: int) -> np.ndarray:
-    """(H, W) uint8 class-id map: instances painted in increasing score, so the most confident is on top."""
-    semantic = np.zeros((height, width), np.uint8)
-    for record in sorted(instances, key=lambda r: (r.score, r.id)):
-        x, y, w, h = (int(round(v)) for v in record.bbox)
-        window = (
-            slice(y, y + h),
-            slice(x, x + w),
-        )  # paint inside the box only: the rest of the mask is empty
-        semantic[window][decode_rle(record.rle)[window]] = record.class_id
-    return semantic
-
 
 def voc_palette() -> list[int]:
     """The PASCAL VOC colour map as a flat list of 768 ints (index 0 black, 255 = (224, 224, 192))."""

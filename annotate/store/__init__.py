@@ -7,12 +7,15 @@
 - :mod:`annotate.store.history`: undo / redo stacks;
 - :mod:`annotate.store.records`: the records, statuses and input checks;
 - :mod:`annotate.store.paths`: names inside the project root, never outside it;
+- :mod:`annotate.store.layout`: :class:`ProjectLayout`, where caches, outputs and training rounds live;
+- :mod:`annotate.store.semantic`: an image's instances painted into one class-id map;
 - :mod:`annotate.store.protect`: the project's own files, which no export may write over;
 - :mod:`annotate.store.health`: damaged, foreign or busy databases, reported in one line;
 - :mod:`annotate.store.pending`: the journal that removes image copies a killed run never registered.
 """
 
 from annotate.store.catalog import ProjectCatalog
+from annotate.store.layout import ProjectLayout
 from annotate.store.paths import DB_NAME, IMAGES_DIR, check_relative_name
 from annotate.store.project import ProjectStore
 from annotate.store.records import (
@@ -37,6 +40,7 @@ __all__ = [
     "InstanceRecord",
     "NewInstance",
     "ProjectCatalog",
+    "ProjectLayout",
     "ProjectStore",
     "RESERVED_CLASS_NAMES",
     "SCHEMA_VERSION",

@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from annotate.coco.semantic import paint_semantic
 from annotate.files import atomic_copy
 from annotate.images import image_sha256, image_size
 from annotate.images import load_image as _load_image_file
 from annotate.rle import decode_rle
 from annotate.store.db import Database
+from annotate.store.layout import ProjectLayout
 from annotate.store.paths import (
     DB_NAME,
     IMAGES_DIR,
@@ -48,6 +48,7 @@ from annotate.store.records import (
     utc_now,
 )
 from annotate.store.schema import name_key
+from annotate.store.semantic import paint_semantic
 
 logger = logging.getLogger(__name__)
 
@@ -374,6 +375,11 @@ class ProjectCatalog(Database):
         with self._lock:
             counts = dict(self._db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
         return {status: int(counts.get(status, 0)) for status in STATUSES}
+
+    @property
+    def layout(self) -> ProjectLayout:
+        """Where the project's caches, outputs and training rounds live (:class:`ProjectLayout`)."""
+        return ProjectLayout(self.root)
 
     def resolve(self, file_name: str) -> Path:
         """Absolute path of a root-relative name, refusing anything that leads outside the root."""
