@@ -28,6 +28,7 @@ from annotate.review.overlay import class_color
 from annotate.review.refine import SharedSegmenter
 from annotate.review.view import DISPLAY_MIN_SIDE, ORDERS, TOOL_CHOICES, segmenter_banner
 from annotate.store import STATUSES
+from core.errors import UserError
 from gui_handlers import Page, ReviewHandlers
 
 logger = logging.getLogger("dhr.app")
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         store = open_project(args)
         shared = build_segmenter_for(args, store)
         kwargs = launch_kwargs(args, store)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (UserError, ValueError, OSError) as error:
         logger.error("%s", error)
         return 2
     if args.host not in ("127.0.0.1", "localhost", "::1") and not kwargs["auth"]:

@@ -15,6 +15,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from core.errors import UserError
+
 COMMAND_MODULES = (
     "annotate.cli_weights",  # dhr weights: list / download / verify checkpoints
     "annotate.cli_project",  # dhr init / import-coco / export
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, RuntimeError) as error:
+    except (UserError, ValueError, OSError) as error:  # bad input, missing files: one line; the rest a traceback
         logging.getLogger("dhr").error("%s", error)
         return 2
     except sqlite3.Error as error:  # met after opening: name the project's database

@@ -42,6 +42,7 @@ from annotate.review.view import (
     queue_rows,
     training_summary,
 )
+from core.errors import UserError
 
 logger = logging.getLogger("dhr.app")
 
@@ -67,8 +68,9 @@ class Page:
     remove_box: Any
 
 
-USER_ERRORS = (ValueError, RuntimeError, OSError, KeyError, sqlite3.Error)
-"""Errors a handler shows as a message instead of failing (bad input, a busy or damaged project, a bad file)."""
+USER_ERRORS = (UserError, ValueError, OSError, KeyError, sqlite3.Error)
+"""Errors a handler shows as a message instead of failing (bad input, a busy or damaged project, a bad file);
+any other error (torch's ``RuntimeError`` included) is logged with its traceback."""
 
 
 def user_message(error: BaseException, root: Path, *, upload: Path | None = None) -> str:

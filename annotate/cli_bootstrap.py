@@ -10,12 +10,11 @@ def _classes(value: str | None) -> list[str] | None:
     """--classes: a file with one class per line, or a comma-separated list."""
     if value is None:
         return None
-    path = Path(value)
-    if path.is_file():
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    else:
-        names = [v.strip() for v in value.split(",")]
-    names = [n for n in names if n]
+    from annotate.dataset import read_class_file
+
+    if Path(value).is_file():
+        return read_class_file(value)
+    names = [n for n in (v.strip() for v in value.split(",")) if n]
     if not names:
         raise ValueError(f"--classes {value!r} gives no class names")
     return names
@@ -59,7 +58,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--format", default="auto", choices=["auto", "csv", "json", "voc", "coco"], help="tags format"
     )
-    p.add_argument("--classes", help="class list: a file (one per line) or comma-separated names")
+    p.add_argument(
+        "--classes",
+        help="class list: a file (one per line) or comma-separated names; class ids follow its order "
+        "(default: classes.txt beside the tags, else the tags file's list, else the tags sorted)",
+    )
     p.add_argument(
         "--strict", action="store_true", help="stop on any dataset problem instead of skipping entries"
     )
@@ -154,7 +157,10 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
         strict=args.strict,
         check_images=args.check_images,
         progress=not args.no_progress,
+        warn=False,
     )
+    for line in dataset.problem_report():  # each problem once, before any heavy work
+        print(line)
     config = BootstrapConfig(
         out=Path(args.out),
         backbone=args.backbone,
@@ -191,9 +197,8 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
     if report.coco_path is not None:
         print(f"COCO: {report.coco_path}")
     if dataset.problems:
-        print(f"{len(dataset.problems)} dataset entr{'y' if len(dataset.problems) == 1 else 'ies'} skipped:")
-        for problem in dataset.problems:
-            print(f"  - {problem}")
+        count = len(dataset.problems)
+        print(f"{count} dataset entr{'y' if count == 1 else 'ies'} skipped (listed above)")
     return 0
 
 

@@ -1,10 +1,10 @@
 """``dhr init | import-coco | export | status``: create a project, bring labels in, take them out, count them.
 
-- ``dhr init PROJECT --classes a,b,c [--images DIR] [--tags FILE]``: a new project; with ``--images`` and/or
-  ``--tags`` the tagged images (CSV ``file,tags`` with ``;`` between tags, JSON mapping, VOC folder or COCO
-  file, see :mod:`annotate.dataset`) are checked (decoded) and copied in. Unknown or empty tags, missing or
-  unreadable images are all listed and nothing is created, unless ``--skip-bad`` (bad entries are then left
-  out with a warning) or ``--allow-new-classes`` (unknown tags become new classes).
+- ``dhr init PROJECT --classes a,b,c|FILE [--images DIR] [--tags FILE]``: a new project; with ``--images``
+  and/or ``--tags`` the tagged images (CSV ``file,tags`` with ``;`` between tags, JSON mapping, VOC folder or
+  COCO file, see :mod:`annotate.dataset`) are checked (decoded) and copied in. Unknown or empty tags, missing
+  or unreadable images are listed once and those entries left out; with ``--strict`` nothing is created
+  instead; with ``--allow-new-classes`` unknown tags become new classes.
 - ``dhr import-coco PROJECT FILE [--map old=new ...] [--images DIR]``: labels from a COCO file.
 - ``dhr export PROJECT OUT.json [--accepted-only] [--polygons] [--semantic DIR]``: COCO (and PNG masks).
 - ``dhr status PROJECT``: images per status.
@@ -23,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``init``, ``import-coco``, ``export`` and ``status``."""
     init = subparsers.add_parser("init", help="create an annotation project (optionally with tagged images)")
     init.add_argument("project", help="project folder (created; must not hold a project)")
-    init.add_argument("--classes", required=True, help="comma-separated class names, e.g. cat,dog,bird")
+    init.add_argument(
+        "--classes",
+        required=True,
+        help="class names: comma-separated (cat,dog,bird) or a file with one name a line; ids follow its order",
+    )
     init.add_argument("--images", help="folder of images to add (tags from --tags or a tags file in it)")
     init.add_argument(
         "--tags", help="tags file: CSV (file,tags with ';'), JSON mapping, VOC folder or COCO json"
@@ -32,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--allow-new-classes", action="store_true", help="add tags missing from --classes as classes"
     )
     init.add_argument(
-        "--skip-bad", action="store_true", help="leave out bad entries (with a warning) instead of failing"
+        "--strict", action="store_true", help="stop on any dataset problem instead of skipping entries"
     )
+    init.add_argument("--skip-bad", action="store_true", help=argparse.SUPPRESS)  # the default; kept as an alias
     init.add_argument("--user", default="cli", help="name recorded in the change log")
     init.set_defaults(func=run_init)
 
@@ -90,14 +95,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _split_classes(text: str) -> list[str]:
+    """--classes: the names of an existing file (one a line), else comma-separated names."""
+    if Path(text).is_file():
+        from annotate.dataset import read_class_file
+
+        return read_class_file(text)
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def run_init(args: argparse.Namespace) -> int:
-    """Create the project; check and add the tagged images (all or nothing unless --skip-bad)."""
+    """Create the project; check and add the tagged images (bad entries skipped, or nothing with --strict)."""
     from annotate.dataset import load_dataset
     from annotate.store import DB_NAME, IMAGES_DIR, ProjectStore
 
+    if args.skip_bad:
+        print("note: --skip-bad is the default now and will go away; --strict stops on bad entries")
     classes = _split_classes(args.classes)
     root = Path(args.project)
     if (root / DB_NAME).exists():
@@ -108,10 +120,14 @@ def run_init(args: argparse.Namespace) -> int:
             args.images or Path(args.tags).parent,
             tags=args.tags,
             images=args.images,
-            classes=None if args.allow_new_classes else classes,
-            strict=not args.skip_bad,
+            classes=classes,
+            new_classes=args.allow_new_classes,
+            strict=args.strict,
             check_images="decode",
+            warn=False,
         )
+        for line in dataset.problem_report():
+            print(line)
     existed = {path: path.exists() for path in (root, root / IMAGES_DIR)}
     store = ProjectStore.create(root, classes)
     try:

@@ -9,8 +9,11 @@ Formats (``format="auto"`` picks by the path):
 - **COCO** (``*.json`` with ``images``, ``annotations``, ``categories``): an image's tags are the categories
   of its annotations; the class list is the categories, in id order.
 
-The class list comes from ``classes`` if given, else from the file (COCO categories, JSON ``classes``), else
-from the tags (sorted). ``load_dataset`` validates everything before any heavy work and reports every problem
+The class list comes from ``classes`` if given, else from a ``classes.txt`` beside the tags (one name a line,
+class ids in its order; a leading ``background`` line is class 0 and dropped), else from the file (COCO
+categories, JSON ``classes``), else from the tags (sorted). With a class list, a tag outside it is an
+``unknown_tag`` problem (the entry is skipped, or the run stops with ``strict``); only without one do new tags
+become classes. ``load_dataset`` validates everything before any heavy work and reports every problem
 at once: missing files, unreadable images, unknown tags, empty tags, duplicate names (equal up to case and
 suffix, as the project store sees them) or unsafe names. Bad entries are
 skipped with a warning listing them, or, with ``strict=True``, a ``DatasetError`` lists them all.
@@ -30,6 +33,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from annotate.store.schema import name_key
+from core.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,8 @@ PROBLEM_KINDS = (
     "unsafe_name",  # absolute path or ".." component: would leave the image folder
 )
 TAG_FILE_NAMES = ("tags.csv", "tags.json", "annotations.json", "instances.json", "Annotations")
+CLASS_FILE_NAME = "classes.txt"
+BACKGROUND_NAMES = ("background", "_background_", "__background__")
 IMAGE_DIR_NAMES = ("images", "JPEGImages")
 
 
@@ -78,6 +84,15 @@ class TaggedDataset:
     entries: list[DatasetEntry]
     problems: list[DatasetProblem] = field(default_factory=list)
     source: Path | None = None
+    class_source: str = "the tags"  # where the class list came from: a file, "the tags file", "the tags"
+
+    def problem_report(self) -> list[str]:
+        """One line per skipped entry, under a heading line (no lines when nothing was skipped)."""
+        if not self.problems:
+            return []
+        count = len(self.problems)
+        heading = f"{self.source}: {count} dataset entr{'y' if count == 1 else 'ies'} skipped:"
+        return [heading] + [f"  - {p}" for p in self.problems]
 
     def class_id(self, name: str) -> int:
         """Class id of a tag (index in ``classes`` + 1)."""
@@ -96,7 +111,7 @@ class TaggedDataset:
         return out
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """The dataset cannot be used (or has problems, in strict mode); ``problems`` lists them all."""
 
     def __init__(self, message: str, problems: Sequence[DatasetProblem] = ()) -> None:
@@ -257,6 +272,36 @@ def read_voc_tags(folder: Path) -> tuple[list[tuple[str, list[str]]], list[Datas
     return rows, problems
 
 
+def read_class_file(path: str | Path) -> list[str]:
+    """Class names of a class list file: one a line, blank lines and ``#`` comments skipped.
+
+    A first line naming the background (``background``, ``_background_``, ``__background__``) is class 0 and
+    dropped, so the other names keep their line numbers as class ids. Raises DatasetError naming the file
+    when it is unreadable, empty or lists a name twice.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read the class list ({error})") from None
+    names = [line.split("#", 1)[0].strip() for line in lines]
+    names = [name for name in names if name]
+    if names and names[0].lower() in BACKGROUND_NAMES:
+        names = names[1:]
+    if not names:
+        raise DatasetError(f"{path}: the class list names no class")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise DatasetError(f"{path}: class list names {', '.join(twice)} more than once")
+    return names
+
+
+def class_file_beside(source: Path) -> Path | None:
+    """The ``classes.txt`` beside a tags source (in the file's folder; for a VOC folder, in it or its parent)."""
+    folders = [source, source.parent] if source.is_dir() else [source.parent]
+    return next((f / CLASS_FILE_NAME for f in folders if (f / CLASS_FILE_NAME).is_file()), None)
+
+
 def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -285,7 +330,7 @@ def resolve_sources(
     """(tags source, image folder) of a dataset given as a folder or a tags file.
 
     A folder is searched for ``tags.csv``, ``tags.json``, ``annotations.json``, ``instances.json`` or an
-    ``Annotations`` folder; images are in ``images/`` or ``JPEGImages/`` beside the tags when present, else in
+    ``Annotations`` folder (a DatasetError naming them when it holds more than one); images are in ``images/`` or ``JPEGImages/`` beside the tags when present, else in
     the dataset folder itself.
     """
     dataset = Path(dataset)
@@ -302,6 +347,11 @@ def resolve_sources(
         if not candidates:
             raise DatasetError(
                 f"{dataset}: no tags found (looked for {', '.join(TAG_FILE_NAMES)} or *.xml files)"
+            )
+        if len(candidates) > 1:
+            raise DatasetError(
+                f"{dataset}: several tag sources ({', '.join(c.name for c in candidates)}); "
+                "name the one to use with --tags"
             )
         source = candidates[0]
     if not source.exists():
@@ -334,13 +384,18 @@ def load_dataset(
     strict: bool = False,
     check_images: str = "decode",
     progress: bool = True,
+    warn: bool = True,
+    new_classes: bool = False,
 ) -> TaggedDataset:
     """Read and validate a tagged dataset; returns the usable entries and every problem found.
 
     ``dataset``: a folder (see ``resolve_sources``) or a tags file / VOC folder. ``classes``: the class list
-    (tags outside it are unknown); default from the file or inferred from the tags. ``check_images``:
-    "decode" reads every image (catches truncated files), "header" reads headers only, "none" only checks
-    existence. ``strict``: raise ``DatasetError`` listing all problems instead of skipping bad entries.
+    (tags outside it are unknown); default a ``classes.txt`` beside the tags, else the file's own list, else
+    inferred from the tags. ``check_images``: "decode" reads every image (catches truncated files), "header"
+    reads headers only, "none" only checks existence. ``strict``: raise ``DatasetError`` listing all problems
+    instead of skipping bad entries. ``warn``: one ``UserWarning`` listing the skipped entries; callers that
+    print :meth:`TaggedDataset.problem_report` themselves pass False, so each problem is shown once.
+    ``new_classes``: tags outside the class list are appended to it (sorted) instead of being problems.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown tags format {format!r}; choose one of {FORMATS}")
@@ -357,12 +412,17 @@ def load_dataset(
         rows, file_classes, problems = read_coco_tags(source)
     else:
         rows, problems = read_voc_tags(source)
+    class_file = class_file_beside(source) if classes is None else None
     if classes is not None:
-        class_list = [str(c).strip() for c in classes]
+        class_list, class_source = [str(c).strip() for c in classes], "the given class list"
+    elif class_file is not None:
+        class_list, class_source = read_class_file(class_file), str(class_file)
     elif file_classes is not None:
-        class_list = file_classes
+        class_list, class_source = file_classes, str(source)
     else:
-        class_list = sorted({t for _, ts in rows for t in ts})
+        class_list, class_source = sorted({t for _, ts in rows for t in ts}), "the tags"
+    if new_classes:
+        class_list += sorted({t for _, ts in rows for t in ts} - set(class_list))
     if len(set(class_list)) != len(class_list):
         raise DatasetError(f"{source}: duplicate class names in the class list {class_list}")
     if not class_list:
@@ -394,23 +454,21 @@ def load_dataset(
             continue
         unknown = [t for t in row_tags if t not in known]
         if unknown:
-            problems.append(
-                DatasetProblem("unknown_tag", name, f"tags not in the class list: {', '.join(unknown)}")
-            )
+            message = f"tags not in the class list ({class_source}): {', '.join(unknown)}"
+            problems.append(DatasetProblem("unknown_tag", name, message))
             continue
         candidates.append((name, sorted(set(row_tags), key=class_list.index)))
     entries = _check_files(candidates, image_dir, check_images, problems, progress)
     entries.sort(key=lambda e: e.file_name)
-    result = TaggedDataset(image_dir, class_list, entries, problems, source)
+    result = TaggedDataset(image_dir, class_list, entries, problems, source, class_source)
     if problems:
         summary = f"{source}: {len(problems)} problem(s); {len(entries)} usable image(s) of {len(rows)}"
         if strict:
             raise DatasetError(summary, problems)
-        for p in problems:
-            logger.warning("%s", p)
-        warnings.warn(
-            summary + " (bad entries skipped):\n" + "\n".join(f"  - {p}" for p in problems), stacklevel=2
-        )
+        if warn:
+            warnings.warn(
+                summary + " (bad entries skipped):\n" + "\n".join(f"  - {p}" for p in problems), stacklevel=2
+            )
     if not entries:
         raise DatasetError(f"{source}: no usable images", problems)
     return result

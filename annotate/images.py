@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from annotate.files import file_sha256
+from core.errors import UserError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest image (width * height) :func:`load_image` decodes unless told otherwise."""
@@ -41,7 +42,7 @@ _EXIF_ORIENTATION = 0x0112
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # orientations that swap width and height
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image file that cannot be used: unreadable, corrupt, truncated, or too large."""
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from annotate.files import atomic_write, file_sha256, load_torch
+from core.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +153,11 @@ CHECKPOINTS: dict[str, Checkpoint] = _entries(
 )
 
 
-class WeightsNotFoundError(FileNotFoundError):
+class WeightsNotFoundError(UserError, FileNotFoundError):
     """A checkpoint is neither in the weights folder nor downloadable (offline or ``download=False``)."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(UserError, ValueError):
     """A checkpoint file's SHA-256 differs from the published one."""
 
 

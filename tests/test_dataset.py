@@ -156,3 +156,73 @@ def test_malformed_voc_and_coco_entries_are_reported(tmp_path):
         data = load_dataset(coco_root, progress=False)
     assert [(p.file_name, p.kind) for p in data.problems] == [("img_001.png", "empty_tags")]
     assert data.classes == list(CLASSES)
+
+
+# ---------------------------------------------------------------- class lists beside the tags
+def _giraffe_dataset(tmp_path):
+    """Three tagged images, one of them tagged with a class the user's list does not have."""
+    write_dataset(tmp_path, n=3, size=(32, 32))
+    (tmp_path / "tags.csv").write_text(
+        "file,tags\nimg_000.png,tag;ball\nimg_001.png,giraffe\nimg_002.png,box\n"
+    )
+
+
+def test_without_a_class_list_the_tags_give_the_classes(tmp_path):
+    _giraffe_dataset(tmp_path)
+    data = load_dataset(tmp_path, progress=False)
+    assert data.classes == ["ball", "box", "giraffe", "tag"]  # sorted tags: the current behaviour
+    assert data.problems == [] and data.class_source == "the tags"
+
+
+def test_a_class_list_beside_the_tags_fixes_ids_and_reports_unknown_tags(tmp_path):
+    _giraffe_dataset(tmp_path)
+    (tmp_path / "classes.txt").write_text("background\ntag\nbox\n\n# the user's order\nball\n")
+    with pytest.warns(UserWarning, match="1 problem"):
+        data = load_dataset(tmp_path, progress=False)
+    assert data.classes == ["tag", "box", "ball"]  # ids in the file's order, giraffe not added
+    assert data.class_source == str(tmp_path / "classes.txt")
+    assert data.class_id("ball") == 3
+    assert [(e.file_name, e.tags) for e in data.entries] == [
+        ("img_000.png", ("tag", "ball")),
+        ("img_002.png", ("box",)),
+    ]
+    [problem] = data.problems
+    assert (problem.kind, problem.file_name) == ("unknown_tag", "img_001.png")
+    assert "giraffe" in str(problem) and "classes.txt" in str(problem) and "\n" not in str(problem)
+    lines = data.problem_report()
+    assert len(lines) == 2 and "1 dataset entry skipped" in lines[0]
+    with pytest.raises(DatasetError, match="giraffe"):
+        load_dataset(tmp_path, progress=False, strict=True)
+
+
+def test_an_explicit_class_list_wins_over_the_file_beside_the_tags(tmp_path):
+    _giraffe_dataset(tmp_path)
+    (tmp_path / "classes.txt").write_text("tag\nbox\nball\n")
+    data = load_dataset(tmp_path, classes=["ball", "box", "tag", "giraffe"], progress=False)
+    assert data.classes == ["ball", "box", "tag", "giraffe"] and data.problems == []
+
+
+def test_bad_class_files_and_several_tag_files_are_errors_naming_them(tmp_path):
+    from annotate.dataset import read_class_file
+
+    _giraffe_dataset(tmp_path)
+    (tmp_path / "classes.txt").write_text("ball\nbox\nball\n")
+    with pytest.raises(DatasetError, match=r"classes\.txt.*ball more than once"):
+        load_dataset(tmp_path, progress=False)
+    (tmp_path / "classes.txt").write_text("# nothing\n")
+    with pytest.raises(DatasetError, match="names no class"):
+        read_class_file(tmp_path / "classes.txt")
+    (tmp_path / "classes.txt").unlink()
+    (tmp_path / "tags.json").write_text(json.dumps({"img_000.png": ["ball"]}))
+    with pytest.raises(DatasetError, match=r"several tag sources \(tags\.csv, tags\.json\)"):
+        load_dataset(tmp_path, progress=False)
+    assert len(load_dataset(tmp_path, tags=tmp_path / "tags.json", progress=False).entries) == 1
+
+
+def test_warn_false_leaves_the_report_to_the_caller(tmp_path, recwarn, caplog):
+    _bad_dataset(tmp_path)
+    data = load_dataset(tmp_path, classes=list(CLASSES), progress=False, warn=False)
+    assert len(data.problems) == 8
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+    assert "missing.png" not in caplog.text  # nothing logged: the caller prints the report once
+    assert len(data.problem_report()) == 9

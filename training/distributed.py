@@ -14,6 +14,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from core.errors import UserError
+
+
+class DeviceUnavailable(UserError, RuntimeError):
+    """The requested torch device does not exist on this machine."""
+
 __all__ = ["DistContext", "init_distributed", "wrap_model", "unwrap", "barrier", "all_reduce_sum",
            "broadcast_buffers", "broadcast_object", "cleanup"]
 
@@ -49,7 +55,7 @@ def init_distributed(device: str | torch.device = "cpu", backend: str | None = N
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was requested but no CUDA device is available")
+            raise DeviceUnavailable("--device cuda was requested but no CUDA device is available")
         index = local_rank if device.index is None else device.index
         device = torch.device("cuda", index)
         torch.cuda.set_device(device)

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from annotate.files import load_torch, save_torch
+from core.errors import UserError
 from dhr.labels import IGNORE_INDEX
 from training.data import EpochSampler, ProjectDataset, collate
 from training.dhr_step import rebalance_batch
@@ -38,6 +39,10 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = 1
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    """The training loss stopped being finite (the message says what to change)."""
 
 
 @dataclass
@@ -282,7 +287,7 @@ class Trainer:
         cls = F.multilabel_soft_margin_loss(outputs["cls"].float(), tags)
         loss = seg + cfg.cls_loss_weight * cls
         if not torch.isfinite(loss):
-            raise RuntimeError(f"training loss is {loss.item()} at step {self.step}; lower the learning rate")
+            raise TrainingDiverged(f"training loss is {loss.item()} at step {self.step}; lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

@@ -30,6 +30,7 @@ from annotate.review.brush import stroke_mask
 from annotate.review.overlay import render_overlay
 from annotate.review.refine import EditableInstance, SharedSegmenter, refine_instance
 from annotate.store import STATUSES, ProjectStore, VersionConflict
+from core.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ TOOLS = ("select", "positive", "negative", "box")
 """Click tools: pick an instance, add a positive / negative point, or two clicks for a box (new instance)."""
 
 
-class EditConflict(RuntimeError):
+class EditConflict(UserError, RuntimeError):
     """The image was changed elsewhere since it was opened; the session has reloaded the newer labels.
 
     Raised from the store's :class:`annotate.store.VersionConflict` (kept as ``__cause__``); nothing was saved.

@@ -16,15 +16,16 @@ import sys
 from pathlib import Path
 
 from annotate.files import process_alive
+from core.errors import UserError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-class DamagedProject(RuntimeError):
+class DamagedProject(UserError, RuntimeError):
     """The project database is not a readable project database; the file was left untouched."""
 
 
-class ProjectBusy(RuntimeError):
+class ProjectBusy(UserError, RuntimeError):
     """Another process kept the project's write lock for longer than the wait allowed."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from annotate.store.paths import DB_NAME, IMAGES_DIR
+from core.errors import UserError
 
 DB_SUFFIXES = ("", "-wal", "-shm", "-journal", "-writer")
 """Files of the database: the database itself, SQLite's side files, and the note naming the writer."""
@@ -25,7 +26,7 @@ PENDING_DIR = ".pending"
 OWN_DIRS = (IMAGES_DIR, CACHE_DIR, REMOVED_DIR, PENDING_DIR)
 
 
-class ProtectedPath(ValueError):
+class ProtectedPath(UserError, ValueError):
     """An output path that would overwrite a file of the project itself."""
 
 

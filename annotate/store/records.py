@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from annotate.rle import RLE, encode_mask, normalize_rle, rle_area, rle_bbox
+from core.errors import UserError
 
 STATUSES = ("new", "pseudo", "review", "accepted", "rejected")
 """Per-image status: new (untouched), pseudo (pseudo-labelled), review (in review), accepted, rejected."""
@@ -30,7 +31,7 @@ INSTANCE_COLUMNS = "id, image_id, class_id, counts, score, source, needs_review,
 """Columns of an instance row, in the order :func:`instance_record` expects."""
 
 
-class VersionConflict(RuntimeError):
+class VersionConflict(UserError, RuntimeError):
     """An edit based on an old version of an image: someone else saved the image in between."""
 
     def __init__(self, image_id: int, file_name: str, expected: int, current: int, by: str, at: str) -> None:
@@ -42,7 +43,7 @@ class VersionConflict(RuntimeError):
         )
 
 
-class HistoryEmpty(ValueError):
+class HistoryEmpty(UserError, ValueError):
     """``undo`` with nothing to undo, or ``redo`` with nothing to redo."""
 
 

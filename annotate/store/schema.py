@@ -20,6 +20,11 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 
 from annotate.rle import rle_area, rle_bbox
+from core.errors import UserError
+
+
+class SchemaTooNew(UserError, RuntimeError):
+    """The project database was written by a later release of this program."""
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -133,13 +138,13 @@ def migrate(db: sqlite3.Connection, path: str = "", target: int = SCHEMA_VERSION
     Returns the final version.
 
     Raises:
-        RuntimeError: the database is newer than this code (written by a later release).
+        SchemaTooNew: the database is newer than this code (written by a later release).
     """
     if target > SCHEMA_VERSION:
         raise ValueError(f"unknown schema version {target}; this code knows up to {SCHEMA_VERSION}")
     version = schema_version(db)  # a read: a current database is never locked for writing
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise SchemaTooNew(
             f"{path}: project database has schema version {version}, newer than this program's "
             f"{SCHEMA_VERSION}; upgrade dhr-label to open it"
         )
@@ -150,7 +155,7 @@ def migrate(db: sqlite3.Connection, path: str = "", target: int = SCHEMA_VERSION
         try:
             version = schema_version(db)
             if version > SCHEMA_VERSION:
-                raise RuntimeError(
+                raise SchemaTooNew(
                     f"{path}: project database has schema version {version}, newer than this program's "
                     f"{SCHEMA_VERSION}; upgrade dhr-label to open it"
                 )
