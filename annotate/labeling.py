@@ -2,13 +2,19 @@
 
 ``label_image(image, dhr_result, tags, segmenter)`` uses only ``dhr_result.mask`` ((H, W) int class ids,
 255 = ignore), ``dhr_result.heatmaps`` ((C, H, W) float in [0, 1]) and ``dhr_result.classes`` (class id of
-each heatmap row). For each prompt set (``annotate.prompts``) the segmenter returns candidate masks:
+each heatmap row). With ``evidence`` (e.g. the classifier's CAMs), components of the balanced mask that hold
+no evidence of at least ``min_evidence`` are dropped first (``annotate.prompts.drop_unsupported_components``):
+regions the USS features made look like a class without the classifier ever seeing it there. For each prompt
+set (``annotate.prompts``) the segmenter returns candidate masks:
 
 - **choose**: each candidate is rated ``seed_weight * IoU(candidate, seed component) + (1 - seed_weight) *
   predicted quality``; the best rating wins and becomes the instance's score;
-- **gate**: if the winner's IoU with its seed component is below ``min_seed_iou``, the seed component is kept
-  instead (source "dhr") and the instance is flagged for review with the reason; a kept segmenter mask whose
-  predicted quality is below ``review_quality`` is flagged too;
+- **gate**: if the winner agrees with its seed component less than ``min_seed_iou``, the seed component is
+  kept instead (source "dhr") and the instance is flagged for review with the reason; a kept segmenter mask
+  whose predicted quality is below ``review_quality`` is flagged too. The agreement (``gate``) is the IoU
+  (``"iou"``), or (``"inside"``) the share of the mask that lies inside the seed, when the mask keeps at least
+  ``min_seed_cover`` of the seed: a segmenter that tightens an over-grown seed to its object passes, one that
+  leaks out of it or collapses does not;
 - **merge** (``merge_instances``): where instances overlap, each pixel goes to the instance whose class has
   the highest DHR heatmap value there (ties: higher score); instance masks become disjoint, the semantic mask
   is painted from them. A tagged class present in the balanced mask is never dropped: if the overlaps took
@@ -26,8 +32,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from annotate.prompts import InstancePrompt, PromptConfig, prompts_from_mask
+from annotate.prompts import InstancePrompt, PromptConfig, drop_unsupported_components, prompts_from_mask
 from annotate.segmenters.base import Segmenter, mask_iou
+
+GATES = {"iou": "IoU", "inside": "share inside"}  # gate rule -> its name in review reasons
+
+
+def seed_agreement(mask: np.ndarray, seed: np.ndarray, gate: str = "iou", min_cover: float = 0.2) -> float:
+    """Agreement in [0, 1] of a segmenter mask (H, W) bool with its seed component (H, W) bool.
+
+    "iou": their IoU. "inside": the share of the mask inside the seed, 0 when the mask keeps less than
+    ``min_cover`` of the seed's pixels.
+    """
+    if gate == "iou":
+        return mask_iou(mask, seed)
+    if gate != "inside":
+        raise ValueError(f"gate must be one of {sorted(GATES)}, got {gate!r}")
+    overlap = float(np.logical_and(mask, seed).sum())
+    if overlap < min_cover * float(seed.sum()) or overlap == 0:
+        return 0.0
+    return overlap / float(mask.sum())
 
 
 @dataclass
@@ -40,13 +64,18 @@ class LabelingConfig:
     use_mask_prompt: bool = True
     multimask: bool = True
     seed_weight: float = 0.7  # weight of the seed IoU against the segmenter's predicted quality
-    min_seed_iou: float = 0.5  # below it, the seed is kept and the instance flagged
+    gate: str = "iou"  # agreement with the seed: "iou" or "inside" (see the module docstring)
+    min_seed_iou: float = 0.5  # below this agreement, the seed is kept and the instance flagged
+    min_seed_cover: float = 0.2  # "inside": the mask must keep at least this share of the seed
     review_quality: float = 0.5  # a kept mask with predicted quality below it is flagged
+    min_evidence: float = 0.5  # with evidence maps: components whose peak evidence is below this are dropped
 
     def __post_init__(self) -> None:
-        for name in ("seed_weight", "min_seed_iou", "review_quality"):
+        for name in ("seed_weight", "min_seed_iou", "min_seed_cover", "review_quality", "min_evidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.gate not in GATES:
+            raise ValueError(f"gate must be one of {sorted(GATES)}, got {self.gate!r}")
 
 
 @dataclass
@@ -200,10 +229,18 @@ def label_image(
     tags: Sequence[int],
     segmenter: Segmenter,
     config: LabelingConfig | None = None,
+    evidence: np.ndarray | torch.Tensor | None = None,
 ) -> LabelingResult:
-    """Instances and semantic mask for ``image`` (H, W, 3) uint8 RGB from a DHR result and its tags."""
+    """Instances and semantic mask for ``image`` (H, W, 3) uint8 RGB from a DHR result and its tags.
+
+    ``evidence``: optional (K, H, W) float maps in [0, 1] in the order of ``tags`` (see the module docstring).
+    """
     config = config or LabelingConfig()
     seed = _numpy(dhr_result.mask, np.int64)
+    if evidence is not None and len(tags):
+        seed = drop_unsupported_components(
+            seed, tags, evidence, config.min_evidence, config.prompts.connectivity
+        )
     image = segmenter.check_image(image)
     if image.shape[:2] != seed.shape:
         raise ValueError(f"image size {image.shape[:2]} differs from the balanced mask's {seed.shape}")
@@ -227,10 +264,11 @@ def label_image(
             multimask=config.multimask,
         )
         best, rating, iou = choose_mask(output.masks, output.scores, prompt.component, config.seed_weight)
-        if iou < config.min_seed_iou:
+        agreement = seed_agreement(output.masks[best], prompt.component, config.gate, config.min_seed_cover)
+        if agreement < config.min_seed_iou:
             reason = (
-                f"{segmenter.source} mask disagrees with the DHR seed (IoU {iou:.2f} < {config.min_seed_iou:.2f}); "
-                "seed kept"
+                f"{segmenter.source} mask disagrees with the DHR seed ({GATES[config.gate]} {agreement:.2f} < "
+                f"{config.min_seed_iou:.2f}); seed kept"
             )
             instances.append(
                 Instance(prompt.class_id, prompt.component.copy(), rating, "dhr", True, reason, iou)

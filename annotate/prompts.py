@@ -183,6 +183,41 @@ def negative_points(
     return np.asarray(points, np.float32).reshape(-1, 2)
 
 
+def drop_unsupported_components(
+    mask: np.ndarray | torch.Tensor,
+    tags: Sequence[int],
+    evidence: np.ndarray | torch.Tensor,
+    min_peak: float,
+    connectivity: int = 8,
+) -> np.ndarray:
+    """The mask with the components that no strong evidence supports set to background (0).
+
+    ``mask``: (H, W) int class ids; ``evidence``: (K, H, W) float maps in [0, 1] in the order of ``tags``
+    (e.g. the classifier's peak-normalised CAMs). A component of class ``tags[k]`` is kept when the highest
+    value of ``evidence[k]`` inside it reaches ``min_peak``; the best-supported component of every class is
+    always kept, so a tagged class present in the mask never vanishes. Returns (H, W) int64.
+    """
+    import cv2
+
+    mask = _as_numpy_mask(mask).copy()
+    if isinstance(evidence, torch.Tensor):
+        evidence = evidence.detach().float().cpu().numpy()
+    evidence = np.asarray(evidence, np.float32)
+    if evidence.shape != (len(tags), *mask.shape):
+        raise ValueError(f"evidence must be (K={len(tags)}, {mask.shape[0]}, {mask.shape[1]}), got {evidence.shape}")
+    for row, tag in enumerate(tags):
+        count, labels = cv2.connectedComponents((mask == int(tag)).astype(np.uint8), connectivity=connectivity)
+        if count <= 2:  # no component, or only one: nothing to choose
+            continue
+        peaks = np.full(count, -np.inf, np.float32)
+        np.maximum.at(peaks, labels.ravel(), evidence[row].ravel())
+        peaks[0] = np.inf  # label 0 is everything else
+        weak = peaks < min_peak
+        weak[int(np.argmax(np.where(np.arange(count) > 0, peaks, -np.inf)))] = False
+        mask[weak[labels]] = 0
+    return mask
+
+
 def prompts_from_mask(
     mask: np.ndarray | torch.Tensor, tags: Sequence[int], config: PromptConfig | None = None
 ) -> list[InstancePrompt]:

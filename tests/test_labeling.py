@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from annotate.labeling import Instance, LabelingConfig, choose_mask, label_image, mask_iou, merge_instances
+from annotate.labeling import (
+    Instance,
+    LabelingConfig,
+    choose_mask,
+    label_image,
+    mask_iou,
+    merge_instances,
+    seed_agreement,
+)
 from annotate.prompts import PromptConfig
 from annotate.segmenters import GrabCutSegmenter, SamSegmenter, build_tiny_sam
 from tests.test_segmenters import synthetic_scene
@@ -43,6 +51,40 @@ def test_choose_mask_known_answer() -> None:
     assert (index, iou) == (1, 1.0) and rating == pytest.approx(0.7 + 0.3 * 0.2)
     index, rating, iou = choose_mask(masks, np.array([1.0, 0.2]), seed, seed_weight=0.0)
     assert (index, iou) == (0, pytest.approx(0.4)) and rating == pytest.approx(1.0)
+
+
+def test_seed_agreement_rules() -> None:
+    seed = np.zeros((10, 10), bool)
+    seed[:, :6] = True  # 60 px, an over-grown seed
+    tight = np.zeros_like(seed)
+    tight[:, :3] = True  # 30 px inside it
+    leak = np.zeros_like(seed)
+    leak[:, 3:] = True  # 70 px, 30 of them inside
+    assert seed_agreement(tight, seed, "iou") == pytest.approx(0.5)
+    assert seed_agreement(tight, seed, "inside") == 1.0  # tightening an over-grown seed passes
+    assert seed_agreement(leak, seed, "inside") == pytest.approx(30 / 70)
+    speck = np.zeros_like(seed)
+    speck[0, 0] = True
+    assert seed_agreement(speck, seed, "inside", min_cover=0.2) == 0.0  # a collapsed mask fails
+    assert seed_agreement(np.zeros_like(seed), seed, "inside") == 0.0
+    with pytest.raises(ValueError, match="gate"):
+        LabelingConfig(gate="dice")
+
+
+def test_evidence_drops_an_unsupported_component() -> None:
+    image, truth, seed_mask = synthetic_scene()
+    spurious = seed_mask.copy()
+    spurious[90:115, 10:40] = 1  # a class-1 region the classifier never saw
+    evidence = np.zeros((2, *seed_mask.shape), np.float32)
+    for row, class_id in enumerate((1, 2)):
+        evidence[row][truth == class_id] = 1.0
+    config = LabelingConfig(prompts=PromptConfig(min_area=100))
+    plain = label_image(image, _dhr_like(spurious, [0, 1, 2]), [1, 2], GrabCutSegmenter(), config)
+    checked = label_image(image, _dhr_like(spurious, [0, 1, 2]), [1, 2], GrabCutSegmenter(), config, evidence=evidence)
+    assert (plain.semantic[90:115, 10:40] == 1).mean() > 0.5
+    assert (checked.semantic[90:115, 10:40] == 1).mean() < 0.05
+    for class_id in (1, 2):
+        assert mask_iou(checked.semantic == class_id, truth == class_id) > 0.9
 
 
 def test_merge_resolves_overlap_by_heatmaps() -> None:

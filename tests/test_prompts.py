@@ -10,6 +10,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from annotate.prompts import (
     PromptConfig,
     distance_inside,
+    drop_unsupported_components,
     mask_to_sam_logits,
     prompts_from_mask,
     sam_logits_to_mask,
@@ -114,3 +115,22 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="connectivity"):
         PromptConfig(connectivity=6)
     assert prompts_from_mask(np.zeros((8, 8), np.int64), [1]) == []
+
+
+def test_components_without_evidence_are_dropped_but_each_class_keeps_its_best() -> None:
+    mask = _scene()
+    evidence = np.zeros((3, *mask.shape), np.float32)
+    evidence[0, 40, 50] = 0.9  # a strong peak inside the rectangle only: the L shape has none
+    evidence[0, 100, 125] = 0.4
+    evidence[1, 40, 115] = 0.2  # the disc: weak evidence, but the only component of its class
+    out = drop_unsupported_components(mask, [1, 2, 3], evidence, min_peak=0.5)
+    assert out.dtype == np.int64 and out.shape == mask.shape
+    np.testing.assert_array_equal(out == 1, (mask == 1) & (np.arange(200)[None, :] < 100))  # the L shape is gone
+    np.testing.assert_array_equal(out == 2, mask == 2)
+    np.testing.assert_array_equal(out == 3, mask == 3)  # no evidence at all, still its best component
+    assert (out == 255).sum() == (mask == 255).sum()  # ignore untouched
+    # with the L shape's evidence above the bound, nothing changes
+    evidence[0, 100, 125] = 0.6
+    np.testing.assert_array_equal(drop_unsupported_components(mask, [1, 2, 3], torch.from_numpy(evidence), 0.5), mask)
+    with pytest.raises(ValueError, match="evidence must be"):
+        drop_unsupported_components(mask, [1, 2], evidence, 0.5)

@@ -128,7 +128,7 @@ def process_image(
         feats_list = [feats["C4"], feats["C5"]]
         result = rebalance(cams, base_mask, list(tags), uss, feats_list, image=image, config=config.dhr)
     with clock("prompting"):
-        labels = label_image(image, result, list(tags), segmenter, config.labeling)
+        labels = label_image(image, result, list(tags), segmenter, config.labeling, evidence=cams)
     return ImageOutcome(result, labels, base_mask, image_confidence(result, labels, tags))
 
 
