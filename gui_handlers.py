@@ -379,8 +379,13 @@ class ReviewHandlers:
 
     @guarded
     def on_export(self, ui: Ui, accepted_only: bool, polygons: bool) -> dict:
-        path, coco = export_to_project(self.store, accepted_only=bool(accepted_only), polygons=bool(polygons))
-        message = export_summary(self.store.root, path, coco)
+        from annotate.coco import ExportReport
+
+        report = ExportReport()
+        path, coco = export_to_project(
+            self.store, accepted_only=bool(accepted_only), polygons=bool(polygons), report=report
+        )
+        message = export_summary(self.store.root, path, coco, report)
         return {self.page.export_file: gr.File(value=str(path), visible=True), self.page.message_md: message}
 
     @guarded

@@ -63,7 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp.add_argument("project", help="project folder")
     exp.add_argument("out", help="output COCO json file (written atomically)")
     exp.add_argument("--accepted-only", action="store_true", help="only images with status 'accepted'")
-    exp.add_argument("--polygons", action="store_true", help="polygons instead of RLE (holes are lost)")
+    exp.add_argument(
+        "--polygons",
+        action="store_true",
+        help="polygons instead of RLE: holes are filled (counted in a note), area and bbox follow the polygons; "
+        "crowd regions stay RLE",
+    )
     exp.add_argument(
         "--polygon-tolerance",
         type=float,
@@ -195,7 +200,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export COCO (and semantic masks); every target is checked against the project's own files first."""
-    from annotate.coco import export_coco, export_semantic_masks
+    from annotate.coco import ExportReport, export_coco, export_semantic_masks
     from annotate.coco.semantic import check_semantic_folder
     from annotate.store import ProjectStore
 
@@ -211,8 +216,11 @@ def run_export(args: argparse.Namespace) -> int:
             polygons=args.polygons,
             polygon_tolerance=args.polygon_tolerance,
             verify_images=not args.no_image_check,
+            report=(report := ExportReport()),
         )
         print(f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} annotations")
+        if report.polygon_note():
+            print(f"note: {report.polygon_note('export RLE instead (leave out --polygons)')}")
         if args.semantic:
             written = export_semantic_masks(
                 store, args.semantic, accepted_only=args.accepted_only, ignore_review=args.ignore_review

@@ -287,3 +287,26 @@ def mask_to_polygons(mask: np.ndarray, tolerance: float = 0.25) -> list[list[flo
         if len(points) >= 3:
             polygons.append([float(v) for v in points.reshape(-1)])
     return polygons
+
+
+def polygon_area_bbox(polygons: Sequence[Sequence[float]], height: int, width: int) -> tuple[int, list[float]]:
+    """(pixel count, XYWH bbox) of COCO polygons as pycocotools rasterises them (parts merged), the way COCO
+    tools read an exported polygon annotation."""
+    from pycocotools import mask as mask_utils
+
+    if not polygons:
+        return 0, [0.0, 0.0, 0.0, 0.0]
+    merged = mask_utils.merge(mask_utils.frPyObjects([list(p) for p in polygons], int(height), int(width)))
+    return int(mask_utils.area(merged)), [float(v) for v in mask_utils.toBbox(merged)]
+
+
+def has_holes(mask: np.ndarray) -> bool:
+    """Whether an (H, W) bool mask encloses background (a hole, which outer-contour polygons cannot keep)."""
+    from scipy.ndimage import binary_fill_holes
+
+    array = np.asarray(mask, bool)
+    rows, cols = np.flatnonzero(array.any(axis=1)), np.flatnonzero(array.any(axis=0))
+    if rows.size == 0:
+        return False
+    crop = array[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return bool((binary_fill_holes(crop) & ~crop).any())

@@ -136,7 +136,12 @@ def test_pycocotools_loads_and_self_ap_is_one(source_project: ProjectStore, tmp_
 
 
 def test_polygon_export_matches_masks(source_project: ProjectStore, tmp_path: Path) -> None:
-    coco = export_coco(source_project, tmp_path / "poly.json", polygons=True)
+    from annotate.coco import ExportReport
+
+    report = ExportReport()
+    coco = export_coco(source_project, tmp_path / "poly.json", polygons=True, report=report)
+    assert report.holes_filled == 1 and "1 instance lost its holes" in report.polygon_note()
+    assert "RLE" in report.polygon_note()
     records = [r for image in (1, 2) for r in source_project.instances(image)]
     for annotation, record in zip(coco["annotations"], records, strict=True):
         assert isinstance(annotation["segmentation"], list)
@@ -149,7 +154,11 @@ def test_polygon_export_matches_masks(source_project: ProjectStore, tmp_path: Pa
             filled |= _disk(48, 64, 20, 20, 5)
         iou = (back & filled).sum() / (back | filled).sum()
         assert iou > 0.99
-        assert annotation["area"] == float(truth.sum())
+        # area and bbox are those of the polygon written, as a COCO reader decodes it
+        assert annotation["area"] == float(back.sum())
+        assert annotation["bbox"] == [float(v) for v in mask_utils.toBbox(rle)]
+        if record.class_id == 1:
+            assert annotation["area"] > float(truth.sum())  # the hole is counted: it is inside the polygon
 
 
 def test_import_foreign_file_maps_categories_by_name(tmp_path: Path) -> None:
@@ -206,10 +215,11 @@ def test_import_foreign_file_maps_categories_by_name(tmp_path: Path) -> None:
         assert (second.class_id, second.area) == (2, 600 - 60)
         (crowd_instance,) = store.instances(two.id)
         np.testing.assert_array_equal(decode_rle(crowd_instance.rle), crowd)
-        assert crowd_instance.needs_review and "crowd" in crowd_instance.reason
+        assert crowd_instance.iscrowd and not crowd_instance.needs_review
         exported = export_coco(store, tmp_path / "ours.json")
         assert [c["name"] for c in exported["categories"]] == ["cat", "dog"]
         assert [a["category_id"] for a in exported["annotations"]] == [1, 2, 2]
+        assert [a["iscrowd"] for a in exported["annotations"]] == [0, 0, 1]
     with ProjectStore.create(tmp_path / "q", ["dog"]) as store:
         with pytest.raises(ValueError, match=r"category map names \['cow'\] are not categories"):
             import_coco(store, path, category_map={"cow": "dog"}, image_dir=images)
@@ -468,3 +478,22 @@ def test_polygons_follow_pixel_edges() -> None:
     np.testing.assert_array_equal(decode_rle(polygons_to_rle(exact, 60, 60)), disk)
     with pytest.raises(ValueError, match="at least 3 points"):
         polygons_to_rle([[1, 2, 3, 4]], 10, 10)
+
+
+def test_holes_lost_to_polygons_are_reported_by_the_cli_and_the_gui(
+    source_project: ProjectStore, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import cli
+    from annotate.coco import ExportReport
+    from annotate.review.view import export_summary
+
+    root = source_project.root
+    source_project.close()
+    assert cli.main(["export", str(root), str(tmp_path / "poly.json"), "--polygons"]) == 0
+    out = capsys.readouterr().out
+    assert "note: 1 instance lost its holes as polygons" in out and "leave out --polygons" in out
+    assert cli.main(["export", str(root), str(tmp_path / "rle.json")]) == 0
+    assert "note:" not in capsys.readouterr().out
+    report = ExportReport(holes_filled=2)
+    line = export_summary(root, root / "exports" / "x.json", {"images": [], "annotations": []}, report)
+    assert "2 instances lost their holes" in line and "Polygons instead of RLE" in line

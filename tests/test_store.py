@@ -66,7 +66,7 @@ def test_create_open_and_classes(tmp_path: Path) -> None:
     with ProjectStore.create(tmp_path / "p", ["cat", " dog "]) as store:
         assert store.classes == ["cat", "dog"]
         assert store.class_id("dog") == 2
-        assert store.schema_version == store_schema.SCHEMA_VERSION == 2
+        assert store.schema_version == store_schema.SCHEMA_VERSION == 3
         mode = sqlite3.connect(store.db_path).execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
     with pytest.raises(ValueError, match="already exists"):
@@ -453,7 +453,7 @@ def test_migrate_v1_database(tmp_path: Path, outside: Path) -> None:
     assert store_schema.schema_version(db) == 1
     db.close()
     with ProjectStore.open(root) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == 3
         record = store.image(1)
         assert (record.status, record.version, record.tags, record.confidence) == (
             "pseudo",
@@ -465,7 +465,7 @@ def test_migrate_v1_database(tmp_path: Path, outside: Path) -> None:
         rle = {"size": [H, W], "counts": counts.encode()}
         assert instance.area == int(mask_utils.area(rle)) == 48
         assert list(instance.bbox) == [float(v) for v in mask_utils.toBbox(rle)]
-        assert (instance.needs_review, instance.reason) == (True, "legacy")
+        assert (instance.needs_review, instance.reason, instance.iscrowd) == (True, "legacy", False)
         _write_image(tmp_path / "x" / "A.jpg")
         with pytest.raises(ValueError, match="collides"):  # name keys were backfilled
             store.add_image(tmp_path / "x" / "A.jpg", ["cat"])

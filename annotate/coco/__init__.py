@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
-from annotate.coco.exporter import EXTRA_KEY, coco_dict, export_coco
+from annotate.coco.exporter import EXTRA_KEY, ExportReport, coco_dict, export_coco
 from annotate.coco.importer import import_coco
 from annotate.coco.semantic import IGNORE_INDEX, export_semantic_masks, semantic_png_path, voc_palette
 
 __all__ = [
     "EXTRA_KEY",
+    "ExportReport",
     "IGNORE_INDEX",
     "export_coco",
     "import_coco",

@@ -10,7 +10,7 @@ transaction:
 - images listed without annotations and without a ``dhr_label`` field are registered (if new) but not edited;
 - another tool's images get the tags of their annotations' classes and status ``pseudo`` (``new`` when they
   have no annotations); annotation ``score`` fields are kept, the source is ``import``, crowd annotations
-  (``iscrowd`` 1) become ordinary instances flagged for review.
+  (``iscrowd`` 1) stay crowd regions (stored with ``iscrowd``, exported as such, ignored in semantic masks).
 
 Hostile or broken files end in one ``ValueError`` line naming the file and the annotation, before any native
 code sees the data: RLE runs are checked in exact integers, polygon coordinates must lie within one image size
@@ -290,10 +290,9 @@ def _plan_annotations(
                 rle,
                 score=_finite(score),
                 source=source,
-                needs_review=bool(extra.get("needs_review", crowd)),
-                reason=str(
-                    extra.get("reason", "crowd region (iscrowd 1) in the imported file" if crowd else "")
-                ),
+                needs_review=bool(extra.get("needs_review", False)),
+                reason=str(extra.get("reason", "")),
+                iscrowd=crowd,
             )
         )
         plan.classes.add(class_id)

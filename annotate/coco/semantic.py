@@ -1,7 +1,8 @@
 """Semantic masks of a project: instances painted into one class-id map, and PNG export of those maps.
 
 A semantic mask is (H, W) uint8: 0 background, class id where an instance is (instances painted in increasing
-score, so the most confident is on top), 255 = ignore (only for instances flagged for review, on request).
+score, so the most confident is on top), 255 = ignore: crowd regions (``iscrowd``) always, instances flagged
+for review on request.
 :func:`export_semantic_masks` writes one PNG per image, Pillow "P" mode with the PASCAL VOC palette.
 """
 
@@ -17,8 +18,7 @@ from typing import TYPE_CHECKING
 from annotate.files import atomic_write, remove_stale_temporaries
 from annotate.rle import decode_rle
 from annotate.store.paths import check_relative_name, png_name
-from annotate.store.semantic import paint_semantic
-from dhr.labels import IGNORE_INDEX
+from annotate.store.semantic import IGNORE_INDEX, paint_semantic  # not dhr.labels: no torch for an export
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore

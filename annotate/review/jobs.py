@@ -122,11 +122,12 @@ def run_training_round(
 
 
 def export_to_project(
-    store: ProjectStore, *, accepted_only: bool = False, polygons: bool = False
+    store: ProjectStore, *, accepted_only: bool = False, polygons: bool = False, report: Any = None
 ) -> tuple[Path, dict[str, Any]]:
     """Export the project's labels as COCO to ``PROJECT/exports/coco-{accepted|all}-YYYYmmdd-HHMMSS.json``.
 
-    Returns the file's path and the COCO dict (:func:`annotate.coco.export_coco`).
+    Returns the file's path and the COCO dict (:func:`annotate.coco.export_coco`); ``report`` (an
+    :class:`annotate.coco.ExportReport`) is filled with what polygons lost.
     """
     from annotate.coco import export_coco
 
@@ -135,6 +136,11 @@ def export_to_project(
     path = store.resolve(f"{EXPORTS_DIR}/coco-{kind}-{stamp}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     coco = export_coco(
-        store, path, accepted_only=bool(accepted_only), polygons=bool(polygons), verify_images=True
+        store,
+        path,
+        accepted_only=bool(accepted_only),
+        polygons=bool(polygons),
+        verify_images=True,
+        report=report,
     )
     return path, coco

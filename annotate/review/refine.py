@@ -35,6 +35,7 @@ class EditableInstance:
     source: str = "manual"
     needs_review: bool = False
     reason: str = ""
+    iscrowd: bool = False  # a crowd region, kept as such through edits (ignore in semantic masks)
     points: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.float32))
     labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int64))
     box: tuple[float, float, float, float] | None = None
@@ -63,6 +64,7 @@ class EditableInstance:
             source=self.source,
             needs_review=bool(self.needs_review),
             reason=self.reason,
+            iscrowd=bool(self.iscrowd),
         )
 
 

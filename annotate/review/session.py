@@ -162,6 +162,7 @@ class ReviewSession:
                     source=r.source,
                     needs_review=bool(r.needs_review),
                     reason=r.reason or "",
+                    iscrowd=bool(r.iscrowd),
                     encoded=(mask, r.rle),
                 )
             )
@@ -365,6 +366,7 @@ class ReviewSession:
             source="manual",
             needs_review=first.needs_review or second.needs_review,
             reason="; ".join(r for r in (first.reason, second.reason) if r),
+            iscrowd=first.iscrowd,
         )
         saved = list(self.instances)
         self.instances[a] = merged
@@ -514,6 +516,8 @@ class ReviewSession:
             else f"id {inst.class_id}"
         )
         text = f"instance #{index + 1}: {name}, {inst.area} px, score {inst.score:.3f}, from {inst.source}"
+        if inst.iscrowd:
+            text += " · crowd region (ignored in semantic masks)"
         if inst.needs_review:
             text += " · ⚑ to check" + (f": {inst.reason}" if inst.reason else "")
         return text

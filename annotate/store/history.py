@@ -18,7 +18,8 @@ from typing import Any
 from annotate.store.records import utc_now
 
 STACKS = ("undo", "redo")
-_STATE_INSTANCE_COLUMNS = "class_id, counts, score, source, needs_review, reason, area, bbox"
+_STATE_INSTANCE_COLUMNS = "class_id, counts, score, source, needs_review, reason, area, bbox, iscrowd"
+_STATE_DEFAULTS = (0,)  # values of columns added later, for states saved before them (iscrowd)
 
 
 def capture_state(
@@ -48,9 +49,10 @@ def apply_state(db: sqlite3.Connection, image_id: int, state: dict[str, Any]) ->
     )
     if state["kind"] == "labels":
         db.execute("DELETE FROM instances WHERE image_id = ?", (image_id,))
+        width = len(_STATE_INSTANCE_COLUMNS.split(","))
+        rows = [_padded(image_id, values, width) for values in state["instances"]]
         db.executemany(
-            f"INSERT INTO instances (image_id, {_STATE_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(image_id, *values) for values in state["instances"]],
+            f"INSERT INTO instances (image_id, {_STATE_INSTANCE_COLUMNS}) VALUES (?{', ?' * width})", rows
         )
     elif state["kind"] == "tags":
         db.execute("DELETE FROM image_tags WHERE image_id = ?", (image_id,))
@@ -58,6 +60,12 @@ def apply_state(db: sqlite3.Connection, image_id: int, state: dict[str, Any]) ->
             "INSERT INTO image_tags (image_id, class_id) VALUES (?, ?)",
             [(image_id, c) for c in state["tags"]],
         )
+
+
+def _padded(image_id: int, values: list, width: int) -> tuple:
+    """An instances row of a state: ``values`` completed with the defaults of columns added since it was saved."""
+    missing = width - len(values)
+    return (image_id, *values, *(_STATE_DEFAULTS[len(_STATE_DEFAULTS) - missing :] if missing > 0 else ()))
 
 
 def push_state(db: sqlite3.Connection, image_id: int, stack: str, state: dict[str, Any], limit: int) -> None:

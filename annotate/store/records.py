@@ -27,7 +27,7 @@ RESERVED_CLASS_NAMES = ("background", "ignore")
 
 IMAGE_COLUMNS = "id, file_name, width, height, sha256, status, confidence, version, updated_at, updated_by"
 """Columns of an image row, in the order :class:`ImageRecord` and the store's row indexing expect."""
-INSTANCE_COLUMNS = "id, image_id, class_id, counts, score, source, needs_review, reason, area, bbox"
+INSTANCE_COLUMNS = "id, image_id, class_id, counts, score, source, needs_review, reason, area, bbox, iscrowd"
 """Columns of an instance row, in the order :func:`instance_record` expects."""
 
 
@@ -79,10 +79,13 @@ class InstanceRecord:
     reason: str
     area: int = 0
     bbox: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    iscrowd: bool = False  # a COCO crowd region: exported with iscrowd 1, ignore (255) in semantic masks
 
     def to_new(self) -> NewInstance:
         """This instance as a :class:`NewInstance` (to save it again, e.g. into another project)."""
-        return NewInstance(self.class_id, self.rle, self.score, self.source, self.needs_review, self.reason)
+        return NewInstance(
+            self.class_id, self.rle, self.score, self.source, self.needs_review, self.reason, self.iscrowd
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class NewInstance:
     source: str = "manual"
     needs_review: bool = False
     reason: str = ""
+    iscrowd: bool = False  # a crowd region (COCO ``iscrowd`` 1): one mask over many objects, never trained on
 
     @classmethod
     def from_instance(cls, instance: Any) -> NewInstance:
@@ -106,6 +110,7 @@ class NewInstance:
             instance.source,
             bool(instance.needs_review),
             instance.reason,
+            bool(getattr(instance, "iscrowd", False)),
         )
 
 
@@ -156,8 +161,8 @@ def check_class_name(name: str) -> str:
 def instance_row(instance: NewInstance, where: str, height: int, width: int, n_classes: int) -> tuple | None:
     """Validate and encode an instance of an (height, width) image into an ``instances`` row.
 
-    Returns ``(class_id, counts, score, source, needs_review, reason, area, bbox JSON)``, or None for an empty
-    mask. ``where`` names the instance in error messages.
+    Returns ``(class_id, counts, score, source, needs_review, reason, area, bbox JSON, iscrowd)``, or None for
+    an empty mask. ``where`` names the instance in error messages.
     """
     if not isinstance(instance, NewInstance):
         raise TypeError(f"{where}: expected NewInstance, got {type(instance).__name__}")
@@ -195,6 +200,7 @@ def instance_row(instance: NewInstance, where: str, height: int, width: int, n_c
         str(instance.reason),
         area,
         json.dumps(rle_bbox(rle)),
+        int(bool(instance.iscrowd)),
     )
 
 
@@ -211,6 +217,7 @@ def instance_record(row: Sequence[Any], size: Sequence[int]) -> InstanceRecord:
         reason=row[7],
         area=int(row[8]),
         bbox=tuple(json.loads(row[9])),
+        iscrowd=bool(row[10]),
     )
 
 

@@ -10,6 +10,7 @@ instances (RLE counts, class, score, source, review flag and reason), changes (a
 Version 2: images.confidence (for review ordering); instances.area and instances.bbox (computed by pycocotools,
 backfilled for existing rows); the per-image undo/redo history table;
 images.name_key (duplicate-name check); indexes.
+Version 3: instances.iscrowd (COCO crowd regions: kept through import and export, ignored in semantic masks).
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ def _v2(db: sqlite3.Connection) -> None:
         )
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Crowd regions: instances.iscrowd (0 for every existing instance)."""
+    db.execute("ALTER TABLE instances ADD COLUMN iscrowd INTEGER NOT NULL DEFAULT 0")
+
+
 def name_key(file_name: str) -> str:
     """Key under which two image names collide: lower-case relative path without its suffix.
 
@@ -120,7 +126,7 @@ def name_key(file_name: str) -> str:
     return str(PurePosixPath(file_name).with_suffix("")).lower()
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -129,8 +135,9 @@ def schema_version(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(db: sqlite3.Connection, path: str = "", target: int = SCHEMA_VERSION) -> int:
-    """Upgrade ``db`` (a connection in autocommit mode, ``isolation_level=None``) to version ``target``.
+def migrate(db: sqlite3.Connection, path: str = "", target: int | None = None) -> int:
+    """Upgrade ``db`` (a connection in autocommit mode, ``isolation_level=None``) to version ``target``
+    (default: the newest, :data:`SCHEMA_VERSION`).
 
     Each step runs in a ``BEGIN IMMEDIATE`` transaction that also sets ``user_version``; a failure rolls the
     step back and leaves the database at the previous whole version. A database already at ``target`` is only
@@ -140,6 +147,7 @@ def migrate(db: sqlite3.Connection, path: str = "", target: int = SCHEMA_VERSION
     Raises:
         SchemaTooNew: the database is newer than this code (written by a later release).
     """
+    target = SCHEMA_VERSION if target is None else target
     if target > SCHEMA_VERSION:
         raise ValueError(f"unknown schema version {target}; this code knows up to {SCHEMA_VERSION}")
     version = schema_version(db)  # a read: a current database is never locked for writing

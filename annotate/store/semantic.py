@@ -16,15 +16,21 @@ from annotate.rle import decode_rle
 if TYPE_CHECKING:
     from annotate.store.records import InstanceRecord
 
-__all__ = ["paint_semantic"]
+__all__ = ["IGNORE_INDEX", "paint_semantic"]
+
+IGNORE_INDEX = 255
+"""``dhr.labels.IGNORE_INDEX``, repeated so that the store does not import the algorithm package (and torch)."""
 
 
 def paint_semantic(instances: Sequence[InstanceRecord], height: int, width: int) -> np.ndarray:
     """(H, W) uint8 class-id map (0 = background): instances painted in increasing score, so the most confident
-    is on top."""
+    is on top. Crowd regions (``iscrowd``) are painted first, as ``IGNORE_INDEX`` (255): their pixels carry no
+    label for training or scoring, except where an individual instance lies over them."""
     semantic = np.zeros((height, width), np.uint8)
-    for record in sorted(instances, key=lambda r: (r.score, r.id)):
+    ordered = sorted(instances, key=lambda r: (not getattr(r, "iscrowd", False), r.score, r.id))
+    for record in ordered:
         x, y, w, h = (int(round(v)) for v in record.bbox)
         window = (slice(y, y + h), slice(x, x + w))  # paint inside the box only: the rest of the mask is empty
-        semantic[window][decode_rle(record.rle)[window]] = record.class_id
+        value = IGNORE_INDEX if getattr(record, "iscrowd", False) else record.class_id
+        semantic[window][decode_rle(record.rle)[window]] = value
     return semantic
