@@ -21,6 +21,7 @@ from annotate.cli_gui import (
     build_segmenter_for,
     default_user,
     launch_kwargs,
+    model_settings,
     open_project,
 )
 from annotate.review.assets import SHORTCUTS
@@ -30,6 +31,7 @@ from annotate.review.view import DISPLAY_MIN_SIDE, ORDERS, TOOL_CHOICES, segment
 from annotate.store import STATUSES
 from core.errors import UserError
 from gui_handlers import Page, ReviewHandlers
+from models.settings import ModelSettings
 
 logger = logging.getLogger("dhr.app")
 
@@ -42,13 +44,15 @@ def build_app(
     segmenter: Any,
     *,
     user: str = "local",
+    settings: ModelSettings | None = None,
     bootstrap_options: dict[str, Any] | None = None,
     training_options: dict[str, Any] | None = None,
 ) -> Any:
     """The Gradio Blocks of the review GUI over an open ``store`` and a segmenter (bare or shared).
 
-    ``bootstrap_options`` / ``training_options`` are :class:`annotate.bootstrap.BootstrapConfig` /
-    :class:`training.rounds.RoundsConfig` fields used by the automatic-labelling and training buttons.
+    ``settings`` (device, weights folder, segmenter) are handed to the automatic-labelling and training jobs,
+    which run on the page's own segmenter; ``bootstrap_options`` / ``training_options`` are further
+    :class:`annotate.bootstrap.BootstrapConfig` / :class:`training.rounds.RoundsConfig` fields of those jobs.
     """
     shared = segmenter if isinstance(segmenter, SharedSegmenter) else SharedSegmenter(segmenter)
     classes = list(store.classes)
@@ -223,6 +227,7 @@ def build_app(
             store,
             shared,
             user=user,
+            settings=settings,
             bootstrap_options=bootstrap_options,
             training_options=training_options,
         )
@@ -279,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         store = open_project(args)
-        shared = build_segmenter_for(args, store)
+        settings = model_settings(args)
+        shared = build_segmenter_for(settings, store)
         kwargs = launch_kwargs(args, store)
     except (UserError, ValueError, OSError) as error:
         logger.error("%s", error)
@@ -295,12 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         store,
         shared,
         user=default_user(args),
-        bootstrap_options={
-            "segmenter": args.segmenter,
-            "weights_dir": args.weights_dir,
-            "device": args.device,
-        },
-        training_options={"segmenter": args.segmenter, "weights_dir": args.weights_dir},
+        settings=settings,
     )
     demo.queue(default_concurrency_limit=1)
     demo.launch(**kwargs)

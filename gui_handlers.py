@@ -43,6 +43,7 @@ from annotate.review.view import (
     training_summary,
 )
 from core.errors import UserError
+from models.settings import ModelSettings
 
 logger = logging.getLogger("dhr.app")
 
@@ -129,8 +130,8 @@ def _bootstrap_handler(scope: str) -> Callable[..., dict]:
 class ReviewHandlers:
     """The page's event handlers over an open ``store`` and a shared segmenter.
 
-    ``user`` is recorded with edits when the browser has no login; ``bootstrap_options`` /
-    ``training_options`` are :class:`annotate.bootstrap.BootstrapConfig` / :class:`training.rounds.RoundsConfig`
+    ``user`` is recorded with edits when the browser has no login; ``settings`` (device, weights folder,
+    segmenter) go to the jobs, which run on ``shared``; ``bootstrap_options`` / ``training_options`` are :class:`annotate.bootstrap.BootstrapConfig` / :class:`training.rounds.RoundsConfig`
     fields used by the automatic-labelling and training buttons.
     """
 
@@ -141,6 +142,7 @@ class ReviewHandlers:
         shared: SharedSegmenter,
         *,
         user: str = "local",
+        settings: ModelSettings | None = None,
         bootstrap_options: dict[str, Any] | None = None,
         training_options: dict[str, Any] | None = None,
         pool: SessionPool | None = None,
@@ -150,6 +152,7 @@ class ReviewHandlers:
         self.store = store
         self.shared = shared
         self.user = user
+        self.settings = settings or ModelSettings()
         self.classes = list(store.classes)
         self.bootstrap_options = bootstrap_options
         self.training_options = training_options
@@ -435,6 +438,8 @@ class ReviewHandlers:
             self.store,
             bootstrap_targets(ui, scope),
             on_progress=lambda fraction, text: progress(float(fraction), desc=text),
+            settings=self.settings,
+            segmenter=self.shared,
             redo_pseudo=bool(redo),
             user=s.user,
             **(self.bootstrap_options or {}),
@@ -457,7 +462,11 @@ class ReviewHandlers:
         if steps:
             options["train"] = TrainConfig(steps=int(steps))
         figures = run_training_round(
-            self.store, on_progress=lambda fraction, text: progress(float(fraction), desc=text), **options
+            self.store,
+            settings=self.settings,
+            segmenter=self.shared,
+            on_progress=lambda fraction, text: progress(float(fraction), desc=text),
+            **options,
         )
         text = training_summary(figures)
         if s.image_id is not None:

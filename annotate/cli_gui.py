@@ -158,16 +158,26 @@ def open_project(args: argparse.Namespace):
     return ProjectStore.open(root)
 
 
-def build_segmenter_for(args: argparse.Namespace, store: Any) -> Any:
-    """The :class:`annotate.review.refine.SharedSegmenter` asked for by ``--segmenter`` / ``--weights-dir`` /
-    ``--device``, with its embedding cache inside the project (``PROJECT/cache/embeddings``)."""
+def model_settings(args: argparse.Namespace) -> Any:
+    """The :class:`models.ModelSettings` of ``--device`` / ``--weights-dir`` / ``--segmenter``: the GUI's
+    segmenter and every job it starts run with these."""
+    from models.settings import ModelSettings
+
+    return ModelSettings(device=args.device, weights_dir=args.weights_dir, segmenter=args.segmenter)
+
+
+def build_segmenter_for(settings: Any, store: Any) -> Any:
+    """The :class:`annotate.review.refine.SharedSegmenter` of ``settings`` (a :class:`models.ModelSettings`),
+    with its embedding cache where the project keeps it (:attr:`ProjectLayout.embeddings_dir`)."""
     from annotate.embedding_cache import EmbeddingCache
-    from annotate.review.jobs import EMBEDDINGS_DIR
     from annotate.review.refine import SharedSegmenter
     from annotate.segmenters import build_segmenter
 
-    cache = EmbeddingCache(store.resolve(EMBEDDINGS_DIR))
-    seg = build_segmenter(name=args.segmenter, weights_dir=args.weights_dir, device=args.device, cache=cache)
+    cache = EmbeddingCache(store.layout.embeddings_dir)
+    seg = build_segmenter(
+        name=settings.segmenter, weights_dir=settings.weights_dir, device=settings.device, cache=cache,
+        download=settings.download,
+    )
     return SharedSegmenter(seg)
 
 
@@ -176,9 +186,8 @@ def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     the one folder the page may serve files from). Logins go through a throttling
     :class:`annotate.login_gate.LoginGate`."""
     from annotate.review.assets import CSS, SHORTCUTS_JS
-    from annotate.review.jobs import EXPORTS_DIR
 
-    exports = store.resolve(EXPORTS_DIR)
+    exports = store.layout.exports_dir
     exports.mkdir(parents=True, exist_ok=True)
     from annotate.login_gate import LoginGate
 

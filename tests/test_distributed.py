@@ -65,7 +65,7 @@ def _worker(rank: int, port: int, root: str, out: str) -> None:
     results["ema"] = {k: v.clone() for k, v in trainer.ema.state_dict().items()}
     # 3. one round on both ranks: every unreviewed image is relabelled exactly once
     config = RoundsConfig(rounds=1, train=TrainConfig(steps=2, batch_size=2, amp=False, dhr=False), backbone="resnet_tiny",
-                          pretrained=False, crop_size=64, scales=(1.0,), segmenter="none", out_dir=str(Path(out) / "rounds"))
+                          pretrained=False, crop_size=64, scales=(1.0,), use_segmenter=False, out_dir=str(Path(out) / "rounds"))
     results["history"] = run_rounds(root, config, ctx, progress=False)
     torch.save(results, Path(out) / f"rank{rank}.pt")
     cleanup(ctx)
@@ -82,13 +82,15 @@ def test_world_of_one_needs_no_process_group(monkeypatch):
 
 
 def test_two_gloo_processes_average_gradients_and_keep_weights_equal(tmp_path):
-    from dhr.uss import build_uss
+    from models import ModelSettings
+    from models.uss import build_uss_provider
     from tests.test_training import make_project
     from training.data import USSFeatureCache, precompute_uss_features, project_entries
 
     store, _ = make_project(tmp_path, n=6)
     cache = USSFeatureCache(store.root / "cache" / "uss", "color")
-    precompute_uss_features(store, project_entries(store), build_uss("color"), cache, progress=False)
+    precompute_uss_features(store, project_entries(store), build_uss_provider("color", ModelSettings()),
+                            cache, progress=False)
     versions = {r.id: r.version for r in store.list_images()}
     out = tmp_path / "out"
     out.mkdir()

@@ -26,7 +26,7 @@ def _config(out_dir, rounds=2, steps=60, segmenter="grabcut", **overrides) -> Ro
     train = TrainConfig(steps=steps, batch_size=4, lr=0.01, ema_decay=0.9, amp=False, checkpoint_every=1000,
                         dhr_warmup=steps // 3)
     settings = dict(rounds=rounds, train=train, backbone="resnet_tiny", pretrained=False, crop_size=SIZE,
-                    scale_range=(0.75, 1.25), scales=(1.0,), segmenter=segmenter, min_change=0.0,
+                    scale_range=(0.75, 1.25), scales=(1.0,), use_segmenter=segmenter != "none", min_change=0.0,
                     out_dir=str(out_dir))
     settings.update(overrides)
     return RoundsConfig(**settings)

@@ -22,6 +22,7 @@ from annotate.review.refine import EditableInstance
 from annotate.review.session import EditConflict, ReviewSession
 from annotate.segmenters import build_segmenter
 from annotate.store import NewInstance, ProjectStore
+from models import ModelSettings
 
 H, W = 120, 160
 
@@ -458,9 +459,9 @@ def test_bootstrap_on_chosen_images_from_the_session(project):
         pretrained=False,
         epochs=2,
         crop_size=64,
-        segmenter="grabcut",
         uss="color",
         progress=False,
+        settings=ModelSettings(segmenter="grabcut"),
     )
     report = run_bootstrap(
         store, [ids[0], ids[2]], on_progress=lambda f, text: seen.append((f, text)), **options
@@ -498,8 +499,8 @@ def test_training_round_from_the_session_adds_one_round(project):
         crop_size=64,
         scales=(1.0,),
         flip=False,
-        segmenter="grabcut",
         min_change=0.0,
+        settings=ModelSettings(segmenter="grabcut"),
     )
     seen: list[tuple[float, str]] = []
     first = run_training_round(store, on_progress=lambda f, text: seen.append((f, text)), **options)

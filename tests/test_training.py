@@ -65,11 +65,12 @@ def make_project(root: Path, n: int = 12, size: int = SIZE, seed: int = 0):
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("training")
     store, gt = make_project(root)
-    from dhr.uss import build_uss
+    from models import ModelSettings
+    from models.uss import build_uss_provider
 
     cache = USSFeatureCache(store.root / "cache" / "uss", "color")
     entries = project_entries(store)
-    assert precompute_uss_features(store, entries, build_uss("color"), cache, progress=False) == len(entries)
+    assert precompute_uss_features(store, entries, build_uss_provider("color", ModelSettings()), cache, progress=False) == len(entries)
     return store, gt, cache
 
 

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--dhr-every", type=int, default=1, help="run the DHR step every k steps (default 1)")
     train.add_argument("--no-crf", dest="crf", action="store_false",
                        help="end DHR with a plain argmax instead of the dense CRF (faster, coarser labels)")
-    train.add_argument("--uss", default="color", help="USS feature provider (dhr.uss; default color)")
+    train.add_argument("--uss", default="color", help="USS feature provider (models.uss; default color)")
     train.add_argument("--segmenter", default="auto",
                        help="SAM variant, grabcut, auto (SAM ViT-B if present) or none (keep DHR masks)")
     train.add_argument("--scales", type=_scales, default=(0.5, 1.0, 1.5),
@@ -87,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from dhr import DHRConfig
+    from models.settings import ModelSettings
     from training.distributed import cleanup, init_distributed
     from training.evaluate import load_ground_truth
     from training.rounds import RoundsConfig, run_rounds
@@ -100,10 +101,12 @@ def _train(args: argparse.Namespace) -> int:
         dhr_every=args.dhr_every, checkpoint_every=args.checkpoint_every, num_workers=args.workers, seed=args.seed)
     config = RoundsConfig(
         rounds=args.rounds, train=train, backbone=args.backbone, output_stride=args.output_stride,
-        pretrained=not args.no_pretrained, weights_dir=args.weights_dir, uss=args.uss, crop_size=args.crop_size,
-        scales=args.scales, flip=not args.no_flip, segmenter=args.segmenter, min_change=args.min_change,
+        pretrained=not args.no_pretrained, uss=args.uss, crop_size=args.crop_size,
+        scales=args.scales, flip=not args.no_flip, use_segmenter=args.segmenter != "none", min_change=args.min_change,
         reinit=args.reinit, accepted_repeat=args.accepted_repeat, out_dir=args.out, dhr=DHRConfig(crf=args.crf))
-    ctx = init_distributed(args.device)
+    settings = ModelSettings(device=args.device, weights_dir=args.weights_dir,
+                             segmenter="auto" if args.segmenter == "none" else args.segmenter)
+    ctx = init_distributed(settings.device)
     try:
         gt = None
         if args.gt:
@@ -111,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
 
             with ProjectStore.open(args.project) as store:
                 gt = load_ground_truth(args.gt, store)
-        history = run_rounds(args.project, config, ctx, gt=gt, progress=not args.quiet)
+        history = run_rounds(args.project, config, ctx, gt=gt, progress=not args.quiet, settings=settings)
     finally:
         cleanup(ctx)
     if ctx.is_main:

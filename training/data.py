@@ -2,11 +2,11 @@
 
 Nothing is held for the whole dataset: each item reads its image and label mask from the project when it is
 asked for, so the loader can run in worker processes (each opens its own store connection). USS features are
-computed once per image (``precompute_uss_features``) and cached on disk as float16 files named by the image's
-SHA-256 and the provider name.
+computed once per image (``precompute_uss_features``) and cached on disk as float16 tensors keyed by the image's
+SHA-256 and the provider's feature id (model, weights and settings).
 
 Batch layout (``collate``): image (B, 3, S, S) float normalised; raw (B, S, S, 3) uint8; mask (B, S, S) int64
-(255 = ignore); tags (B, N) float multi-hot; accepted (B,) bool; box (B, 4) float64 XYXY; flip (B,) bool;
+(``IGNORE_INDEX`` = ignore); tags (B, N) float multi-hot; accepted (B,) bool; box (B, 4) float64 XYXY; flip (B,) bool;
 valid (B, 4) int64 XYXY; size (B, 2) int64 (H, W); image_id (B,) int64; uss: list of (D, h, w) tensors or None.
 """
 
@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from annotate.files import load_torch, save_torch
+from annotate.embedding_cache import EmbeddingCache
 from dhr.labels import IGNORE_INDEX
+from models.uss import USSProvider
 from training.transforms import AugmentConfig, augment
 
 __all__ = ["ImageEntry", "project_entries", "USSFeatureCache", "precompute_uss_features", "ProjectDataset",
@@ -32,6 +33,8 @@ __all__ = ["ImageEntry", "project_entries", "USSFeatureCache", "precompute_uss_f
 logger = logging.getLogger(__name__)
 
 TRAINABLE_STATUSES = ("new", "pseudo", "review", "accepted")
+FEATURE_CACHE_BYTES = 64 * 1024**3
+"""Size bound of a project's USS feature cache (entries are re-read every epoch, so it should hold them all)."""
 
 
 @dataclass(frozen=True)
@@ -61,68 +64,51 @@ def project_entries(store, statuses: Sequence[str] = TRAINABLE_STATUSES) -> list
 
 
 class USSFeatureCache:
-    """USS feature maps on disk: ``root / provider / <sha256>.pt`` holding a (D, h, w) float16 tensor."""
+    """USS feature maps of one provider on disk, a view of the project's :class:`EmbeddingCache`.
 
-    def __init__(self, root: str | Path, provider: str) -> None:
-        if not provider or "/" in provider or provider.startswith("."):
-            raise ValueError(f"invalid USS provider name {provider!r}")
-        self.root = Path(root) / provider
-        self.provider = provider
+    Entries are keyed by the image file's SHA-256 and ``feature_id`` (provider, weights and settings:
+    :attr:`models.uss.USSProvider.feature_id`), so features of another provider, SAM variant or checkpoint
+    are never reused. Each holds a (D, h, w) float16 tensor.
+    """
+
+    def __init__(self, root: str | Path, feature_id: str, max_bytes: int = FEATURE_CACHE_BYTES) -> None:
+        if not feature_id:
+            raise ValueError("feature_id must be a non-empty string")
+        self.cache = EmbeddingCache(root, max_bytes=max_bytes)
+        self.feature_id = feature_id
+        self.root = self.cache.directory
 
     def path(self, sha256: str) -> Path:
-        if not sha256 or not all(c in "0123456789abcdef" for c in sha256.lower()):
-            raise ValueError(f"invalid image hash {sha256!r}")
-        return self.root / f"{sha256.lower()}.pt"
+        """File of one image's features (ValueError unless ``sha256`` is a hex digest)."""
+        return self.cache.path(str(sha256).lower(), self.feature_id)
 
     def __contains__(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
     def get(self, sha256: str) -> torch.Tensor | None:
         """The cached (D, h, w) float32 features, or None when absent or unreadable (warned)."""
-        path = self.path(sha256)
-        try:
-            features = load_torch(path, what="USS cache file")
-        except FileNotFoundError:
-            return None
-        except ValueError as error:
-            cause = error.__cause__ or error
-            logger.warning("unreadable USS cache file %s (%s); it will be recomputed", path, cause)
-            return None
-        return features.float()
+        entry = self.cache.get(sha256.lower(), self.feature_id)
+        features = None if entry is None else entry.get("features")
+        return features.float() if torch.is_tensor(features) else None
 
     def put(self, sha256: str, features: torch.Tensor) -> None:
         if features.ndim != 3 or not torch.isfinite(features).all():
             raise ValueError(f"USS features must be finite (D, h, w), got shape {tuple(features.shape)}")
-        # A cache: no fsync (a lost or torn file after a crash is read as a miss and recomputed).
-        save_torch(features.detach().to("cpu", torch.float16).contiguous(), self.path(sha256), fsync=False)
+        self.cache.put(sha256.lower(), self.feature_id, {"features": features.to(torch.float16).contiguous()})
 
 
 @torch.no_grad()
-def precompute_uss_features(store, entries: Sequence[ImageEntry], provider: torch.nn.Module,
-                            cache: USSFeatureCache, device: str | torch.device = "cpu",
-                            progress: bool = True, segmenter=None) -> int:
+def precompute_uss_features(store, entries: Sequence[ImageEntry], provider: USSProvider,
+                            cache: USSFeatureCache, progress: bool = True) -> int:
     """Compute and cache the USS features of every entry not cached yet; returns how many were computed.
 
-    A SAM-embedding provider takes each image's embedding from ``segmenter`` (``set_image`` uses its cache).
+    A provider reading the segmenter's embedding takes it from the segmenter's own embedding cache.
     """
     from tqdm.auto import tqdm
 
-    from dhr.uss import SamEmbeddingFeatures, image_to_tensor
-
     todo = [e for e in entries if e.sha256 not in cache]
-    provider = provider.to(device).eval()
-    needs_embedding = isinstance(provider, SamEmbeddingFeatures) and provider.image_encoder is None
-    if needs_embedding and segmenter is None:
-        raise ValueError("the 'sam' USS provider needs a SAM segmenter to embed the images")
-    for entry in tqdm(todo, desc=f"USS features ({cache.provider})", unit="img", disable=not progress):
-        image = store.load_image(entry.image_id)
-        x = image_to_tensor(image, device)
-        if needs_embedding:
-            segmenter.set_image(image)
-            features = provider(x, embedding=segmenter.embedding)
-        else:
-            features = provider(x)
-        cache.put(entry.sha256, features)
+    for entry in tqdm(todo, desc=f"USS features ({provider.name})", unit="img", disable=not progress):
+        cache.put(entry.sha256, provider.features(store.load_image(entry.image_id)))
     return len(todo)
 
 

@@ -19,14 +19,17 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from annotate.files import atomic_write_text, load_torch, save_torch
 from dhr import DHRConfig, rebalance
+from models.settings import ModelSettings
+from models.uss import build_uss_provider
 from training.data import (
     ImageEntry,
     ProjectDataset,
@@ -35,10 +38,13 @@ from training.data import (
     project_entries,
 )
 from training.deeplab import DeepLabV3Plus, build_deeplab
-from training.distributed import DistContext, all_reduce_sum, barrier
+from training.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from training.evaluate import evaluate_labels, predict_image, tag_restricted_mask
 from training.trainer import TrainConfig, Trainer
 from training.transforms import AugmentConfig
+
+if TYPE_CHECKING:
+    from annotate.segmenters import Segmenter
 
 __all__ = ["RoundsConfig", "run_rounds", "relabel_image", "save_model", "load_model", "MODEL_NAME"]
 
@@ -58,13 +64,12 @@ class RoundsConfig:
     backbone: str = "resnet50"
     output_stride: int = 16
     pretrained: bool = True  # ImageNet backbone weights (annotate.weights); random init with a warning if absent
-    weights_dir: str | None = None
-    uss: str = "color"  # USS provider name (dhr.uss.USS_PROVIDERS)
+    uss: str = "color"  # USS provider name (models.uss.USS_REGISTRY)
     crop_size: int = 512
     scale_range: tuple[float, float] = (0.5, 2.0)
     scales: tuple[float, ...] = (0.5, 1.0, 1.5)  # inference scales for relabelling
     flip: bool = True
-    segmenter: str = "auto"  # annotate.segmenters name, or "none" to store the DHR masks as they are
+    use_segmenter: bool = True  # prompt the segmenter with the balanced masks; False stores the DHR masks as they are
     min_change: float = 0.002  # stop when fewer than this share of pixels changed in a round
     reinit: bool = False  # start every round from the backbone weights instead of the last round's model
     accepted_repeat: int = 1  # accepted (reviewed) images appear this many times per epoch
@@ -100,23 +105,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[De
     return model.to(device).eval(), list(payload["classes"])
 
 
-def _uss_provider(config: RoundsConfig, ctx: DistContext, segmenter) -> tuple[torch.nn.Module, str]:
-    """The USS provider (DINO weights through annotate.weights; "sam" reuses the segmenter's embeddings, and
-    falls back to "color" with a warning when no SAM checkpoint is present) -> (provider, name used)."""
-    from types import SimpleNamespace
-
-    from annotate.bootstrap import build_uss_provider
-
-    settings = SimpleNamespace(device=str(ctx.device), weights_dir=config.weights_dir, download=True)
-    return build_uss_provider(config.uss, settings, segmenter)
-
-
-def _new_model(config: RoundsConfig, num_classes: int) -> DeepLabV3Plus:
+def _new_model(config: RoundsConfig, settings: ModelSettings, num_classes: int) -> DeepLabV3Plus:
     state = None
     if config.pretrained:
         from training.backbone import imagenet_state_dict
 
-        state = imagenet_state_dict(config.backbone, config.weights_dir, download=True)
+        state = imagenet_state_dict(config.backbone, settings.weights_dir, download=settings.download)
     return build_deeplab(num_classes, config.backbone, backbone_state_dict=state, output_stride=config.output_stride)
 
 
@@ -204,35 +198,48 @@ def _class_shares(store, entries: Sequence[ImageEntry]) -> list[float]:
     return (counts / max(1, counts.sum())).tolist()
 
 
+def _segmenter(config: RoundsConfig, settings: ModelSettings, store) -> Segmenter | None:
+    """The segmenter of the rounds (with the project's embedding cache), or None when none is needed."""
+    if not config.use_segmenter and config.uss not in ("sam", "auto"):
+        return None
+    from annotate.embedding_cache import EmbeddingCache
+    from annotate.segmenters import build_segmenter
+
+    return build_segmenter(settings.segmenter, weights_dir=settings.weights_dir, device=settings.device,
+                           cache=EmbeddingCache(store.layout.embeddings_dir), download=settings.download)
+
+
 def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None = None,
-               gt: dict[int, np.ndarray] | None = None, progress: bool = True) -> list[dict]:
+               gt: dict[int, np.ndarray] | None = None, progress: bool = True, *,
+               settings: ModelSettings | None = None, segmenter: Segmenter | None = None) -> list[dict]:
     """Run (or continue) the training rounds on the project at ``root``; returns the figures of every round.
 
-    ``gt`` (image id -> (H, W) class ids), when given, adds the labels' mIoU / FPR / FNR to each round's figures.
+    ``settings`` give the device, weights folder and segmenter (``ctx``, when given, decides the device of
+    a distributed run); ``segmenter`` is a running one to reuse (the GUI's), else one is built from
+    ``settings``. ``gt`` (image id -> (H, W) class ids), when given, adds the labels' mIoU / FPR / FNR to each
+    round's figures.
     """
     from annotate.store import ProjectStore
 
-    ctx = ctx or DistContext()
+    settings = settings or ModelSettings()
+    ctx = ctx or init_distributed(settings.device)
+    settings = replace(settings, device=str(ctx.device))
     with ProjectStore.open(root) as store:
-        out_dir = Path(config.out_dir) if config.out_dir else store.root / "training"
+        layout = store.layout
+        out_dir = Path(config.out_dir) if config.out_dir else layout.training_dir
         classes = store.classes
         num_classes = len(classes)
-        segmenter = None
-        if config.segmenter != "none" or config.uss == "sam":
-            from annotate.embedding_cache import EmbeddingCache
-            from annotate.segmenters import build_segmenter
-
-            segmenter = build_segmenter("auto" if config.segmenter == "none" else config.segmenter,
-                                        weights_dir=config.weights_dir, device=ctx.device,
-                                        cache=EmbeddingCache(store.root / "cache" / "embeddings"))
-        provider, uss_name = _uss_provider(config, ctx, segmenter)
-        cache = USSFeatureCache(store.root / "cache" / "uss", uss_name)
-        embedder, segmenter = segmenter, (None if config.segmenter == "none" else segmenter)
+        if segmenter is None:
+            segmenter = _segmenter(config, settings, store)
+        provider = build_uss_provider(config.uss, settings, segmenter)
+        cache = USSFeatureCache(layout.features_dir, provider.feature_id)
+        if not config.use_segmenter:
+            segmenter = None
         if config.pretrained and ctx.distributed:  # one process fetches the ImageNet weights, the others wait
             from training.backbone import imagenet_state_dict
 
             if ctx.is_main:
-                imagenet_state_dict(config.backbone, config.weights_dir, download=True)
+                imagenet_state_dict(config.backbone, settings.weights_dir, download=settings.download)
             barrier(ctx)
         history: list[dict] = []
         initial_path = out_dir / "initial.json"
@@ -259,14 +266,14 @@ def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None =
             entries = project_entries(store)
             if not entries:
                 raise ValueError(f"project {store.root} has no image to train on")
-            precompute_uss_features(store, entries[ctx.rank::ctx.world_size], provider, cache, ctx.device,
-                                    progress=progress and ctx.is_main, segmenter=embedder)
+            precompute_uss_features(store, entries[ctx.rank::ctx.world_size], provider, cache,
+                                    progress=progress and ctx.is_main)
             barrier(ctx)
             previous = out_dir / f"round_{round_index - 1:02d}" / MODEL_NAME
             if round_index > 1 and not config.reinit and previous.is_file():
                 model = load_model(previous)[0]  # the last round's EMA weights
             else:
-                model = _new_model(config, num_classes)
+                model = _new_model(config, settings, num_classes)
             augment_config = AugmentConfig(crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip)
             repeated = [e for e in entries if e.accepted] * (config.accepted_repeat - 1)
             dataset = ProjectDataset(store.root, entries + repeated, num_classes, augment_config, cache)

@@ -1,8 +1,10 @@
 """Project jobs the review GUI starts: automatic labelling, a training round, a COCO export into the project.
 
 Each takes an open :class:`annotate.store.ProjectStore` and reports progress through an optional
-``on_progress(fraction, text)`` callback; every path it writes is checked by :meth:`ProjectStore.resolve`
-(inside the project folder).
+``on_progress(fraction, text)`` callback; paths come from the project's :class:`annotate.store.ProjectLayout`.
+The model jobs take the GUI's :class:`models.ModelSettings` (device, weights folder) and its running
+segmenter (a :class:`annotate.review.refine.SharedSegmenter`), so they run where the GUI runs and never load
+a second model.
 """
 
 from __future__ import annotations
@@ -13,25 +15,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from annotate.review.refine import SharedSegmenter
 from annotate.store import ProjectStore
+from models.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], None]
 """Progress callback: fraction done in [0, 1] and a short description."""
 
-EMBEDDINGS_DIR = "cache/embeddings"
-"""Project folder of the segmenter's embedding cache (shared by the GUI and the bootstrap)."""
-TRAINING_DIR = "training"
-"""Project folder of the recursive training rounds (``round_*/``)."""
-EXPORTS_DIR = "exports"
-"""Project folder of the GUI's COCO exports (the only folder the GUI serves files from)."""
-
 
 def run_bootstrap(
     store: ProjectStore,
     image_ids: Sequence[int] | None = None,
     *,
+    settings: ModelSettings,
+    segmenter: SharedSegmenter | None = None,
     on_progress: ProgressFn | None = None,
     redo_pseudo: bool = False,
     user: str = "local",
@@ -42,11 +41,12 @@ def run_bootstrap(
     ``image_ids`` None means every image. Only images still "new" are labelled (the bootstrap never overwrites
     reviewed work); with ``redo_pseudo`` the chosen images in status "pseudo" are set back to "new" first.
     The classifier is trained once on every image of the project (``PROJECT/classifier.pt``, reused later).
-    ``options`` are :class:`annotate.bootstrap.BootstrapConfig` fields (``segmenter``, ``device``, ``epochs``...);
-    the bootstrap builds its own segmenter, sharing the project's embedding cache with the GUI.
+    ``settings`` give device, weights folder and segmenter; ``segmenter`` is the GUI's running one (a lease of
+    it labels the images; without it one is built from ``settings``). ``options`` are other
+    :class:`annotate.bootstrap.BootstrapConfig` fields (``epochs``, ``uss``...).
     Returns the :class:`annotate.bootstrap.BootstrapReport`.
     """
-    from annotate.bootstrap import CLASSIFIER_FILE, BootstrapConfig, prepare_classifier
+    from annotate.bootstrap import BootstrapConfig, prepare_classifier
     from annotate.bootstrap import run_bootstrap as bootstrap_images
     from annotate.dataset import DatasetEntry, TaggedDataset
     from annotate.store import IMAGES_DIR
@@ -83,11 +83,13 @@ def run_bootstrap(
         raise ValueError(
             "the chosen images are all labelled or reviewed already (only 'new' images are labelled)"
         )
-    defaults = {"embedding_cache": store.resolve(EMBEDDINGS_DIR)}
-    config = BootstrapConfig(out=store.root, **{**defaults, **options})
+    layout = store.layout
+    models = {"device": settings.device, "weights_dir": settings.weights_dir, "segmenter": settings.segmenter,
+              "download": settings.download, "embedding_cache": layout.embeddings_dir}
+    config = BootstrapConfig(out=store.root, **{**models, **options})
     if on_progress is not None:
         on_progress(0.0, "classifier")
-    prepare_classifier(everything, config, store.root / CLASSIFIER_FILE)
+    prepare_classifier(everything, config, layout.classifier_file)
     done = [0]
 
     def image_done(file_name: str) -> None:
@@ -96,26 +98,34 @@ def run_bootstrap(
             on_progress(done[0] / todo, f"labelled {file_name}")
 
     dataset = TaggedDataset(store.root / IMAGES_DIR, classes, [entry(r) for r in targets], source=store.root)
-    return bootstrap_images(dataset, config, on_image_done=image_done)
+    lease = segmenter.lease() if segmenter is not None else None  # None: the bootstrap builds one from settings
+    return bootstrap_images(dataset, config, segmenter=lease, on_image_done=image_done)
 
 
 def run_training_round(
-    store: ProjectStore, *, on_progress: ProgressFn | None = None, **options: Any
+    store: ProjectStore,
+    *,
+    settings: ModelSettings,
+    segmenter: SharedSegmenter | None = None,
+    on_progress: ProgressFn | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Run the project's next recursive training round (``training.rounds``); returns that round's figures.
 
-    ``options`` are :class:`training.rounds.RoundsConfig` fields (``segmenter``, ``weights_dir``, ``train``...);
+    ``settings`` give device, weights folder and segmenter; ``segmenter`` is the GUI's running one (a lease of
+    it relabels the images). ``options`` are :class:`training.rounds.RoundsConfig` fields (``train``...);
     rounds already done under ``PROJECT/training`` are kept, so each call adds one round. Progress inside the
     round is reported through tqdm bars (a GUI can track them).
     """
     from training.rounds import RoundsConfig, run_rounds
 
-    out_dir = Path(options.get("out_dir") or store.resolve(TRAINING_DIR))
+    out_dir = Path(options.get("out_dir") or store.layout.training_dir)
     done = len(list(out_dir.glob("round_*/metrics.json"))) if out_dir.is_dir() else 0
     config = RoundsConfig(**{**options, "rounds": done + 1})
     if on_progress is not None:
         on_progress(0.0, f"training round {done + 1}")
-    history = run_rounds(store.root, config, progress=True)
+    lease = segmenter.lease() if segmenter is not None else None
+    history = run_rounds(store.root, config, progress=True, settings=settings, segmenter=lease)
     if on_progress is not None:
         on_progress(1.0, f"training round {done + 1} done")
     return history[-1] if history else {}
@@ -133,7 +143,8 @@ def export_to_project(
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     kind = "accepted" if accepted_only else "all"
-    path = store.resolve(f"{EXPORTS_DIR}/coco-{kind}-{stamp}.json")
+    layout = store.layout
+    path = store.resolve(layout.relative(layout.exports_dir / f"coco-{kind}-{stamp}.json"))  # no symlink out
     path.parent.mkdir(parents=True, exist_ok=True)
     coco = export_coco(
         store,

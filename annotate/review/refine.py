@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from annotate.rle import encode_mask
+from annotate.segmenters.base import Segmenter
 from annotate.store import NewInstance
 
 
@@ -69,44 +70,42 @@ class EditableInstance:
 
 
 class SharedSegmenter:
-    """A segmenter shared by several sessions: a lock, and the image it currently holds.
+    """A segmenter shared by several sessions and the GUI's jobs: a lock, and the image it currently holds.
 
-    ``segmenter`` follows the ``annotate.segmenters`` interface (``set_image``, ``predict``, ``model_id``,
-    ``is_fallback``). ``key`` names an image (its sha256); the segmenter is re-targeted only when it changes.
+    ``segmenter`` follows the :class:`annotate.segmenters.Segmenter` interface. ``key`` names an image (its
+    sha256); the segmenter is re-targeted only when it changes. :meth:`lease` hands a job (bootstrap, training
+    round) a ``Segmenter`` that uses this same model under the same lock, so a job never loads a second one.
+    ``segmenter`` None: a page without a segmenter (clicks then fail with a message).
     """
 
-    def __init__(self, segmenter: Any):
+    def __init__(self, segmenter: Segmenter | None):
         self.segmenter = segmenter
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._key: str | None = None
 
     @property
     def model_id(self) -> str:
-        return str(getattr(self.segmenter, "model_id", type(self.segmenter).__name__))
+        return self.segmenter.model_id if self.segmenter is not None else "none"
 
     @property
     def is_fallback(self) -> bool:
-        return bool(getattr(self.segmenter, "is_fallback", False))
+        return self.segmenter is None or bool(self.segmenter.is_fallback)
 
     @property
     def source(self) -> str:
         """Instance source of its masks ("sam" or "grabcut")."""
-        return str(getattr(self.segmenter, "source", "") or ("grabcut" if self.is_fallback else "sam"))
+        return self.segmenter.source if self.segmenter is not None else "manual"
 
     @property
     def message(self) -> str:
         """A sentence saying what segmenter runs and why (names the missing checkpoint for the fallback)."""
-        return str(getattr(self.segmenter, "message", "") or self.model_id)
+        if self.segmenter is None:
+            return "no segmenter: draw and paint by hand"
+        return self.segmenter.message or self.model_id
 
     def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
-        """(H, W) bool mask -> (1, L, L) float32 logits in the segmenter's mask-prompt frame."""
-        from annotate.prompts import mask_to_sam_logits
-
-        return mask_to_sam_logits(
-            mask,
-            int(getattr(self.segmenter, "long_side", 1024)),
-            int(getattr(self.segmenter, "mask_input_size", 256)),
-        )
+        """(H, W) bool mask -> (1, L, L) float32 logits in the segmenter's own mask-prompt frame."""
+        return self.segmenter.mask_prompt(mask)
 
     def prepare(self, key: str, image: np.ndarray) -> None:
         """Make ``image`` (HWC uint8 RGB) the current image (computes or loads its embedding)."""
@@ -119,10 +118,76 @@ class SharedSegmenter:
             self._set(key, image)
             return self.segmenter.predict(**prompts)
 
+    def lease(self) -> SegmenterLease | None:
+        """A ``Segmenter`` for a job that shares this model (and its lock) with the GUI's sessions."""
+        return SegmenterLease(self) if self.segmenter is not None else None
+
     def _set(self, key: str, image: np.ndarray) -> None:
         if self._key != key:
             self.segmenter.set_image(image)
             self._key = key
+
+
+class SegmenterLease(Segmenter):
+    """The shared segmenter seen by one job: its own current image, the shared model underneath.
+
+    Every call takes the shared lock and re-targets the model to this lease's image when a session moved it
+    to another one meanwhile (cheap: the embedding comes from the cache or the model's memory).
+    """
+
+    def __init__(self, shared: SharedSegmenter) -> None:
+        super().__init__()
+        inner = shared.segmenter
+        self.shared = shared
+        self.model_id, self.source, self.is_fallback = inner.model_id, inner.source, inner.is_fallback
+        self.message, self.long_side, self.mask_input_size = inner.message, inner.long_side, inner.mask_input_size
+        self._image: np.ndarray | None = None
+        self._key: str | None = None
+
+    def set_image(self, image: np.ndarray) -> None:
+        from annotate.embedding_cache import image_hash
+
+        image = self.check_image(image)
+        self._image, self._key = image, "lease:" + image_hash(image)
+        self._image_size = (int(image.shape[0]), int(image.shape[1]))
+        with self.shared._lock:
+            self.shared._set(self._key, image)
+
+    def _current(self) -> Segmenter:
+        if self._image is None:
+            raise RuntimeError("set_image(image) must be called before predict()")
+        self.shared._set(self._key, self._image)
+        return self.shared.segmenter
+
+    @property
+    def uss_id(self) -> str:
+        return self.shared.segmenter.uss_id
+
+    @property
+    def embedding(self):
+        with self.shared._lock:
+            return self._current().embedding
+
+    def uss_features(self):
+        with self.shared._lock:
+            return self._current().uss_features()
+
+    def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
+        return self.shared.segmenter.mask_prompt(mask)
+
+    def logits_to_mask(self, logits: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        return self.shared.segmenter.logits_to_mask(logits, size or self._image_size)
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ):
+        with self.shared._lock:
+            return self._current().predict(point_coords, point_labels, box, mask_input, multimask)
 
 
 def refine_instance(segmenter: SharedSegmenter, key: str, image: np.ndarray, inst: EditableInstance) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from annotate.segmenters.frame import LongestSideFrame
+
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two (H, W) bool masks (0.0 when both are empty)."""
@@ -35,6 +37,10 @@ class Segmenter(ABC):
     Attributes: ``model_id`` (names model and weights; keys the embedding cache), ``source`` (the instance
     source it produces: "sam" or "grabcut"), ``is_fallback`` and ``message`` (a sentence for the CLI and
     GUI saying what runs and why), ``long_side`` and ``mask_input_size`` (the geometry of mask prompts).
+
+    The segmenter owns that geometry: callers turn a mask into a prompt with :meth:`mask_prompt`, logits back
+    into a mask with :meth:`logits_to_mask`, and take the image embedding as USS features from
+    :meth:`uss_features`; none of them needs to know the frame (``frame``) these live in.
     """
 
     model_id: str = ""
@@ -46,6 +52,34 @@ class Segmenter(ABC):
 
     def __init__(self) -> None:
         self._image_size: tuple[int, int] | None = None
+
+    @property
+    def frame(self) -> LongestSideFrame:
+        """The frame of this segmenter's mask prompts, low-resolution logits and embedding grid."""
+        return LongestSideFrame(int(self.long_side), int(self.mask_input_size))
+
+    def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
+        """(H, W) bool mask -> (1, L, L) float32 logits to pass as ``predict(mask_input=...)``."""
+        return self.frame.mask_to_logits(np.asarray(mask, bool))
+
+    def logits_to_mask(self, logits: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """(1, L, L) low-resolution logits -> (H, W) bool mask at ``size`` (default: the current image's)."""
+        size = size or self._image_size
+        if size is None:
+            raise RuntimeError("logits_to_mask() needs a size or a current image (set_image)")
+        return self.frame.logits_to_mask(logits, size)
+
+    @property
+    def uss_id(self) -> str:
+        """Names the USS features of :meth:`uss_features`: the model, its weights and the geometry."""
+        return f"{self.model_id}:cells{self.long_side}"
+
+    def uss_features(self) -> torch.Tensor | None:
+        """(C, h, w) embedding cells covering the current image (its padding cut off), or None without one."""
+        embedding = self.embedding
+        if embedding is None or self._image_size is None:
+            return None
+        return self.frame.embedding_cells(embedding, self._image_size)
 
     @property
     def image_size(self) -> tuple[int, int] | None:

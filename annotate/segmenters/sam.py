@@ -61,41 +61,40 @@ def build_tiny_sam(img_size: int = 256, embed_dim: int = 32, prompt_dim: int = 3
 
     if img_size % 16:
         raise ValueError(f"img_size must be a multiple of 16, got {img_size}")
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
     side = img_size // 16
-    model = Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=img_size,
-            patch_size=16,
-            embed_dim=embed_dim,
-            depth=1,
-            num_heads=2,
-            mlp_ratio=2.0,
-            out_chans=prompt_dim,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            window_size=4,
-            global_attn_indexes=(),
-        ),
-        prompt_encoder=PromptEncoder(
-            embed_dim=prompt_dim,
-            image_embedding_size=(side, side),
-            input_image_size=(img_size, img_size),
-            mask_in_chans=8,
-        ),
-        mask_decoder=MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(
-                depth=1, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2
+    with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it was
+        torch.manual_seed(seed)
+        model = Sam(
+            image_encoder=ImageEncoderViT(
+                img_size=img_size,
+                patch_size=16,
+                embed_dim=embed_dim,
+                depth=1,
+                num_heads=2,
+                mlp_ratio=2.0,
+                out_chans=prompt_dim,
+                qkv_bias=True,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                use_rel_pos=True,
+                window_size=4,
+                global_attn_indexes=(),
             ),
-            transformer_dim=prompt_dim,
-            iou_head_depth=2,
-            iou_head_hidden_dim=32,
-        ),
-    )
-    torch.random.set_rng_state(generator_state)
+            prompt_encoder=PromptEncoder(
+                embed_dim=prompt_dim,
+                image_embedding_size=(side, side),
+                input_image_size=(img_size, img_size),
+                mask_in_chans=8,
+            ),
+            mask_decoder=MaskDecoder(
+                num_multimask_outputs=3,
+                transformer=TwoWayTransformer(
+                    depth=1, embedding_dim=prompt_dim, mlp_dim=2 * prompt_dim, num_heads=2
+                ),
+                transformer_dim=prompt_dim,
+                iou_head_depth=2,
+                iou_head_hidden_dim=32,
+            ),
+        )
     return model.eval()
 
 
@@ -113,10 +112,13 @@ def load_sam(
 
 
 class SamSegmenter(Segmenter):
-    """A SAM model behind the ``Segmenter`` interface.
+    """A SAM model behind the ``Segmenter`` interface, running its parts itself (no ``SamPredictor``).
 
     ``model_id`` must name the model *and its weights* (it keys the embedding cache; ``load_sam`` builds one
-    from the checkpoint hash). The model's device is the device of every tensor it computes.
+    from the checkpoint hash). The model's device is the device of every tensor it computes. The image is
+    resized with SAM's ``ResizeLongestSide``, normalised and padded by ``Sam.preprocess``, and masks come back
+    at the image's size through ``Sam.postprocess_masks``, as in the package's own predictor.
+    ``encoder_calls`` counts the images this object encoded (cache hits are not counted).
     """
 
     source = "sam"
@@ -124,18 +126,25 @@ class SamSegmenter(Segmenter):
     def __init__(
         self, model: Sam, model_id: str, cache: EmbeddingCache | None = None, message: str = ""
     ) -> None:
-        from segment_anything import SamPredictor
+        from segment_anything.utils.transforms import ResizeLongestSide
 
         super().__init__()
         self.model = model.eval()
-        self.predictor = SamPredictor(self.model)
         self.model_id = model_id
         self.cache = cache
         self.long_side = int(model.image_encoder.img_size)
         self.mask_input_size = int(model.prompt_encoder.mask_input_size[0])
+        self.transform = ResizeLongestSide(self.long_side)
         self.message = message or f"Segment Anything ({model_id})"
-        self._hash: str | None = None
+        self.encoder_calls = 0
         self.last_from_cache = False
+        self._hash: str | None = None
+        self._features: torch.Tensor | None = None  # (1, C, g, g)
+        self._input_size: tuple[int, int] | None = None  # (h', w') after the longest-side resize
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
 
     def _entry_fits(self, entry: dict, image: np.ndarray) -> bool:
         features = entry.get("features")
@@ -148,46 +157,43 @@ class SamSegmenter(Segmenter):
             and len(entry.get("input_size", ())) == 2
         )
 
+    @torch.no_grad()
+    def _encode(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(H, W, 3) uint8 -> ((1, C, g, g) embedding, (h', w') resized size)."""
+        resized = self.transform.apply_image(image)
+        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        input_size = (int(x.shape[-2]), int(x.shape[-1]))
+        self.encoder_calls += 1
+        return self.model.image_encoder(self.model.preprocess(x)), input_size
+
     def set_image(self, image: np.ndarray) -> None:
         """Encode ``image`` (H, W, 3) uint8 RGB, or load its embedding from the cache; same image -> no work."""
         image = self.check_image(image)
         digest = image_hash(image)
-        if digest == self._hash and self.predictor.is_image_set:
+        if digest == self._hash and self._features is not None:
             return
-        entry = (
-            self.cache.get(digest, self.model_id, map_location=self.model.device)
-            if self.cache is not None
-            else None
-        )
+        entry = self.cache.get(digest, self.model_id, map_location=self.device) if self.cache is not None else None
         if entry is not None and self._entry_fits(entry, image):
-            self.predictor.reset_image()
-            self.predictor.features = entry["features"].to(self.model.device)
-            self.predictor.original_size = tuple(int(v) for v in entry["original_size"])
-            self.predictor.input_size = tuple(int(v) for v in entry["input_size"])
-            self.predictor.is_image_set = True
+            features = entry["features"].to(self.device)
+            input_size = tuple(int(v) for v in entry["input_size"])
             self.last_from_cache = True
             logger.debug("embedding of %s loaded from cache", digest[:12])
         else:
-            self.predictor.set_image(image)
+            features, input_size = self._encode(image)
             self.last_from_cache = False
             if self.cache is not None:
-                self.cache.put(
-                    digest,
-                    self.model_id,
-                    {
-                        "features": self.predictor.features,
-                        "original_size": tuple(int(v) for v in self.predictor.original_size),
-                        "input_size": tuple(int(v) for v in self.predictor.input_size),
-                    },
-                )
+                entry = {"features": features, "original_size": tuple(image.shape[:2]), "input_size": input_size}
+                self.cache.put(digest, self.model_id, entry)
+        self._features, self._input_size = features, input_size
         self._hash = digest
         self._image_size = (int(image.shape[0]), int(image.shape[1]))
 
     @property
     def embedding(self) -> torch.Tensor | None:
-        """(C, h, w) SAM image embedding of the current image ((256, 64, 64) for the released models)."""
-        return self.predictor.features[0] if self.predictor.is_image_set else None
+        """(C, g, g) SAM image embedding of the current image ((256, 64, 64) for the released models)."""
+        return None if self._features is None else self._features[0]
 
+    @torch.no_grad()
     def predict(
         self,
         point_coords: np.ndarray | None = None,
@@ -200,15 +206,27 @@ class SamSegmenter(Segmenter):
         point_coords, point_labels, box, mask_input = self.check_prompts(
             point_coords, point_labels, box, mask_input
         )
-        masks, scores, low_res = self.predictor.predict(
-            point_coords=point_coords,
-            point_labels=point_labels,
-            box=box,
-            mask_input=mask_input,
+        size, device = self._image_size, self.device
+        points = boxes = masks = None
+        if point_coords is not None:
+            coords = torch.as_tensor(self.transform.apply_coords(point_coords, size), dtype=torch.float, device=device)
+            points = (coords[None], torch.as_tensor(point_labels, dtype=torch.int, device=device)[None])
+        if box is not None:
+            boxes = torch.as_tensor(self.transform.apply_boxes(box, size), dtype=torch.float, device=device)
+        if mask_input is not None:
+            masks = torch.as_tensor(mask_input, dtype=torch.float, device=device)[None]
+        prompt_encoder = self.model.prompt_encoder
+        sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=masks)
+        low_res, iou = self.model.mask_decoder(
+            image_embeddings=self._features,
+            image_pe=prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
             multimask_output=multimask,
         )
+        full = self.model.postprocess_masks(low_res, self._input_size, size) > self.model.mask_threshold
         return SegmenterOutput(
-            masks=masks.astype(bool),
-            scores=np.clip(scores, 0.0, 1.0).astype(np.float32),
-            low_res_logits=low_res.astype(np.float32),
+            masks=full[0].cpu().numpy().astype(bool),
+            scores=np.clip(iou[0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32),
+            low_res_logits=low_res[0].float().cpu().numpy().astype(np.float32),
         )

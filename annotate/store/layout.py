@@ -37,6 +37,10 @@ class ProjectLayout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
+    def relative(self, path: Path) -> str:
+        """The root-relative POSIX name of ``path`` (one of this layout's paths), for ``ProjectStore.resolve``."""
+        return Path(path).relative_to(self.root).as_posix()
+
     @property
     def database(self) -> Path:
         return self.root / DB_NAME
