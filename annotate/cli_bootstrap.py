@@ -146,6 +146,7 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
 
     from annotate.bootstrap import BootstrapConfig, parse_shard, run_bootstrap
     from annotate.dataset import load_dataset
+    from annotate.store import ProjectLayout
     from dhr import DHRConfig
 
     dataset = load_dataset(
@@ -184,6 +185,7 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
         dhr=dataclasses.replace(DHRConfig(), tau=args.tau, crf=args.crf),
         progress=not args.no_progress,
         train_only=args.train_only,
+        embedding_cache=ProjectLayout(Path(args.out)).embeddings_dir,  # where the GUI and `dhr train` look too
     )
     report = run_bootstrap(dataset, config)
     if args.train_only:
