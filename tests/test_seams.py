@@ -68,7 +68,7 @@ def test_bootstrap_then_gui_then_train_encode_each_image_once(data, tmp_path, mo
                      "--workers", "0", "--quiet", *common]) == 0
     assert len(calls) == N_IMAGES  # one encoder run per image in total
     features = [p.name for p in (project / "cache" / "features").iterdir()]
-    assert features and all(name.startswith("sam_sam_vit_b_tiny") for name in features)  # SAM's own features
+    assert features and all(name.startswith("sam_sam_vit_b@tiny") for name in features)  # SAM's own features
     assert not (project / ".cache").exists()  # one cache folder, the layout's
 
 
