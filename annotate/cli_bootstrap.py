@@ -38,9 +38,7 @@ def _profiles(name: str) -> str:
 
 
 def register(subparsers) -> None:
-    from annotate.segmenters import SEGMENTERS
-    from dhr.uss import USS_PROVIDERS
-    from training.backbone import BACKBONES
+    from annotate.cli_choices import BACKBONE_NAMES, SEGMENTER_NAMES, USS_NAMES
 
     p = subparsers.add_parser(
         "bootstrap",
@@ -75,7 +73,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--backbone",
         default="auto",
-        choices=["auto", *sorted(BACKBONES)],
+        choices=["auto", *BACKBONE_NAMES],
         help="classifier backbone (auto: resnet50 from ImageNet weights, or resnet_small from scratch when the "
         "weights are missing; see the README's 'Offline defaults')",
     )
@@ -104,11 +102,11 @@ def register(subparsers) -> None:
         help="base mask: background below this CAM value " + _profiles("background_threshold"),
     )
     p.add_argument("--base-masks", help="folder of base masks (<name>.png class ids) instead of CAM masks")
-    p.add_argument("--segmenter", default="auto", choices=["auto", *SEGMENTERS], help="prompted segmenter")
+    p.add_argument("--segmenter", default="auto", choices=["auto", *SEGMENTER_NAMES], help="prompted segmenter")
     p.add_argument(
         "--uss",
         default="auto",
-        choices=["auto", *sorted(USS_PROVIDERS)],
+        choices=["auto", *USS_NAMES],
         help="unsupervised features for DHR (auto: the SAM embedding when SAM runs, else color)",
     )
     p.add_argument("--tau", type=float, default=0.8, help="DHR correlation threshold of stage 3")

@@ -30,11 +30,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from annotate.files import atomic_write, file_sha256, load_torch
+
+if TYPE_CHECKING:  # torch itself is imported where a checkpoint is read: listing weights needs no torch
+    import torch
 from core.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -298,7 +299,7 @@ def download_checkpoint(
 
     def fetch_and_verify(tmp: Path) -> None:
         nonlocal digest
-        logger.info("downloading %s from %s", ckpt.filename, ckpt.url)
+        logger.debug("fetching %s from %s", ckpt.filename, ckpt.url)  # offline: the error says it, not a log
         try:
             if downloader is None:
                 urllib_download(ckpt.url, tmp, desc=ckpt.filename)
@@ -316,6 +317,7 @@ def download_checkpoint(
             )
 
     atomic_write(target, fetch_and_verify)
+    logger.info("downloaded %s from %s", ckpt.filename, ckpt.url)
     if ckpt.sha256 is None:
         verify_checkpoint(ckpt, target)  # warns that there was nothing to compare with
     else:

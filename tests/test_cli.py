@@ -7,7 +7,10 @@ import pytest
 
 import cli
 
-SUBCOMMANDS = ["weights", "init", "import-coco", "export", "status", "remove", "bootstrap", "merge-shards", "train", "eval", "gui"]
+SUBCOMMANDS = [
+    "weights", "init", "import-coco", "export", "status", "remove", "accept", "reject", "review", "bootstrap",
+    "merge-shards", "train", "eval", "gui",
+]
 
 
 def test_every_module_registers_its_commands():
@@ -21,7 +24,9 @@ def test_help_of_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
-    assert f"usage: dhr {command}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"usage: dhr {command}" in out
+    assert "``" not in out and ":class:" not in out  # no raw markup in help texts
 
 
 def test_each_command_builds_from_its_own_module_alone():
@@ -52,3 +57,23 @@ def test_a_user_error_exits_with_code_2_and_a_message(tmp_path, caplog):
 def test_console_script_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "bootstrap" in result.stdout
+
+
+def test_version_and_top_level_help_without_markup(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("dhr-label ")
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "``" not in capsys.readouterr().out
+
+
+def test_model_choices_offered_without_importing_models_match_the_registries():
+    from annotate.cli_choices import BACKBONE_NAMES, SEGMENTER_NAMES, USS_NAMES
+    from annotate.segmenters import SEGMENTERS
+    from dhr.uss import USS_PROVIDERS
+    from training.backbone import BACKBONES
+
+    assert SEGMENTER_NAMES == tuple(SEGMENTERS)
+    assert USS_NAMES == tuple(sorted(USS_PROVIDERS))
+    assert BACKBONE_NAMES == tuple(sorted(BACKBONES))

@@ -113,7 +113,8 @@ def test_corrupt_download_leaves_nothing(tmp_path: Path) -> None:
     assert list(folder.iterdir()) == []
 
 
-def test_offline_message_names_file_url_and_folder(tmp_path: Path) -> None:
+def test_offline_message_names_file_url_and_folder(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
     ckpt = weights.CHECKPOINTS["sam_vit_b"]
     folder = tmp_path / "weights"
 
@@ -126,6 +127,7 @@ def test_offline_message_names_file_url_and_folder(tmp_path: Path) -> None:
     assert isinstance(error.value, FileNotFoundError)
     assert ckpt.filename in message and ckpt.url in message and str(folder) in message
     assert list(folder.iterdir()) == []  # no partial file left
+    assert "download" not in caplog.text  # offline, no log line says a download happens
     with pytest.raises(WeightsNotFoundError, match="downloading is off"):
         weights.checkpoint_path("sam_vit_b", folder, download=False)
 

@@ -27,7 +27,8 @@ def _scales(text: str) -> tuple[float, ...]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="recursive training rounds: DeepLabv3+ with DHR, then relabel",
-                                  description=__doc__.splitlines()[0])
+                                  description="dhr train (recursive training rounds) and dhr eval (scores against "
+                                              "ground truth).")
     train.add_argument("project", help="project folder (created with `dhr init`)")
     train.add_argument("--rounds", type=int, default=3, help="training rounds (default 3)")
     train.add_argument("--steps", type=int, default=2000, help="optimisation steps per round (default 2000)")
@@ -140,10 +141,14 @@ def _rounds_table(history: list[dict]) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
+    from annotate.files import atomic_write_text
     from annotate.store import ProjectStore
     from training.evaluate import evaluate_labels, evaluate_model, format_scores, load_ground_truth
 
+    if args.json_path:  # its folder is made (or refused) before any scoring or printing
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
     with ProjectStore.open(args.project) as store:
         gt = load_ground_truth(args.gt, store)
         if args.checkpoint:
@@ -161,6 +166,5 @@ def _eval(args: argparse.Namespace) -> int:
             payload = {"miou": scores["miou"], "fpr": scores["fpr"], "fnr": scores["fnr"], "images": scores["images"],
                        "iou": dict(zip(["background", *store.classes], [float(v) for v in scores["iou"]],
                                        strict=True))}
-            with open(args.json_path, "w") as handle:
-                json.dump(payload, handle, indent=1)
+            atomic_write_text(args.json_path, json.dumps(payload, indent=1))
     return 0
