@@ -158,7 +158,7 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         warn=False,
     )
-    for line in dataset.problem_report():  # each problem once, before any heavy work
+    for line in dataset.problem_report() + dataset.notes():  # each problem once, before any heavy work
         print(line)
     config = BootstrapConfig(
         out=Path(args.out),

@@ -131,7 +131,7 @@ def run_init(args: argparse.Namespace) -> int:
             check_images="decode",
             warn=False,
         )
-        for line in dataset.problem_report():
+        for line in dataset.problem_report() + dataset.notes():
             print(line)
     existed = {path: path.exists() for path in (root, root / IMAGES_DIR)}
     store = ProjectStore.create(root, classes)

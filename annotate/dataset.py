@@ -16,7 +16,8 @@ categories, JSON ``classes``), else from the tags (sorted). With a class list, a
 become classes. ``load_dataset`` validates everything before any heavy work and reports every problem
 at once: missing files, unreadable images, unknown tags, empty tags, duplicate names (equal up to case and
 suffix, as the project store sees them) or unsafe names. Bad entries are
-skipped with a warning listing them, or, with ``strict=True``, a ``DatasetError`` lists them all.
+skipped with a warning listing them, or, with ``strict=True``, a ``DatasetError`` lists them all. Images with
+transparency are listed in ``TaggedDataset.transparent`` (they are composited over white when read).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class TaggedDataset:
     problems: list[DatasetProblem] = field(default_factory=list)
     source: Path | None = None
     class_source: str = "the tags"  # where the class list came from: a file, "the tags file", "the tags"
+    transparent: list[str] = field(default_factory=list)  # images with alpha, composited over white when read
 
     def problem_report(self) -> list[str]:
         """One line per skipped entry, under a heading line (no lines when nothing was skipped)."""
@@ -93,6 +95,14 @@ class TaggedDataset:
         count = len(self.problems)
         heading = f"{self.source}: {count} dataset entr{'y' if count == 1 else 'ies'} skipped:"
         return [heading] + [f"  - {p}" for p in self.problems]
+
+    def notes(self) -> list[str]:
+        """One line about what reading the images will change (transparency composited over white), if any."""
+        if not self.transparent:
+            return []
+        count, shown = len(self.transparent), ", ".join(self.transparent[:5])
+        more = f" and {count - 5} more" if count > 5 else ""
+        return [f"note: {count} image(s) with transparency are composited over white: {shown}{more}"]
 
     def class_id(self, name: str) -> int:
         """Class id of a tag (index in ``classes`` + 1)."""
@@ -458,9 +468,10 @@ def load_dataset(
             problems.append(DatasetProblem("unknown_tag", name, message))
             continue
         candidates.append((name, sorted(set(row_tags), key=class_list.index)))
-    entries = _check_files(candidates, image_dir, check_images, problems, progress)
+    transparent: list[str] = []
+    entries = _check_files(candidates, image_dir, check_images, problems, progress, transparent)
     entries.sort(key=lambda e: e.file_name)
-    result = TaggedDataset(image_dir, class_list, entries, problems, source, class_source)
+    result = TaggedDataset(image_dir, class_list, entries, problems, source, class_source, sorted(transparent))
     if problems:
         summary = f"{source}: {len(problems)} problem(s); {len(entries)} usable image(s) of {len(rows)}"
         if strict:
@@ -475,11 +486,18 @@ def load_dataset(
 
 
 def _check_files(
-    candidates, image_dir: Path, mode: str, problems: list[DatasetProblem], progress: bool
+    candidates,
+    image_dir: Path,
+    mode: str,
+    problems: list[DatasetProblem],
+    progress: bool,
+    transparent: list[str],
 ) -> list[DatasetEntry]:
+    """The candidates whose image file exists (and reads, unless ``mode`` is "none"); problems and the names of
+    images with transparency are appended to the lists given."""
     from tqdm.auto import tqdm
 
-    from annotate.images import image_size, load_image
+    from annotate.images import has_transparency, image_size, load_image
 
     entries = []
     for name, row_tags in tqdm(
@@ -492,6 +510,8 @@ def _check_files(
         if mode != "none":
             try:
                 (load_image if mode == "decode" else image_size)(path)
+                if has_transparency(path):
+                    transparent.append(name)
             except (ValueError, OSError) as error:
                 problems.append(DatasetProblem("unreadable_image", name, str(error)))
                 continue

@@ -145,8 +145,7 @@ def _to_rgb(image, path: Path) -> np.ndarray:
             gray = np.rint((values - low) / (high - low) * 255.0) if high > low else np.zeros_like(values)
         gray = gray.astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
-    if has_alpha:
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8).copy()
@@ -224,6 +223,18 @@ def image_size(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
         if _orientation(image, path) in _TRANSPOSED_ORIENTATIONS:
             width, height = height, width
     return int(width), int(height)
+
+
+def has_transparency(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
+    """Whether the image has an alpha channel or a transparent colour (read from the header only): such images
+    are composited over white by :func:`load_image`."""
+    with _open(Path(path), max_pixels) as image:
+        return _has_alpha(image)
+
+
+def _has_alpha(image) -> bool:
+    mode = image.mode
+    return mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
 
 
 def image_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

@@ -70,3 +70,13 @@ def test_several_tag_files_in_a_dataset_folder_are_named(tmp_path, caplog, extra
         assert rc == 0
     else:
         assert rc == 2 and "tags.csv, tags.json" in caplog.text
+
+
+def test_transparent_images_get_one_note_line(tmp_path, capsys):
+    data = _data(tmp_path)
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 3] = 128
+    Image.fromarray(rgba, "RGBA").save(data / "a.png")
+    assert cli.main(["init", str(tmp_path / "p"), "--classes", "dog,cat", "--images", str(data)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "transparency" in line]
+    assert notes == ["note: 1 image(s) with transparency are composited over white: a.png"]
