@@ -71,6 +71,10 @@ def _export_text(store: ProjectStore, path: Path, **kwargs) -> str:
 def test_export_fields(source_project: ProjectStore, tmp_path: Path) -> None:
     coco = export_coco(source_project, tmp_path / "out" / "all.json")
     assert json.loads((tmp_path / "out" / "all.json").read_text()) == coco
+    from datetime import datetime, timedelta, timezone
+
+    made = datetime.fromisoformat(coco["info"]["date_created"])  # an export says when it was made
+    assert timedelta(0) <= datetime.now(timezone.utc) - made < timedelta(minutes=5)
     assert coco["categories"] == [{"id": i, "name": n, "supercategory": ""} for i, n in enumerate(CLASSES, 1)]
     assert [i["file_name"] for i in coco["images"]] == ["images/a.png", "images/b.jpg", "images/c.png"]
     assert coco["images"][0]["dhr_label"]["tags"] == ["cat", "dog"]

@@ -11,6 +11,8 @@
   ``iscrowd`` (1 for crowd regions, which stay RLE even with ``polygons=True``, as COCO has them), and the
   extra field ``dhr_label`` = {score, source, needs_review, reason}.
 
+``info.date_created`` is the UTC time of the export: the file shows the labels as they were then.
+
 The target must not be one of the project's own files (its database, images, cache: see
 :mod:`annotate.store.protect`); such a target is refused before anything is written. With ``verify_images``
 every image file is first checked against its recorded SHA-256, so an export never describes other pixels.
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from annotate.files import atomic_write_text, remove_stale_temporaries
 from annotate.rle import decode_rle, has_holes, mask_to_polygons, polygon_area_bbox
+from annotate.store.records import utc_now
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore
@@ -122,7 +125,7 @@ def coco_dict(
     if verify_images:
         store.check_image_files(images)
     coco: dict[str, Any] = {
-        "info": {"description": "dhr-label export", "version": "1.0"},
+        "info": {"description": "dhr-label export", "version": "1.0", "date_created": utc_now()},
         "licenses": [],
         "categories": [
             {"id": i, "name": name, "supercategory": ""} for i, name in enumerate(store.classes, 1)
