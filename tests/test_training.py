@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.optim import poly_lambda
 from training.data import (
     EpochSampler,
     ProjectDataset,
@@ -15,7 +16,7 @@ from training.data import (
     project_entries,
 )
 from training.deeplab import build_deeplab
-from training.trainer import ModelEMA, TrainConfig, Trainer, build_optimizer, poly_lambda, segmentation_loss
+from training.trainer import ModelEMA, TrainConfig, Trainer, build_optimizer, segmentation_loss
 from training.transforms import AugmentConfig
 
 SIZE = 64

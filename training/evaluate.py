@@ -22,6 +22,7 @@ from torch import nn
 
 from dhr.labels import IGNORE_INDEX
 from dhr.normalise import normalise_cams
+from models.inference import multiscale_flip
 
 __all__ = ["Prediction", "predict_image", "tag_restricted_mask", "load_ground_truth", "evaluate_masks",
            "evaluate_labels", "evaluate_model", "format_scores"]
@@ -44,8 +45,6 @@ def predict_image(model: nn.Module, image: np.ndarray, scales: Sequence[float] =
     """Multi-scale (+ horizontal flip) inference of a DeepLabV3Plus on one HWC uint8 RGB image."""
     from dhr.uss import image_to_tensor
 
-    if not scales:
-        raise ValueError("scales must hold at least one scale")
     param = next(model.parameters())
     x = image_to_tensor(image, param.device)
     height, width = x.shape[-2:]
@@ -53,22 +52,19 @@ def predict_image(model: nn.Module, image: np.ndarray, scales: Sequence[float] =
     model.eval()
     probs = torch.zeros((model.num_classes + 1, height, width), device=param.device)
     cams, features = None, {}
-    ordered = sorted(scales, key=lambda s: abs(s - 1.0))  # scale 1 (or the nearest) first: it sets the CAM grid
-    for scale in ordered:
-        size = (max(16, round(height * scale)), max(16, round(width * scale)))
-        xs = x[None] if size == (height, width) else F.interpolate(x[None], size, mode="bilinear", align_corners=False)
-        batch = torch.cat([xs, xs.flip(-1)]) if flip else xs
+
+    def forward(batch: torch.Tensor):
         out = model(batch)
-        seg = out["seg"].float().softmax(1)
-        cam = out["cams"].float()
-        if flip:
-            seg, cam = seg[:1] + seg[1:].flip(-1), cam[:1] + cam[1:].flip(-1)
-        probs += F.interpolate(seg, (height, width), mode="bilinear", align_corners=False)[0]
+        return {"seg": out["seg"].float().softmax(1), "cams": out["cams"].float()}, {k: out[k] for k in ("C4", "C5")}
+
+    ordered = sorted(scales, key=lambda s: abs(s - 1.0))  # scale 1 (or the nearest) first: it sets the CAM grid
+    for _, maps, plain in multiscale_flip(forward, x, ordered, flip):
+        probs += F.interpolate(maps["seg"][None], (height, width), mode="bilinear", align_corners=False)[0]
         if cams is None:
-            cams = cam[0]
-            features = {k: out[k][0].float() for k in ("C4", "C5")}
+            cams = maps["cams"]
+            features = {k: v.float() for k, v in plain.items()}
         else:
-            cams += F.interpolate(cam, cams.shape[-2:], mode="bilinear", align_corners=False)[0]
+            cams += F.interpolate(maps["cams"][None], cams.shape[-2:], mode="bilinear", align_corners=False)[0]
     model.train(was_training)
     probs /= probs.sum(0, keepdim=True).clamp_min(1e-12)
     return Prediction(probs, normalise_cams(cams), features)

@@ -28,11 +28,12 @@ from torch.utils.data import DataLoader
 from annotate.files import load_torch, save_torch
 from core.errors import UserError
 from dhr.labels import IGNORE_INDEX
+from models import optim
 from training.data import EpochSampler, ProjectDataset, collate
 from training.dhr_step import rebalance_batch
 from training.distributed import DistContext, all_reduce_sum, broadcast_buffers, unwrap, wrap_model
 
-__all__ = ["TrainConfig", "TrainResult", "ModelEMA", "poly_lambda", "build_optimizer", "segmentation_loss",
+__all__ = ["TrainConfig", "TrainResult", "ModelEMA", "build_optimizer", "segmentation_loss",
            "Trainer", "CHECKPOINT_NAME"]
 
 logger = logging.getLogger(__name__)
@@ -115,23 +116,12 @@ class ModelEMA:
         self.module.load_state_dict(state)
 
 
-def poly_lambda(total_steps: int, power: float = 0.9):
-    """Poly decay factor (1 - step / total) ** power as a function of the step."""
-
-    def factor(step: int) -> float:
-        return max(0.0, 1.0 - min(step, total_steps) / total_steps) ** power
-
-    return factor
-
-
-def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with two groups: backbone at ``lr``, heads (ASPP, decoder, CAM head) at ``lr * head_lr_mult``."""
     model = unwrap(model)
-    groups = [
-        {"params": [p for p in model.backbone_parameters() if p.requires_grad], "lr": config.lr},
-        {"params": [p for p in model.head_parameters() if p.requires_grad], "lr": config.lr * config.head_lr_mult},
-    ]
-    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return optim.build_optimizer(model.backbone_parameters(), model.head_parameters(), lr=config.lr,
+                                 head_lr_mult=config.head_lr_mult, momentum=config.momentum,
+                                 weight_decay=config.weight_decay)
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, weights: torch.Tensor,
@@ -187,8 +177,7 @@ class Trainer:
         self.net = wrap_model(model, self.ctx)
         self.model = unwrap(self.net)
         self.optimizer = build_optimizer(self.model, config)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, poly_lambda(config.steps, config.poly_power))
+        self.scheduler = optim.poly_scheduler(self.optimizer, config.steps, config.poly_power)
         self.ema = ModelEMA(self.model, config.ema_decay)
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
