@@ -51,9 +51,7 @@ def run_list(args: argparse.Namespace) -> int:
         present = "yes" if weights.is_present(name, folder) else "no"
         print(f"{name:<14} {present:<8} {ckpt.filename:<32} {ckpt.url}")
     if not weights.is_present("sam_vit_b", folder):
-        from annotate.segmenters import fallback_message
-
-        print(f"\nnote: {fallback_message(folder)}")
+        print(f"\nnote: {weights.sam_fallback_message(folder)}")
     return 0
 
 

@@ -348,6 +348,16 @@ def checkpoint_path(
     return download_checkpoint(ckpt, folder, downloader=downloader)
 
 
+def sam_fallback_message(weights_dir: str | Path | None = None, name: str = "sam_vit_b") -> str:
+    """The sentence shown when SAM's checkpoint is missing and GrabCut runs instead."""
+    ckpt = CHECKPOINTS[name]
+    folder = default_weights_dir(weights_dir)
+    return (
+        f"Segment Anything checkpoint {ckpt.filename} not found in {folder}: using the GrabCut fallback "
+        f"(lower quality). Run `dhr weights download {name}` or put the file from {ckpt.url} in that folder."
+    )
+
+
 def is_present(name: str | Checkpoint, weights_dir: str | Path | None = None) -> bool:
     """Whether the checkpoint file exists in the weights folder (its hash is not checked here)."""
     ckpt = get_checkpoint(name)

@@ -77,3 +77,25 @@ def test_model_choices_offered_without_importing_models_match_the_registries():
     assert SEGMENTER_NAMES == tuple(SEGMENTERS)
     assert USS_NAMES == tuple(sorted(USS_PROVIDERS))
     assert BACKBONE_NAMES == tuple(sorted(BACKBONES))
+
+
+def test_commands_that_need_no_model_do_not_import_torch(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from annotate.store import ProjectStore
+
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a.png")
+    with ProjectStore.create(tmp_path / "p", ["cat"]) as store:
+        store.add_image(tmp_path / "a.png", ["cat"])
+    project = str(tmp_path / "p")
+    for argv in (
+        ["weights", "list", "--weights-dir", str(tmp_path / "w")],
+        ["status", project],
+        ["review", project],
+        ["accept", project, "a.png"],
+        ["export", project, str(tmp_path / "out.json")],
+    ):
+        code = "import sys, cli; rc = cli.main(sys.argv[1:]); print('torch' in sys.modules, rc)"
+        result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+        assert result.stdout.split()[-2:] == ["False", "0"], (argv, result.stdout, result.stderr)

@@ -67,14 +67,9 @@ SEGMENTERS["grabcut"] = _grabcut_builder
 
 def fallback_message(weights_dir: str | Path | None = None, name: str = "sam_vit_b") -> str:
     """The sentence shown when SAM's checkpoint is missing and GrabCut runs instead."""
-    from annotate.weights import CHECKPOINTS, default_weights_dir
+    from annotate.weights import sam_fallback_message
 
-    ckpt = CHECKPOINTS[name]
-    folder = default_weights_dir(weights_dir)
-    return (
-        f"Segment Anything checkpoint {ckpt.filename} not found in {folder}: using the GrabCut fallback "
-        f"(lower quality). Run `dhr weights download {name}` or put the file from {ckpt.url} in that folder."
-    )
+    return sam_fallback_message(weights_dir, name)
 
 
 def build_segmenter(
