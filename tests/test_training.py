@@ -237,3 +237,13 @@ def test_resume_after_a_kill_gives_the_same_weights(project, tmp_path):
     assert not torch.equal(full.model.state_dict()["cam_head.weight"], killed.model.state_dict()["cam_head.weight"])
     with pytest.raises(ValueError, match="steps"):
         _trainer(store, cache, tmp_path / "killed", steps=9).fit()
+
+
+def test_training_leaves_the_callers_random_generator_alone(project, tmp_path):
+    store, _, cache = project
+    trainer = _trainer(store, cache, tmp_path / "run", steps=2)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    trainer.fit()
+    torch.testing.assert_close(torch.rand(3), expected)

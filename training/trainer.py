@@ -1,21 +1,21 @@
 """The training loop: DeepLabv3+ on pseudo masks and tags, DHR in the step, EMA, AMP, exact resume.
 
-Loss = weighted pixel cross-entropy on the (DHR-rebalanced) pseudo masks, ignore 255, plus the multi-label
+Loss = weighted pixel cross-entropy on the (DHR-rebalanced) pseudo masks, ignoring ``IGNORE_INDEX``, plus the multi-label
 classification loss on the tags (weight ``cls_loss_weight``). Pixels of accepted images weigh
 ``accepted_weight``. SGD (momentum 0.9, weight decay 4e-5), lr 1e-3 on the backbone and 10x on the heads, poly
 decay with power 0.9, EMA 0.999 of the weights, float16 autocast with loss scaling on CUDA.
 
-A checkpoint (``last.pt``) holds model, EMA, optimizer, scheduler, loss scaler, step and every RNG state; a run
+A checkpoint (``last.pt``) holds model, EMA, optimizer, scheduler, loss scaler, step and the run's torch RNG states; a run
 killed at any point and restarted continues from the last checkpoint and ends with the same weights as an
 uninterrupted run (bit for bit on CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
-import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -133,28 +133,60 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, weights: torch.
     return (pixel * w).sum() / w.sum().clamp_min(1.0)
 
 
-def _rng_state(device: torch.device) -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": list(random.getstate()[1]) + [random.getstate()[0]],
-        "python_gauss": random.getstate()[2],
-        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": [int(np_state[2]), int(np_state[3]), float(np_state[4])],
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
+class TrainingRandomness:
+    """The torch generator states of one run (dropout draws from torch's default generators).
 
+    ``fit`` runs inside :meth:`active`: the run's states are installed in a forked RNG scope and read back at
+    the end (and at each checkpoint), so the caller's global generators are left as they were and a resumed
+    run continues the same random stream. Augmentation draws from its own ``numpy.random.Generator`` per item.
+    """
 
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    *internal, version = state["python"]
-    random.setstate((int(version), tuple(int(v) for v in internal), state["python_gauss"]))
-    pos, has_gauss, cached = state["numpy_pos"]
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+    def __init__(self, seed: int, device: torch.device) -> None:
+        self.device = device
+        self.cpu = torch.Generator().manual_seed(int(seed)).get_state()
+        self.cuda: torch.Tensor | None = None
+        self.seed = int(seed)
+        self._inside = False
+
+    def state_dict(self) -> dict:
+        self.capture()
+        state = {"torch": self.cpu}
+        if self.cuda is not None:
+            state["cuda"] = self.cuda
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cpu = state["torch"]
+        self.cuda = state.get("cuda") if self.device.type == "cuda" else None
+        if self._inside:
+            self._install()
+
+    def _install(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.device.type == "cuda":
+            if self.cuda is None:
+                torch.cuda.manual_seed(self.seed)
+            else:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+
+    def capture(self) -> None:
+        """Read the current states back while :meth:`active` (a no-op outside it)."""
+        if self._inside:
+            self.cpu = torch.get_rng_state()
+            if self.device.type == "cuda":
+                self.cuda = torch.cuda.get_rng_state(self.device)
+
+    @contextlib.contextmanager
+    def active(self):
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, device_type="cuda" if cuda else "cpu"):
+            self._install()
+            self._inside = True
+            try:
+                yield
+            finally:
+                self.capture()
+                self._inside = False
 
 
 class Trainer:
@@ -173,7 +205,7 @@ class Trainer:
         self.dataset = dataset
         self.dhr_config = dhr_config
         self.progress = progress and self.ctx.is_main
-        torch.manual_seed(config.seed)
+        self.randomness = TrainingRandomness(config.seed, self.device)
         self.net = wrap_model(model, self.ctx)
         self.model = unwrap(self.net)
         self.optimizer = build_optimizer(self.model, config)
@@ -203,7 +235,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": _rng_state(self.device),
+            "rng": self.randomness.state_dict(),
             "config": asdict(self.config),
         }
 
@@ -215,7 +247,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"], self.device)
+        self.randomness.load_state_dict(state["rng"])
         self.step = int(state["step"])
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
@@ -288,7 +320,12 @@ class Trainer:
 
     def fit(self, stop_after: int | None = None, resume: bool = True) -> TrainResult:
         """Train to ``config.steps`` (resuming from the checkpoint when ``resume``); ``stop_after`` ends the call
-        once that many total steps are done (a checkpoint is written there), as a run killed at that point."""
+        once that many total steps are done (a checkpoint is written there), as a run killed at that point.
+        The run's own random stream is used (:class:`TrainingRandomness`); the caller's is left untouched."""
+        with self.randomness.active():
+            return self._fit(stop_after, resume)
+
+    def _fit(self, stop_after: int | None, resume: bool) -> TrainResult:
         import time
 
         from tqdm.auto import tqdm
