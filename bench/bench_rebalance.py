@@ -19,7 +19,7 @@ import numpy as np
 import skimage.data
 import torch
 
-from dhr import DHRConfig, class_prototypes, rebalance
+from dhr import IGNORE_INDEX, DHRConfig, class_prototypes, rebalance
 
 SIZE = 512
 
@@ -52,7 +52,7 @@ def loop_prototypes(features: torch.Tensor, mask: np.ndarray, num_classes: int) 
         for fx in range(w):
             values, counts = np.unique(mask[fy * ph : (fy + 1) * ph, fx * pw : (fx + 1) * pw], return_counts=True)
             winner = int(values[np.argmax(counts)])
-            if winner != 255:
+            if winner != IGNORE_INDEX:
                 sums.setdefault(winner, []).append(features[:, fy, fx])
     out = torch.zeros(num_classes, d)
     for k, vectors in sums.items():
