@@ -23,6 +23,7 @@ transparency are listed in ``TaggedDataset.transparent`` (they are composited ov
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -87,6 +88,12 @@ class TaggedDataset:
     source: Path | None = None
     class_source: str = "the tags"  # where the class list came from: a file, "the tags file", "the tags"
     transparent: list[str] = field(default_factory=list)  # images with alpha, composited over white when read
+    checked: str = "decode"  # how deeply the images were checked: "decode", "header" or "none"
+
+    def without(self, names: set[str], problems: Sequence[DatasetProblem] = ()) -> TaggedDataset:
+        """This dataset less the entries named (``problems`` saying why are added to :attr:`problems`)."""
+        entries = [e for e in self.entries if e.file_name not in names]
+        return dataclasses.replace(self, entries=entries, problems=[*self.problems, *problems])
 
     def problem_report(self) -> list[str]:
         """One line per skipped entry, under a heading line (no lines when nothing was skipped)."""
@@ -471,7 +478,9 @@ def load_dataset(
     transparent: list[str] = []
     entries = _check_files(candidates, image_dir, check_images, problems, progress, transparent)
     entries.sort(key=lambda e: e.file_name)
-    result = TaggedDataset(image_dir, class_list, entries, problems, source, class_source, sorted(transparent))
+    result = TaggedDataset(
+        image_dir, class_list, entries, problems, source, class_source, sorted(transparent), check_images
+    )
     if problems:
         summary = f"{source}: {len(problems)} problem(s); {len(entries)} usable image(s) of {len(rows)}"
         if strict:
@@ -483,6 +492,22 @@ def load_dataset(
     if not entries:
         raise DatasetError(f"{source}: no usable images", problems)
     return result
+
+
+def undecodable(entries: Sequence[DatasetEntry], progress: bool = False) -> list[DatasetProblem]:
+    """An ``unreadable_image`` problem for each entry whose image does not decode whole (e.g. a truncated
+    JPEG that passed a header check)."""
+    from tqdm.auto import tqdm
+
+    from annotate.images import load_image
+
+    problems = []
+    for entry in tqdm(entries, desc="decoding images", unit="img", disable=not progress):
+        try:
+            load_image(entry.path)
+        except (ValueError, OSError) as error:
+            problems.append(DatasetProblem("unreadable_image", entry.file_name, str(error)))
+    return problems
 
 
 def _check_files(

@@ -226,3 +226,17 @@ def test_warn_false_leaves_the_report_to_the_caller(tmp_path, recwarn, caplog):
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
     assert "missing.png" not in caplog.text  # nothing logged: the caller prints the report once
     assert len(data.problem_report()) == 9
+
+
+def test_a_header_check_leaves_truncated_images_to_a_later_decode(tmp_path):
+    from annotate.dataset import undecodable
+
+    _bad_dataset(tmp_path)
+    with pytest.warns(UserWarning):
+        data = load_dataset(tmp_path, classes=list(CLASSES), check_images="header", progress=False)
+    assert data.checked == "header" and "truncated.png" in [e.file_name for e in data.entries]
+    late = undecodable(data.entries)
+    assert [(p.file_name, p.kind) for p in late] == [("truncated.png", "unreadable_image")]
+    rest = data.without({p.file_name for p in late}, late)
+    assert "truncated.png" not in [e.file_name for e in rest.entries] and late[0] in rest.problems
+    assert len(rest.entries) == len(data.entries) - 1 and data.entries != rest.entries
