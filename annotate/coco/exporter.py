@@ -117,15 +117,16 @@ def coco_dict(
     polygon_tolerance: float = 0.25,
     verify_images: bool = False,
     report: ExportReport | None = None,
+    description: str = "dhr-label export",
 ) -> dict[str, Any]:
     """The COCO dict :func:`export_coco` writes (see the module docstring for its fields); ``report``, when
-    given, is filled in (:class:`ExportReport`)."""
+    given, is filled in (:class:`ExportReport`); ``description`` is ``info.description``."""
     report = ExportReport() if report is None else report
     images, instances = store.snapshot("accepted" if accepted_only else None)
     if verify_images:
         store.check_image_files(images)
     coco: dict[str, Any] = {
-        "info": {"description": "dhr-label export", "version": "1.0", "date_created": utc_now()},
+        "info": {"description": description, "version": "1.0", "date_created": utc_now()},
         "licenses": [],
         "categories": [
             {"id": i, "name": name, "supercategory": ""} for i, name in enumerate(store.classes, 1)
@@ -166,6 +167,7 @@ def export_coco(
     polygon_tolerance: float = 0.25,
     verify_images: bool = False,
     report: ExportReport | None = None,
+    description: str = "dhr-label export",
 ) -> dict[str, Any]:
     """Write the project (all images, or only accepted ones) as a COCO instances JSON file; returns the dict.
 
@@ -185,6 +187,7 @@ def export_coco(
         polygon_tolerance=polygon_tolerance,
         verify_images=verify_images,
         report=report,
+        description=description,
     )
     remove_stale_temporaries(path)  # left by an export that was killed
     atomic_write_text(path, json.dumps(coco, separators=(",", ":"), allow_nan=False))
