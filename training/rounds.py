@@ -125,27 +125,31 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
                   segmenter=None) -> tuple[np.ndarray, list, float]:
     """New labels of one image: prediction -> tag-restricted base mask -> DHR -> SAM prompting.
 
-    Returns (semantic mask (H, W) int64, list of ``NewInstance``, confidence in [0, 1]).
+    Returns (semantic mask (H, W) int64, list of ``NewInstance``, the image's confidence in [0, 1]
+    (:func:`annotate.confidence.image_confidence`)). Without a segmenter the instances are the DHR mask's
+    classes, each scored with the network's mean peak probability.
     """
+    from annotate.confidence import image_confidence
 
     image = store.load_image(entry.image_id)
     pred = predict_image(model, image, config.scales, config.flip)
     tags = list(entry.tags)
-    base, confidence = tag_restricted_mask(pred.probs, tags)
-    if not tags:
-        return base.cpu().numpy(), [], confidence
+    base, peak = tag_restricted_mask(pred.probs, tags)
+    if not tags:  # all background: as confident as the network is of it
+        return base.cpu().numpy(), [], image_confidence(pred.probs[:1], [], [])
     cams = pred.cams[[t - 1 for t in tags]]
     result = rebalance(cams, base, tags, uss_features.to(cams.device), [pred.features["C4"], pred.features["C5"]],
                        image=image if config.dhr.crf else None, config=config.dhr)
     if segmenter is None:
         semantic = result.mask.cpu().numpy()
-        return semantic, _instances_from_mask(semantic, tags, confidence), confidence
+        instances = _instances_from_mask(semantic, tags, peak)
+        return semantic, instances, image_confidence(result.heatmaps, instances, tags)
     from annotate.labeling import LabelingConfig, label_image
     from annotate.store import NewInstance
 
     labeled = label_image(image, result, tags, segmenter, config=config.labeling or LabelingConfig())
     instances = [NewInstance.from_instance(i) for i in labeled.instances]
-    return np.asarray(labeled.semantic, np.int64), instances, confidence
+    return np.asarray(labeled.semantic, np.int64), instances, image_confidence(result.heatmaps, instances, tags)
 
 
 def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: USSFeatureCache,
