@@ -1,0 +1,62 @@
+"""Which classifier and settings a bootstrap run picks with and without ImageNet weights (no training here)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from annotate.bootstrap import (
+    PRETRAINED,
+    SCRATCH,
+    BootstrapConfig,
+    build_bootstrap_classifier,
+    classifier_profile,
+    resolved_config,
+)
+from training.classifier import Classifier
+
+
+def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):
+    config = BootstrapConfig(out=tmp_path / "out", weights_dir=tmp_path, download=False)
+    with pytest.warns(UserWarning, match="from scratch"):
+        model = build_bootstrap_classifier(config, 3)
+    assert (model.backbone_name, model.output_stride, model.pretrained) == (SCRATCH.backbone, SCRATCH.output_stride, False)
+    resolved = resolved_config(config, model)
+    assert resolved.backbone == SCRATCH.backbone
+    for name in ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold"):
+        assert getattr(resolved, name) == getattr(SCRATCH, name), name
+    assert resolved_config(resolved, model) == resolved  # idempotent
+
+
+def test_explicit_options_win_over_the_profile(tmp_path):
+    config = BootstrapConfig(out=tmp_path, backbone="resnet_tiny", pretrained=False, epochs=2,
+                             background_threshold=0.45, cam_scales=(1.0,))
+    model = build_bootstrap_classifier(config, 2)
+    resolved = resolved_config(config, model)
+    assert (resolved.backbone, resolved.epochs, resolved.background_threshold, resolved.cam_scales) == (
+        "resnet_tiny", 2, 0.45, (1.0,))
+    assert resolved.lr == SCRATCH.lr and model.output_stride == SCRATCH.output_stride
+
+
+def test_profile_follows_the_weights_the_classifier_started_from():
+    assert classifier_profile(Classifier("resnet50", 2, pretrained=True)) == PRETRAINED
+    scratch_tiny = classifier_profile(Classifier("resnet_tiny", 2))
+    assert scratch_tiny == dataclasses.replace(SCRATCH, backbone="resnet_tiny")
+    with pytest.raises(ValueError, match="background_threshold"):
+        BootstrapConfig(out="x", background_threshold=1.5)
+
+
+def test_classifier_weights_come_from_the_run_seed_only(tmp_path):
+    config = BootstrapConfig(out=tmp_path, backbone="resnet_tiny", pretrained=False, seed=4)
+    torch.manual_seed(0)
+    a = build_bootstrap_classifier(config, 2)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(1)
+    b = build_bootstrap_classifier(config, 2)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, msg=name)
+    torch.manual_seed(0)
+    build_bootstrap_classifier(config, 2)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is left as it was
