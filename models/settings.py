@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 __all__ = ["ModelSettings"]
 
 
@@ -26,6 +24,8 @@ class ModelSettings:
     download: bool = True
 
     def __post_init__(self) -> None:
+        import torch  # here, not at import: `dhr weights list` and other model-free commands never load torch
+
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as error:
