@@ -29,6 +29,7 @@ import numpy as np
 from annotate.review.brush import stroke_mask
 from annotate.review.overlay import render_overlay
 from annotate.review.refine import EditableInstance, SharedSegmenter, refine_instance
+from annotate.segmenters import Segmenter
 from annotate.store import STATUSES, ProjectStore, VersionConflict
 from core.errors import UserError
 
@@ -65,7 +66,9 @@ class ReviewSession:
         user: name written with every save.
     """
 
-    def __init__(self, store: ProjectStore, segmenter: Any, *, user: str = "local"):
+    def __init__(
+        self, store: ProjectStore, segmenter: SharedSegmenter | Segmenter | None, *, user: str = "local"
+    ) -> None:
         self.store = store
         self.segmenter = segmenter if isinstance(segmenter, SharedSegmenter) else SharedSegmenter(segmenter)
         self.user = user
