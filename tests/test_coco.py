@@ -89,7 +89,8 @@ def test_export_fields(source_project: ProjectStore, tmp_path: Path) -> None:
     np.testing.assert_array_equal(decode_rle(ring["segmentation"]), truth)
     rle = mask_utils.encode(np.asfortranarray(truth.astype(np.uint8)))
     assert ring["bbox"] == [float(v) for v in mask_utils.toBbox(rle)] == [8.0, 8.0, 25.0, 25.0]
-    assert ring["dhr_label"] == {"score": 0.875, "source": "sam", "needs_review": False, "reason": ""}
+    assert ring["dhr_label"] == {"score": 0.875, "predicted_iou": None, "source": "sam", "needs_review": False,
+                                 "reason": ""}
     accepted = export_coco(source_project, tmp_path / "acc.json", accepted_only=True)
     assert [i["id"] for i in accepted["images"]] == [1] and len(accepted["annotations"]) == 3
     assert not list((tmp_path / "out").glob("*.tmp"))  # the temporary file was moved into place

@@ -99,6 +99,7 @@ def test_a_version_2_database_migrates_and_its_history_still_undoes(tmp_path: Pa
         store.save_labels(image_id, [], user="old")  # the undo stack holds the state with the person
     # make it what the previous release wrote: schema 2, no iscrowd column, 8-column history states
     db = sqlite3.connect(tmp_path / "old" / "project.db", isolation_level=None)
+    db.execute("ALTER TABLE instances DROP COLUMN predicted_iou")  # added after it (schema 4)
     db.execute("ALTER TABLE instances DROP COLUMN iscrowd")
     for entry, state in db.execute("SELECT id, state FROM history").fetchall():
         state = json.loads(state)
@@ -107,7 +108,7 @@ def test_a_version_2_database_migrates_and_its_history_still_undoes(tmp_path: Pa
     db.execute("PRAGMA user_version = 2")
     db.close()
     with ProjectStore.open(tmp_path / "old") as store:
-        assert store.schema_version == store_schema.SCHEMA_VERSION == 3
+        assert store.schema_version == store_schema.SCHEMA_VERSION == 4
         assert store.instances(image_id) == []
         store.undo(image_id, user="new")
         [instance] = store.instances(image_id)

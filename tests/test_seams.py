@@ -164,7 +164,8 @@ def test_a_gui_bootstrap_labels_with_the_gui_segmenter(gui, monkeypatch):
     gui.bootstrap_job(ui, "all", False, lambda fraction, desc="": None)
     statuses = {r.status for r in gui.store.list_images()}
     assert statuses == {"pseudo"}
-    assert {i.source for r in gui.store.list_images() for i in gui.store.instances(r.id)} <= {"grabcut"}
+    sources = {i.source for r in gui.store.list_images() for i in gui.store.instances(r.id)}
+    assert "grabcut" in sources and sources <= {"grabcut", "dhr"}  # the GUI's GrabCut (or the DHR seed kept)
 
 
 def test_importing_the_store_loads_no_export_code():
@@ -177,3 +178,36 @@ def test_importing_the_store_loads_no_export_code():
     assert "annotate.store" in loaded
     assert not [m for m in loaded if m.startswith(("annotate.coco", "training", "annotate.bootstrap"))]
     assert np.all([not m.startswith("gradio") for m in loaded])
+
+
+def test_a_rating_and_a_predicted_iou_are_stored_apart(tmp_path):
+    from annotate.review.refine import EditableInstance, SharedSegmenter, refine_instance
+    from annotate.store import NewInstance
+
+    store = ProjectStore.create(tmp_path / "p", ["cat"])
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[8:24, 8:24] = 200
+    from PIL import Image
+
+    Image.fromarray(image).save(tmp_path / "a.png")
+    image_id = store.add_image(tmp_path / "a.png", ["cat"])
+    mask = np.zeros((32, 32), bool)
+    mask[8:24, 8:24] = True
+    store.save_labels(image_id, [NewInstance(1, mask, score=0.4, source="sam", predicted_iou=0.9)], user="t")
+    (record,) = store.instances(image_id)
+    assert (record.score, record.predicted_iou) == (pytest.approx(0.4), pytest.approx(0.9))
+    store.save_labels(image_id, [NewInstance(1, mask, score=1.0)], user="t")
+    assert store.instances(image_id)[0].predicted_iou is None  # painted by hand: no model prediction
+    store.undo(image_id, user="t")
+    assert store.instances(image_id)[0].predicted_iou == pytest.approx(0.9)
+
+    inst = EditableInstance(class_id=1, mask=np.zeros((32, 32), bool), points=np.array([[16.0, 16.0]]),
+                            labels=np.array([1]))
+    refine_instance(SharedSegmenter(GrabCutSegmenter()), "a", image, inst)
+    assert inst.predicted_iou is not None and inst.to_new().predicted_iou == inst.predicted_iou
+
+    from annotate.coco import coco_dict
+
+    extra = coco_dict(store)["annotations"][0]["dhr_label"]
+    assert extra["score"] == pytest.approx(0.4) and extra["predicted_iou"] == pytest.approx(0.9)
+    store.close()

@@ -66,7 +66,7 @@ def test_create_open_and_classes(tmp_path: Path) -> None:
     with ProjectStore.create(tmp_path / "p", ["cat", " dog "]) as store:
         assert store.classes == ["cat", "dog"]
         assert store.class_id("dog") == 2
-        assert store.schema_version == store_schema.SCHEMA_VERSION == 3
+        assert store.schema_version == store_schema.SCHEMA_VERSION == 4
         mode = sqlite3.connect(store.db_path).execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
     with pytest.raises(ValueError, match="already exists"):
@@ -453,7 +453,7 @@ def test_migrate_v1_database(tmp_path: Path, outside: Path) -> None:
     assert store_schema.schema_version(db) == 1
     db.close()
     with ProjectStore.open(root) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == 4
         record = store.image(1)
         assert (record.status, record.version, record.tags, record.confidence) == (
             "pseudo",

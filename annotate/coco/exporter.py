@@ -9,7 +9,8 @@
   ``polygons=True``, COCO polygons traced with OpenCV (holes are lost: RLE keeps them), ``area`` and ``bbox``
   (XYWH) computed by pycocotools from the geometry written (the RLE, or the polygons rasterised back),
   ``iscrowd`` (1 for crowd regions, which stay RLE even with ``polygons=True``, as COCO has them), and the
-  extra field ``dhr_label`` = {score, source, needs_review, reason}.
+  extra field ``dhr_label`` = {score (the rating), predicted_iou (the segmenter's, or null), source, needs_review,
+  reason}.
 
 ``info.date_created`` is the UTC time of the export: the file shows the labels as they were then.
 
@@ -102,6 +103,7 @@ def _annotation(
         "iscrowd": int(record.iscrowd),
         EXTRA_KEY: {
             "score": record.score,
+            "predicted_iou": record.predicted_iou,
             "source": record.source,
             "needs_review": record.needs_review,
             "reason": record.reason,

@@ -281,6 +281,9 @@ def _plan_annotations(
         source = extra.get("source", "import")
         if _finite(score) is None:
             raise ValueError(f"{where}: score {_short.repr(score)} is not a finite number")
+        predicted = extra.get("predicted_iou")
+        if predicted is not None and (_finite(predicted) is None or not 0.0 <= _finite(predicted) <= 1.0):
+            raise ValueError(f"{where}: predicted_iou {_short.repr(predicted)} is not a number in [0, 1]")
         if not isinstance(source, str) or source not in SOURCES:
             raise ValueError(f"{where}: unknown source {_short.repr(source)}; sources are {SOURCES}")
         class_id = class_ids[classes[category_id]]
@@ -293,6 +296,7 @@ def _plan_annotations(
                 needs_review=bool(extra.get("needs_review", False)),
                 reason=str(extra.get("reason", "")),
                 iscrowd=crowd,
+                predicted_iou=None if predicted is None else _finite(predicted),
             )
         )
         plan.classes.add(class_id)

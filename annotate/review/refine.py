@@ -37,6 +37,7 @@ class EditableInstance:
     needs_review: bool = False
     reason: str = ""
     iscrowd: bool = False  # a crowd region, kept as such through edits (ignore in semantic masks)
+    predicted_iou: float | None = None  # the segmenter's own predicted IoU of ``mask``, None when it made none
     points: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), np.float32))
     labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0,), np.int64))
     box: tuple[float, float, float, float] | None = None
@@ -66,6 +67,7 @@ class EditableInstance:
             needs_review=bool(self.needs_review),
             reason=self.reason,
             iscrowd=bool(self.iscrowd),
+            predicted_iou=self.predicted_iou,
         )
 
 
@@ -222,7 +224,8 @@ def refine_instance(segmenter: SharedSegmenter, key: str, image: np.ndarray, ins
     if len(masks) == 0 or not masks[best].any():
         raise ValueError("the segmenter found no object for these prompts; try another point or a box")
     inst.mask = masks[best].copy()
-    inst.score = float(scores[best]) if len(scores) else 1.0
+    inst.predicted_iou = float(scores[best]) if len(scores) else None
+    inst.score = inst.predicted_iou if inst.predicted_iou is not None else 1.0  # no seed here: the rating is it
     inst.logits = np.asarray(out.low_res_logits[best], np.float32).copy()
     inst.source = segmenter.source
     inst.needs_review = False

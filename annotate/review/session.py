@@ -166,6 +166,7 @@ class ReviewSession:
                     needs_review=bool(r.needs_review),
                     reason=r.reason or "",
                     iscrowd=bool(r.iscrowd),
+                    predicted_iou=r.predicted_iou,
                     encoded=(mask, r.rle),
                 )
             )
@@ -413,6 +414,7 @@ class ReviewSession:
         before = inst.area
         inst.mask = (inst.mask | add) & ~remove
         inst.logits = None
+        inst.predicted_iou = None  # painted: no segmenter predicted this mask
         inst.source = "manual"
         inst.needs_review = False
         self._edit(self._commit, lambda: self._put_back(index, previous))

@@ -18,8 +18,8 @@ from typing import Any
 from annotate.store.records import utc_now
 
 STACKS = ("undo", "redo")
-_STATE_INSTANCE_COLUMNS = "class_id, counts, score, source, needs_review, reason, area, bbox, iscrowd"
-_STATE_DEFAULTS = (0,)  # values of columns added later, for states saved before them (iscrowd)
+_STATE_INSTANCE_COLUMNS = "class_id, counts, score, source, needs_review, reason, area, bbox, iscrowd, predicted_iou"
+_STATE_DEFAULTS = (0, None)  # values of columns added later, for states saved before them (iscrowd, predicted_iou)
 
 
 def capture_state(

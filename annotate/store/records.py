@@ -27,7 +27,9 @@ RESERVED_CLASS_NAMES = ("background", "ignore")
 
 IMAGE_COLUMNS = "id, file_name, width, height, sha256, status, confidence, version, updated_at, updated_by"
 """Columns of an image row, in the order :class:`ImageRecord` and the store's row indexing expect."""
-INSTANCE_COLUMNS = "id, image_id, class_id, counts, score, source, needs_review, reason, area, bbox, iscrowd"
+INSTANCE_COLUMNS = (
+    "id, image_id, class_id, counts, score, source, needs_review, reason, area, bbox, iscrowd, predicted_iou"
+)
 """Columns of an instance row, in the order :func:`instance_record` expects."""
 
 
@@ -67,7 +69,11 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class InstanceRecord:
-    """One stored instance. ``rle`` is the compressed RLE dict of the full image size; bbox is COCO XYWH."""
+    """One stored instance. ``rle`` is the compressed RLE dict of the full image size; bbox is COCO XYWH.
+
+    ``score`` is the instance's rating in [0, 1] (it orders painting; see :class:`NewInstance`);
+    ``predicted_iou`` the segmenter's own predicted IoU of the mask, None when no segmenter predicted it.
+    """
 
     id: int
     image_id: int
@@ -80,17 +86,25 @@ class InstanceRecord:
     area: int = 0
     bbox: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     iscrowd: bool = False  # a COCO crowd region: exported with iscrowd 1, ignore (255) in semantic masks
+    predicted_iou: float | None = None
 
     def to_new(self) -> NewInstance:
         """This instance as a :class:`NewInstance` (to save it again, e.g. into another project)."""
         return NewInstance(
-            self.class_id, self.rle, self.score, self.source, self.needs_review, self.reason, self.iscrowd
+            self.class_id, self.rle, self.score, self.source, self.needs_review, self.reason, self.iscrowd,
+            self.predicted_iou,
         )
 
 
 @dataclass(frozen=True)
 class NewInstance:
-    """An instance to save: ``mask`` is an (H, W) bool array or an RLE dict of the image's size."""
+    """An instance to save: ``mask`` is an (H, W) bool array or an RLE dict of the image's size.
+
+    ``score``: the rating of whoever made it, in [0, 1] (the labelling's blend of seed agreement and the
+    segmenter's quality for pseudo-labels, the segmenter's predicted IoU for a reviewer's refinement, 1 by
+    hand). ``predicted_iou``: the segmenter's own predicted IoU of this mask (SAM's IoU head, GrabCut's prompt
+    agreement), None when no segmenter made it.
+    """
 
     class_id: int
     mask: np.ndarray | RLE
@@ -99,6 +113,7 @@ class NewInstance:
     needs_review: bool = False
     reason: str = ""
     iscrowd: bool = False  # a crowd region (COCO ``iscrowd`` 1): one mask over many objects, never trained on
+    predicted_iou: float | None = None
 
     @classmethod
     def from_instance(cls, instance: Any) -> NewInstance:
@@ -111,6 +126,7 @@ class NewInstance:
             bool(instance.needs_review),
             instance.reason,
             bool(getattr(instance, "iscrowd", False)),
+            getattr(instance, "predicted_iou", None),
         )
 
 
@@ -161,7 +177,8 @@ def check_class_name(name: str) -> str:
 def instance_row(instance: NewInstance, where: str, height: int, width: int, n_classes: int) -> tuple | None:
     """Validate and encode an instance of an (height, width) image into an ``instances`` row.
 
-    Returns ``(class_id, counts, score, source, needs_review, reason, area, bbox JSON, iscrowd)``, or None for
+    Returns ``(class_id, counts, score, source, needs_review, reason, area, bbox JSON, iscrowd, predicted_iou)``,
+    or None for
     an empty mask. ``where`` names the instance in error messages.
     """
     if not isinstance(instance, NewInstance):
@@ -174,6 +191,9 @@ def instance_row(instance: NewInstance, where: str, height: int, width: int, n_c
     score = float(instance.score)
     if not math.isfinite(score):
         raise ValueError(f"{where}: score {instance.score!r} is not finite")
+    predicted = instance.predicted_iou
+    if predicted is not None and not (math.isfinite(float(predicted)) and 0.0 <= float(predicted) <= 1.0):
+        raise ValueError(f"{where}: predicted_iou {predicted!r} is not a number in [0, 1]")
     if instance.source not in SOURCES:
         raise ValueError(f"{where}: unknown source {instance.source!r}; sources are {SOURCES}")
     if isinstance(instance.mask, dict):
@@ -201,6 +221,7 @@ def instance_row(instance: NewInstance, where: str, height: int, width: int, n_c
         area,
         json.dumps(rle_bbox(rle)),
         int(bool(instance.iscrowd)),
+        None if predicted is None else float(predicted),
     )
 
 
@@ -218,6 +239,7 @@ def instance_record(row: Sequence[Any], size: Sequence[int]) -> InstanceRecord:
         area=int(row[8]),
         bbox=tuple(json.loads(row[9])),
         iscrowd=bool(row[10]),
+        predicted_iou=None if row[11] is None else float(row[11]),
     )
 
 

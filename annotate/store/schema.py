@@ -11,6 +11,8 @@ Version 2: images.confidence (for review ordering); instances.area and instances
 backfilled for existing rows); the per-image undo/redo history table;
 images.name_key (duplicate-name check); indexes.
 Version 3: instances.iscrowd (COCO crowd regions: kept through import and export, ignored in semantic masks).
+Version 4: instances.predicted_iou (the segmenter's own predicted IoU of the mask, apart from the ``score`` rating;
+NULL for masks no segmenter predicted).
 """
 
 from __future__ import annotations
@@ -126,7 +128,12 @@ def name_key(file_name: str) -> str:
     return str(PurePosixPath(file_name).with_suffix("")).lower()
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+def _v4(db: sqlite3.Connection) -> None:
+    """A model's predicted IoU beside the rating: instances.predicted_iou (NULL for every existing instance)."""
+    db.execute("ALTER TABLE instances ADD COLUMN predicted_iou REAL")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
