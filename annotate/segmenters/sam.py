@@ -63,7 +63,7 @@ def build_tiny_sam(img_size: int = 256, embed_dim: int = 32, prompt_dim: int = 3
         raise ValueError(f"img_size must be a multiple of 16, got {img_size}")
     side = img_size // 16
     with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it was
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)
         model = Sam(
             image_encoder=ImageEncoderViT(
                 img_size=img_size,
