@@ -188,12 +188,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=6, help="seeds per family and split (default 6)")
     parser.add_argument("--families", help="comma-separated family names (default: all)")
     parser.add_argument("--no-crf-table", action="store_true", help="skip the CRF settings table")
+    parser.add_argument("--crf-table-only", metavar="VARIANT",
+                        help="only the CRF settings table, for this variant of the solver table")
     parser.add_argument("--json", help="also write every score to this file")
     args = parser.parse_args()
     names = args.families.split(",") if args.families else list(FAMILIES)
     torch.manual_seed(0)
     items = scenes(names, args.seeds)
     crf = CRFConfig()
+    if args.crf_table_only:
+        print_crf(items, args.crf_table_only)
+        return
     print(f"{len(items)} scenes, {len(names)} families; {platform.machine()}, {torch.get_num_threads()} threads; "
           f"final CRF {crf.iterations} iterations at lattice scale {crf.scale}")
     results = run_variants(items, crf)

@@ -43,7 +43,7 @@ class OTSettings:
     """
 
     solver: str = "pot"
-    eps: float = 0.1
+    eps: float = 0.2
     max_iter: int = 1
     stop_thr: float = 1e-4
 

@@ -50,7 +50,7 @@ class DHRConfig:
 
     tau: float = 0.8
     solver: str = "pot"
-    eps: float = 0.1
+    eps: float = 0.2
     max_iter: int = 1
     stop_thr: float = 1e-4
     seed_threshold: float = 0.5

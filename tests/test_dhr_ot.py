@@ -89,7 +89,7 @@ def test_early_plans_share_each_pixel_among_classes():
     # After one iteration and the column min-max, a plan depends only on each pixel's softmax over classes.
     torch.manual_seed(5)
     similarity = torch.rand(500, 3)
-    plan = transport_plan(similarity, OTSettings(solver="reference", max_iter=1, stop_thr=0.0)).double()
+    plan = transport_plan(similarity, OTSettings(solver="reference", eps=0.1, max_iter=1, stop_thr=0.0)).double()
     soft = torch.softmax(similarity.double() / 0.1, dim=1)
     expected = (soft - soft.amin(0)) / (soft.amax(0) - soft.amin(0))
     assert torch.allclose(plan, expected, atol=1e-5)

@@ -49,9 +49,11 @@ def test_wss_features_separate_what_uss_features_cannot(seed):
     full = rebalance(scene.cams, scene.mask, scene.tags, scene.uss, scene.wss)
     uss_only = rebalance(scene.cams, scene.mask, scene.tags, scene.uss, scene.wss, config=DHRConfig(tau=1.01))
     assert [1, 2] in full.groups and uss_only.groups == []
-    assert _scores(uss_only.mask, scene.gt)["iou"][2] < 0.2
+    # measured over seeds 0-7: minor IoU 0.11-0.24 with USS features alone, 0.77-0.88 with the WSS stage
+    without = float(_scores(uss_only.mask, scene.gt)["iou"][2])
+    assert without < 0.35
     out = _scores(full.mask, scene.gt)
-    assert out["iou"][2] > 0.6
+    assert out["iou"][2] > max(0.6, without + 0.4)
     baseline_cam = cam_argmax(scene.cams, scene.tags, scene.gt.shape)
     assert out["miou"] > _scores(scene.mask, scene.gt)["miou"] + 0.1
     assert out["miou"] > _scores(baseline_cam, scene.gt)["miou"] + 0.1
