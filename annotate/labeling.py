@@ -64,7 +64,7 @@ class LabelingConfig:
     use_mask_prompt: bool = True
     multimask: bool = True
     seed_weight: float = 0.7  # weight of the seed IoU against the segmenter's predicted quality
-    gate: str = "iou"  # agreement with the seed: "iou" or "inside" (see the module docstring)
+    gate: str = "inside"  # agreement with the seed: "inside" or "iou" (see the module docstring)
     min_seed_iou: float = 0.5  # below this agreement, the seed is kept and the instance flagged
     min_seed_cover: float = 0.2  # "inside": the mask must keep at least this share of the seed
     review_quality: float = 0.5  # a kept mask with predicted quality below it is flagged

@@ -242,14 +242,14 @@ def main(argv: list[str] | None = None) -> int:
                        "--seed", str(args.seed), "--no-progress", *offline, *args.bootstrap_args.split()])
         config, model = project_config(project)
         confusion, figures = stage_figures(data.samples, data.classes, model, config, args.seed, project / "masks")
+        print(f"pipeline label quality, {args.images} generated images of {args.size} x {args.size} px "
+              f"(photo backgrounds, {len(data.classes)} classes, seed {args.seed}), no pretrained weights; "
+              f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads\n")
+        print("\n".join(table_lines(confusion, figures, data.classes)), flush=True)
         train_s = None
         if args.rounds > 0:
             train_s = _cli(["train", str(project), "--rounds", str(args.rounds), "--gt", str(data.root / "gt"),
                             "--seed", str(args.seed), "--quiet", "--weights-dir", str(weights), *args.train_args.split()])
-        print(f"pipeline label quality, {args.images} generated images of {args.size} x {args.size} px "
-              f"(photo backgrounds, {len(data.classes)} classes, seed {args.seed}), no pretrained weights; "
-              f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads\n")
-        print("\n".join(table_lines(confusion, figures, data.classes)))
         if args.rounds > 0:
             print("\n".join(round_rows(project)))
         gt_fg = np.mean([(s.gt > 0).mean() for s in data.samples])

@@ -156,7 +156,7 @@ def test_quality_gate_keeps_the_seed_and_says_why() -> None:
     segmenter = SamSegmenter(build_tiny_sam(), "tiny")
     prompts = PromptConfig(min_area=100)
     strict = label_image(
-        image, dhr_result, [1, 2], segmenter, LabelingConfig(prompts=prompts, min_seed_iou=1.0)
+        image, dhr_result, [1, 2], segmenter, LabelingConfig(prompts=prompts, gate="iou", min_seed_iou=1.0)
     )
     assert len(strict.instances) == 3
     for inst in strict.instances:
