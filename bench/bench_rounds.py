@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from dhr import CRFConfig, DHRConfig
+from models.settings import ModelSettings
 from tests.test_training import make_project
 from training.evaluate import evaluate_labels
 from training.rounds import RoundsConfig, run_rounds
@@ -48,10 +49,11 @@ def run_variant(label: str, rounds: int, images: int, size: int, steps: int, see
         train = TrainConfig(steps=steps, batch_size=4, lr=0.01, ema_decay=0.9, amp=False, checkpoint_every=10_000,
                             dhr=in_step, dhr_warmup=steps // 3, seed=seed)
         config = RoundsConfig(rounds=rounds, train=train, backbone="resnet_tiny", pretrained=False, crop_size=size,
-                              scale_range=(0.75, 1.25), scales=(1.0,), segmenter="grabcut", min_change=0.0,
+                              scale_range=(0.75, 1.25), scales=(1.0,), min_change=0.0,
                               out_dir=str(work / "run"), dhr=dhr_config)
+        settings = ModelSettings(segmenter="grabcut", download=False)
         began = time.perf_counter()
-        history = run_rounds(work / "project", config, gt=gt, progress=False)
+        history = run_rounds(work / "project", config, gt=gt, progress=False, settings=settings)
         seconds = time.perf_counter() - began
         return {
             "miou": [start_miou] + [h["miou"] for h in history[1:]],
@@ -70,10 +72,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--seeds", default="0,1", help="comma-separated project seeds (default 0,1)")
-    parser.add_argument("--variants", help="comma-separated variant labels (default: all)")
+    parser.add_argument("--variants", help="semicolon-separated variant labels (default: all)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    labels = args.variants.split(",") if args.variants else list(VARIANTS)
+    labels = args.variants.split(";") if args.variants else list(VARIANTS)
     print(f"{args.images} images of {args.size} px, {args.rounds} rounds of {args.steps} steps, seeds {seeds}; "
           f"{platform.machine()}, {torch.get_num_threads()} threads", flush=True)
     header = " | ".join(f"round {r}" for r in range(1, args.rounds + 1))

@@ -16,9 +16,10 @@ class CRFConfig:
     """Fully connected CRF parameters (Kraehenbuehl and Koltun).
 
     The kernel widths are in pixels of the full-size image. ``scale`` < 1 runs the mean-field inference on the
-    image and heatmaps resized by that factor (kernel widths scaled with them) and upsamples the marginals:
-    the cost falls with the square of the scale while boundaries stay within a pixel or two of the full-size
-    result. ``bench/validate_dhr.py`` chose the defaults (iterations, scale) on its validation split.
+    image and heatmaps resized by that factor (kernel widths scaled with them) and upsamples the marginals: the
+    cost falls with the square of the scale, at a price in boundary accuracy. ``bench/validate_dhr.py`` chose the
+    defaults on its validation split: 3 iterations at full size scored as 10 do (mIoU 0.946), at a third of the
+    time; a half-size lattice lost 0.023 mIoU.
 
     Attributes:
         iterations: mean-field iterations.
@@ -27,8 +28,8 @@ class CRFConfig:
         bilateral_sxy, bilateral_srgb, bilateral_compat: the appearance kernel.
     """
 
-    iterations: int = 5
-    scale: float = 0.5
+    iterations: int = 3
+    scale: float = 1.0
     gaussian_sxy: float = 3.0
     gaussian_compat: float = 3.0
     bilateral_sxy: float = 50.0
