@@ -13,7 +13,6 @@ import argparse
 import platform
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -46,8 +45,10 @@ def make_project(root: Path, images: int, size: int):
     return store
 
 
-def run(store, cache, device: torch.device, steps: int, batch: int, dhr: bool, backbone: str) -> tuple[float, float]:
+def run(store, cache, device: torch.device, steps: int, batch: int, dhr: bool, backbone: str,
+        crf: bool = True) -> tuple[float, float]:
     """Seconds per step (mean over ``steps`` after one warm-up) and the share of it spent in the DHR step."""
+    from dhr import DHRConfig
     from training.data import ProjectDataset, collate, project_entries
     from training.deeplab import build_deeplab
     from training.distributed import DistContext
@@ -59,7 +60,8 @@ def run(store, cache, device: torch.device, steps: int, batch: int, dhr: bool, b
     data = ProjectDataset(store.root, project_entries(store), len(store.classes), AugmentConfig(crop_size=CROP), cache)
     config = TrainConfig(steps=steps + 1, batch_size=batch, dhr=dhr, dhr_warmup=0, checkpoint_every=10**6, amp=True)
     with tempfile.TemporaryDirectory() as out:
-        trainer = Trainer(model, data, config, out, ctx=DistContext(device=device), progress=False)
+        trainer = Trainer(model, data, config, out, dhr_config=DHRConfig(crf=crf), ctx=DistContext(device=device),
+                          progress=False)
 
         def batches():
             epoch = 0
@@ -95,7 +97,6 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     args = parser.parse_args()
     device = torch.device(args.device)
-    warnings.filterwarnings("ignore", message="Sinkhorn")
     from dhr.uss import build_uss
     from training.data import USSFeatureCache, precompute_uss_features, project_entries
 
@@ -109,10 +110,9 @@ def main() -> None:
               f"{device} ({machine}), USS {args.uss}, random weights, mean of {args.steps} steps after a warm-up\n")
         print("| DHR step | s / step | images / s | DHR share of the step |")
         print("|---|---:|---:|---:|")
-        for dhr in (True, False):
-            seconds, share = run(store, cache, device, args.steps, args.batch_size, dhr, args.backbone)
-            print(f"| {'on' if dhr else 'off'} | {seconds:.2f} | {args.batch_size / seconds:.2f} | "
-                  f"{100 * share:.1f} % |")
+        for label, dhr, crf in (("on, final CRF (default)", True, True), ("on, no CRF", True, False), ("off", False, False)):
+            seconds, share = run(store, cache, device, args.steps, args.batch_size, dhr, args.backbone, crf)
+            print(f"| {label} | {seconds:.2f} | {args.batch_size / seconds:.2f} | {100 * share:.1f} % |")
         store.close()
 
 
