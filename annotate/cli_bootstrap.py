@@ -135,6 +135,11 @@ def register(subparsers) -> None:
     m.add_argument(
         "shard_dirs", nargs="+", metavar="SHARD_DIR", help="output folders of `dhr bootstrap --shard`"
     )
+    m.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="merge even when shares of the split are missing (each shard's bootstrap.json records its i/n)",
+    )
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(func=merge_command)
 
@@ -186,12 +191,15 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
         embedding_cache=ProjectLayout(Path(args.out)).embeddings_dir,  # where the GUI and `dhr train` look too
     )
     report = run_bootstrap(dataset, config)
+    for line in _unreadable_report(report.unreadable):
+        print(line)
     if args.train_only:
-        print(f"classifier saved: {report.classifier_path}")
+        print(f"classifier saved: {report.classifier_path} ({report.classifier})")
         return 0
     print(
         f"bootstrap: {len(report.processed)} image(s) labelled, {len(report.skipped)} already done, "
-        f"{report.total} in this shard; segmenter {report.segmenter}, USS {report.uss}"
+        f"{report.total} in this shard; classifier {report.classifier}; segmenter {report.segmenter}, "
+        f"USS {report.uss}"
     )
     print(f"project: {report.store_root}")
     if report.coco_path is not None:
@@ -202,9 +210,18 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unreadable_report(problems: list) -> list[str]:
+    """Lines about the images the run left out because they do not decode (none: no lines)."""
+    if not problems:
+        return []
+    return [f"{len(problems)} image(s) left out, they do not decode:"] + [f"  - {p}" for p in problems]
+
+
 def merge_command(args: argparse.Namespace) -> int:
     from annotate.bootstrap import merge_shards
 
-    coco = merge_shards(args.out, args.shard_dirs, progress=not args.no_progress)
+    coco = merge_shards(
+        args.out, args.shard_dirs, progress=not args.no_progress, allow_partial=args.allow_partial
+    )
     print(f"merged {len(args.shard_dirs)} shard(s) into {args.out}" + (f"; COCO: {coco}" if coco else ""))
     return 0

@@ -79,6 +79,12 @@ def test_model_choices_offered_without_importing_models_match_the_registries():
     assert BACKBONE_NAMES == tuple(sorted(BACKBONES))
 
 
+def test_the_whole_parser_builds_without_torch():
+    code = "import sys, cli; cli.build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False"], result.stderr
+
+
 def test_commands_that_need_no_model_do_not_import_torch(tmp_path):
     import numpy as np
     from PIL import Image

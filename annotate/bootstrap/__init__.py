@@ -8,23 +8,67 @@
 - :mod:`annotate.bootstrap.shards`: ``--shard i/n`` and ``dhr merge-shards``.
 """
 
-from annotate.bootstrap.image import ImageOutcome, image_confidence, process_image, read_base_mask
-from annotate.bootstrap.models import (
-    build_bootstrap_classifier,
-    build_bootstrap_segmenter,
-    build_uss_provider,
-    prepare_classifier,
-)
-from annotate.bootstrap.outputs import CLASSIFIER_FILE, COCO_FILE, MANIFEST_FILE, MASKS_DIR, export_outputs
-from annotate.bootstrap.profiles import (
-    PRETRAINED,
-    SCRATCH,
-    ClassifierProfile,
-    classifier_profile,
-    resolved_config,
-)
-from annotate.bootstrap.run import USER, BootstrapConfig, BootstrapReport, run_bootstrap
-from annotate.bootstrap.shards import merge_shards, parse_shard, shard_entries
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from annotate.bootstrap.image import ImageOutcome, image_confidence, process_image, read_base_mask
+    from annotate.bootstrap.models import (
+        build_bootstrap_classifier,
+        build_bootstrap_segmenter,
+        build_uss_provider,
+        prepare_classifier,
+    )
+    from annotate.bootstrap.outputs import CLASSIFIER_FILE, COCO_FILE, MANIFEST_FILE, MASKS_DIR, export_outputs
+    from annotate.bootstrap.profiles import (
+        PRETRAINED,
+        SCRATCH,
+        ClassifierProfile,
+        classifier_profile,
+        resolved_config,
+    )
+    from annotate.bootstrap.run import USER, BootstrapConfig, BootstrapReport, run_bootstrap
+    from annotate.bootstrap.shards import merge_shards, parse_shard, shard_entries
+
+_PUBLIC = {
+    "BootstrapConfig": "run",
+    "BootstrapReport": "run",
+    "CLASSIFIER_FILE": "outputs",
+    "COCO_FILE": "outputs",
+    "ClassifierProfile": "profiles",
+    "ImageOutcome": "image",
+    "MANIFEST_FILE": "outputs",
+    "MASKS_DIR": "outputs",
+    "PRETRAINED": "profiles",
+    "SCRATCH": "profiles",
+    "USER": "run",
+    "build_bootstrap_classifier": "models",
+    "build_bootstrap_segmenter": "models",
+    "build_uss_provider": "models",
+    "classifier_profile": "profiles",
+    "export_outputs": "outputs",
+    "image_confidence": "image",
+    "merge_shards": "shards",
+    "parse_shard": "shards",
+    "prepare_classifier": "models",
+    "process_image": "image",
+    "read_base_mask": "image",
+    "resolved_config": "profiles",
+    "run_bootstrap": "run",
+    "shard_entries": "shards",
+}
+"""Public name -> the submodule defining it, imported on first use (PEP 562), so that the command line
+reads the classifier profiles without importing torch."""
+
+
+def __getattr__(name: str) -> Any:
+    """The public name ``name``, imported from its submodule when first asked for."""
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "BootstrapConfig",

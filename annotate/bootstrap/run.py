@@ -7,7 +7,17 @@
 - ``classifier.pt``: the WSS classifier (trained on the whole dataset, or the one given), reloaded on rerun;
 - ``masks/<name>.png``: the semantic mask of each image (uint8 class ids, 0 = background);
 - ``coco.json``: COCO instances with RLE masks (``annotate.coco.export_coco``);
-- ``bootstrap.json``: the run's settings, classes and shard.
+- ``bootstrap.json``: the run's settings, classes and shard, and the classifier it used: its backbone and
+  whether it started from ImageNet weights (which file) or from random weights, as it actually ran.
+
+``coco.json`` and ``masks/`` are exports of the store made at the end of each run (``coco.json`` says when in
+``info.date_created``, ``masks/README.txt`` likewise); the store stays the one source of truth, and edits made
+later (review, training) are only in a new ``dhr export``.
+
+**Unreadable images.** When the dataset's images were only checked by their header, the images the run reads
+are decoded first (the whole dataset when the classifier is trained, else this shard): one that does not
+decode (a truncated JPEG) is left out and reported (``BootstrapReport.unreadable``) before anything is
+registered or trained.
 
 The parts: the models (:mod:`annotate.bootstrap.models`), one image's pipeline and its **confidence**, which
 orders the review queue (:mod:`annotate.bootstrap.image`), shards and their merge (:mod:`annotate.bootstrap.shards`).
@@ -47,7 +57,7 @@ from annotate.bootstrap.outputs import (
 )
 from annotate.bootstrap.profiles import resolved_config
 from annotate.bootstrap.shards import shard_entries
-from annotate.dataset import DatasetEntry, TaggedDataset
+from annotate.dataset import DatasetEntry, DatasetProblem, TaggedDataset, undecodable
 from annotate.files import atomic_write_text
 from annotate.images import load_image
 from annotate.labeling import LabelingConfig
@@ -123,9 +133,40 @@ class BootstrapReport:
     classifier_path: Path
     segmenter: str
     uss: str
+    classifier: str = ""  # what the classifier is: backbone, ImageNet weights or random start, loaded from where
+    unreadable: list[DatasetProblem] = field(default_factory=list)  # left out: they do not decode
 
 
-def _write_manifest(config: BootstrapConfig, dataset: TaggedDataset, segmenter: str, uss: str) -> None:
+def classifier_summary(model: Any, loaded_from: Path | None) -> dict[str, Any]:
+    """What the run's classifier is, as it ran: backbone, ImageNet start (and its weights file) or random
+    weights, and the file it was loaded from (None: trained by this run)."""
+    from annotate.weights import CHECKPOINTS
+    from training.backbone import BACKBONES
+
+    name = str(getattr(model, "backbone_name", ""))
+    pretrained = bool(getattr(model, "pretrained", False))
+    checkpoint = BACKBONES[name].checkpoint if pretrained and name in BACKBONES else None
+    weights = CHECKPOINTS[checkpoint].filename if checkpoint in CHECKPOINTS else None
+    start = f"ImageNet weights {weights}" if pretrained else "random weights (trained from scratch)"
+    text = f"{name} from {start}" + (f", loaded from {loaded_from}" if loaded_from is not None else "")
+    return {
+        "backbone": name,
+        "pretrained": pretrained,
+        "imagenet_weights": weights,
+        "loaded_from": None if loaded_from is None else str(loaded_from),
+        "summary": text,
+    }
+
+
+def _write_manifest(
+    config: BootstrapConfig, dataset: TaggedDataset, segmenter: str, uss: str, classifier: dict[str, Any]
+) -> None:
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in asdict(config).items()
+        if k not in ("out", "dhr", "labeling", "progress")
+    }
+    settings["pretrained"] = classifier["pretrained"]  # what ran, not what was asked for
     manifest = {
         "classes": dataset.classes,
         "dataset": str(dataset.source),
@@ -133,11 +174,8 @@ def _write_manifest(config: BootstrapConfig, dataset: TaggedDataset, segmenter: 
         "shard": list(config.shard),
         "segmenter": segmenter,
         "uss": uss,
-        "settings": {
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in asdict(config).items()
-            if k not in ("out", "dhr", "labeling", "progress")
-        },
+        "classifier": classifier,
+        "settings": settings,
         "dhr": {
             k: v for k, v in asdict(config.dhr).items() if isinstance(v, (int, float, str, bool, type(None)))
         },
@@ -163,12 +201,19 @@ def run_bootstrap(
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     classifier_path = out / CLASSIFIER_FILE
+    shard = shard_entries(dataset.entries, config.shard)  # from the whole list: shares never shift
+    loaded_from = Path(config.classifier) if config.classifier is not None else None
+    if loaded_from is None and classifier_path.is_file():
+        loaded_from = classifier_path
+    dataset, unreadable = _drop_undecodable(dataset, shard, config, training=loaded_from is None)
     if config.train_only:
-        prepare_classifier(dataset, config, classifier_path)
-        return BootstrapReport([], [], 0, out, None, classifier_path, "", "")
+        model = prepare_classifier(dataset, config, classifier_path)
+        summary = classifier_summary(model, loaded_from)["summary"]
+        return BootstrapReport([], [], 0, out, None, classifier_path, "", "", summary, unreadable)
     store = open_project(out, dataset.classes)
     try:
-        entries = shard_entries(dataset.entries, config.shard)
+        left_out = {p.file_name for p in unreadable}
+        entries = [e for e in shard if e.file_name not in left_out]
         ids = {e.file_name: _register(store, e) for e in entries}
         records = {e.file_name: store.image(ids[e.file_name]) for e in entries}
         todo = [e for e in entries if records[e.file_name].status == "new"]
@@ -192,7 +237,8 @@ def run_bootstrap(
         model = prepare_classifier(dataset, config, classifier_path)
         config = resolved_config(config, model)
         seg_name = getattr(seg, "model_id", type(seg).__name__)
-        _write_manifest(config, dataset, seg_name, uss_name)
+        classifier = classifier_summary(model, loaded_from)
+        _write_manifest(config, dataset, seg_name, uss_name, classifier)
         processed: list[str] = []
         logger.info("%d image(s) to label, %d already finished", len(todo), len(skipped))
         with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
@@ -228,8 +274,30 @@ def run_bootstrap(
     finally:
         store.close()
     return BootstrapReport(
-        processed, skipped, len(entries), out, coco_path, classifier_path, seg_name, uss_name
+        processed,
+        skipped,
+        len(entries),
+        out,
+        coco_path,
+        classifier_path,
+        seg_name,
+        uss_name,
+        classifier["summary"],
+        unreadable,
     )
+
+
+def _drop_undecodable(
+    dataset: TaggedDataset, shard: list[DatasetEntry], config: BootstrapConfig, *, training: bool
+) -> tuple[TaggedDataset, list[DatasetProblem]]:
+    """The dataset less the images that do not decode, and why (nothing to do when they were all decoded
+    before): every image when the classifier is trained on them all, else this shard's."""
+    if dataset.checked == "decode":
+        return dataset, []
+    problems = undecodable(dataset.entries if training else shard, progress=config.progress)
+    for problem in problems:
+        logger.debug("left out: %s", problem)
+    return dataset.without({p.file_name for p in problems}, problems), problems
 
 
 def _store_name(store: ProjectStore, entry: DatasetEntry) -> str:

@@ -1,16 +1,19 @@
 """Shards of a bootstrap run: which images shard ``i/n`` labels, and joining the shard folders into one project.
 
 ``shard=(i, n)`` (0 <= i < n) keeps the images whose position in the name-sorted dataset is ``i mod n``;
-:func:`merge_shards` joins the shard output folders (same classes) into one project and COCO file.
+:func:`merge_shards` joins the shard output folders (same classes) into one project and COCO file. Each shard
+folder's ``bootstrap.json`` records its ``[i, n]``: a merge that lacks a share, mixes splits, or holds a folder
+that is no shard is refused unless ``allow_partial``.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from annotate.bootstrap.outputs import CLASSIFIER_FILE, export_outputs, mask_path, open_project
+from annotate.bootstrap.outputs import CLASSIFIER_FILE, MANIFEST_FILE, export_outputs, mask_path, open_project
 from annotate.dataset import DatasetEntry
 from annotate.files import atomic_copy
 from annotate.store.paths import source_name
@@ -34,11 +37,53 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def merge_shards(out: str | Path, shard_dirs: Sequence[str | Path], *, progress: bool = True) -> Path | None:
+def shard_of(folder: str | Path) -> tuple[int, int] | None:
+    """The ``(i, n)`` a bootstrap output folder's manifest records, or None (no manifest, or none recorded)."""
+    path = Path(folder) / MANIFEST_FILE
+    try:
+        shard = json.loads(path.read_text(encoding="utf-8")).get("shard")
+        i, n = (int(v) for v in shard)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return i, n
+
+
+def check_shards(shard_dirs: Sequence[str | Path], *, allow_partial: bool = False) -> None:
+    """ValueError naming what is missing when the folders are not exactly the shares 0..n-1 of one split
+    (a warning instead with ``allow_partial``)."""
+    shares = {str(d): shard_of(d) for d in shard_dirs}
+    problems = []
+    unknown = [d for d, s in shares.items() if s is None]
+    if unknown:
+        problems.append(f"{', '.join(unknown)} record{'s' if len(unknown) == 1 else ''} no shard ({MANIFEST_FILE})")
+    splits = sorted({s[1] for s in shares.values() if s is not None})
+    if len(splits) > 1:
+        problems.append(f"the folders come from different splits (into {' and '.join(map(str, splits))} shares)")
+    elif splits:
+        n = splits[0]
+        given = [s[0] for s in shares.values() if s is not None]
+        missing = [f"{i}/{n}" for i in range(n) if i not in given]
+        twice = sorted({f"{i}/{n}" for i in given if given.count(i) > 1})
+        if missing:
+            problems.append(f"shard{'s' if len(missing) > 1 else ''} {', '.join(missing)} missing")
+        if twice:
+            problems.append(f"shard {', '.join(twice)} given twice")
+    if not problems:
+        return
+    message = "partial merge: " + "; ".join(problems)
+    if not allow_partial:
+        raise ValueError(f"{message}; give every shard's folder, or allow a partial merge (--allow-partial)")
+    warnings.warn(message + " (merged anyway)", stacklevel=3)
+
+
+def merge_shards(
+    out: str | Path, shard_dirs: Sequence[str | Path], *, progress: bool = True, allow_partial: bool = False
+) -> Path | None:
     """Join shard projects (same classes) into one project at ``out``; returns the merged COCO file path.
 
     Images keep their names, instances, status and confidence; semantic PNGs and the classifier are copied.
-    Raises ValueError for differing classes or an image present in two shards.
+    Raises ValueError for differing classes, an image present in two shards, or (unless ``allow_partial``)
+    folders that are not all the shares of one split (:func:`check_shards`).
     """
     from tqdm.auto import tqdm
 
@@ -62,6 +107,7 @@ def merge_shards(out: str | Path, shard_dirs: Sequence[str | Path], *, progress:
                 seen[rec.file_name] = str(d)
                 records.append((rec.file_name, s, rec))
         records.sort(key=lambda r: r[0])
+        check_shards(shard_dirs, allow_partial=allow_partial)
         unfinished = [name for name, _, rec in records if rec.status == "new"]
         if unfinished:
             warnings.warn(
@@ -94,4 +140,4 @@ def merge_shards(out: str | Path, shard_dirs: Sequence[str | Path], *, progress:
             s.close()
 
 
-__all__ = ["merge_shards", "parse_shard", "shard_entries"]
+__all__ = ["check_shards", "merge_shards", "parse_shard", "shard_entries", "shard_of"]
