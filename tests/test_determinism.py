@@ -84,8 +84,6 @@ def test_train_twice_gives_identical_labels(data, tmp_path):
     assert first != before  # the round relabelled the images
 
 
-@pytest.mark.xfail(strict=True, reason="training.rounds builds the network from the global torch generator "
-                   "instead of one seeded with --seed, so a second run in the same process differs")
 def test_train_labels_do_not_depend_on_the_global_generator(data, tmp_path):
     _, first, second = _train_twice(data, tmp_path, (0, 1))
     assert first == second

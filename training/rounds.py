@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from annotate.files import atomic_write_text, load_torch, save_torch
+from core.files import atomic_write_text, load_torch, save_torch
 from dhr import DHRConfig, rebalance
+from models.deeplab import DeepLabV3Plus, build_deeplab
 from models.settings import ModelSettings
+from models.transforms import AugmentConfig
 from models.uss import build_uss_provider
 from training.data import (
     ImageEntry,
@@ -37,14 +39,12 @@ from training.data import (
     precompute_uss_features,
     project_entries,
 )
-from training.deeplab import DeepLabV3Plus, build_deeplab
 from training.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from training.evaluate import evaluate_labels, predict_image, tag_restricted_mask
 from training.trainer import TrainConfig, Trainer
-from training.transforms import AugmentConfig
 
 if TYPE_CHECKING:
-    from annotate.segmenters import Segmenter
+    from models.segmenters import Segmenter
 
 __all__ = ["RoundsConfig", "run_rounds", "relabel_image", "save_model", "load_model", "MODEL_NAME"]
 
@@ -63,7 +63,7 @@ class RoundsConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     backbone: str = "resnet50"
     output_stride: int = 16
-    pretrained: bool = True  # ImageNet backbone weights (annotate.weights); random init with a warning if absent
+    pretrained: bool = True  # ImageNet backbone weights (models.weights); random init with a warning if absent
     uss: str = "color"  # USS provider name (models.uss.USS_REGISTRY)
     crop_size: int = 512
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -108,10 +108,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[De
 def _new_model(config: RoundsConfig, settings: ModelSettings, num_classes: int) -> DeepLabV3Plus:
     state = None
     if config.pretrained:
-        from training.backbone import imagenet_state_dict
+        from models.backbone import imagenet_state_dict
 
         state = imagenet_state_dict(config.backbone, settings.weights_dir, download=settings.download)
-    return build_deeplab(num_classes, config.backbone, backbone_state_dict=state, output_stride=config.output_stride)
+    with torch.random.fork_rng(devices=[]):  # initial weights from the run's seed; the caller's generator untouched
+        torch.random.default_generator.manual_seed(config.train.seed)
+        return build_deeplab(num_classes, config.backbone, backbone_state_dict=state,
+                             output_stride=config.output_stride)
 
 
 def _instances_from_mask(mask: np.ndarray, tags: Sequence[int], score: float):
@@ -206,8 +209,8 @@ def _segmenter(config: RoundsConfig, settings: ModelSettings, store) -> Segmente
     """The segmenter of the rounds (with the project's embedding cache), or None when none is needed."""
     if not config.use_segmenter and config.uss not in ("sam", "auto"):
         return None
-    from annotate.embedding_cache import EmbeddingCache
-    from annotate.segmenters import build_segmenter
+    from models.embedding_cache import EmbeddingCache
+    from models.segmenters import build_segmenter
 
     return build_segmenter(settings.segmenter, weights_dir=settings.weights_dir, device=settings.device,
                            cache=EmbeddingCache(store.layout.embeddings_dir), download=settings.download)
@@ -240,7 +243,7 @@ def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None =
         if not config.use_segmenter:
             segmenter = None
         if config.pretrained and ctx.distributed:  # one process fetches the ImageNet weights, the others wait
-            from training.backbone import imagenet_state_dict
+            from models.backbone import imagenet_state_dict
 
             if ctx.is_main:
                 imagenet_state_dict(config.backbone, settings.weights_dir, download=settings.download)
