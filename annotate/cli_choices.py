@@ -7,10 +7,10 @@ built from these tuples; the tests check them against the registries they name.
 from __future__ import annotations
 
 SEGMENTER_NAMES = ("sam_vit_b", "sam_vit_l", "sam_vit_h", "grabcut")
-"""``annotate.segmenters.SEGMENTERS``, in its order."""
+"""``models.segmenters.SEGMENTERS``, in its order."""
 USS_NAMES = ("color", "dino_vitb16", "dino_vitb8", "dino_vits16", "dino_vits8", "sam")
-"""``dhr.uss.USS_PROVIDERS``, sorted."""
+"""``models.uss.USS_REGISTRY``, sorted."""
 BACKBONE_NAMES = ("resnet101", "resnet50", "resnet_small", "resnet_tiny")
-"""``training.backbone.BACKBONES``, sorted."""
+"""``models.backbone.BACKBONES``, sorted."""
 
 __all__ = ["BACKBONE_NAMES", "SEGMENTER_NAMES", "USS_NAMES"]

@@ -169,9 +169,9 @@ def model_settings(args: argparse.Namespace) -> Any:
 def build_segmenter_for(settings: Any, store: Any) -> Any:
     """The :class:`annotate.review.refine.SharedSegmenter` of ``settings`` (a :class:`models.ModelSettings`),
     with its embedding cache where the project keeps it (:attr:`ProjectLayout.embeddings_dir`)."""
-    from annotate.embedding_cache import EmbeddingCache
     from annotate.review.refine import SharedSegmenter
-    from annotate.segmenters import build_segmenter
+    from models.embedding_cache import EmbeddingCache
+    from models.segmenters import build_segmenter
 
     cache = EmbeddingCache(store.layout.embeddings_dir)
     seg = build_segmenter(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 
-from annotate import weights
+from models import weights
 
 
 def _add_weights_dir(parser: argparse.ArgumentParser) -> None:

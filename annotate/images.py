@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from annotate.files import file_sha256
 from core.errors import UserError
+from core.files import file_sha256
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest image (width * height) :func:`load_image` decodes unless told otherwise."""

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from annotate.prompts import InstancePrompt, PromptConfig, drop_unsupported_components, prompts_from_mask
-from annotate.segmenters.base import Segmenter, mask_iou
+from models.segmenters.base import Segmenter, mask_iou
 
 GATES = {"iou": "IoU", "inside": "share inside"}  # gate rule -> its name in review reasons
 
@@ -82,6 +82,8 @@ class LabelingConfig:
 class Instance:
     """One labelled object: mask (H, W) bool; score in [0, 1]; source "sam" | "grabcut" | "dhr".
 
+    ``score`` is the labelling's rating (seed agreement blended with the segmenter's quality, :func:`choose_mask`);
+    ``predicted_iou`` the segmenter's own predicted IoU of the kept mask (None when the seed was kept instead).
     ``seed_iou`` is the IoU of the segmenter's best mask with the DHR seed component, whether that mask was
     kept or (below the gate) replaced by the seed; 1.0 for instances made from seed pixels alone.
     """
@@ -93,6 +95,7 @@ class Instance:
     needs_review: bool = False
     reason: str = ""
     seed_iou: float = 1.0
+    predicted_iou: float | None = None
 
 
 @dataclass
@@ -107,13 +110,6 @@ class LabelingResult:
     def needs_review(self) -> bool:
         """Whether any instance is flagged."""
         return any(instance.needs_review for instance in self.instances)
-
-    @property
-    def confidence(self) -> float:
-        """Mean instance score in [0, 1], flagged instances counting 0 (1.0 when there is nothing to label)."""
-        if not self.instances:
-            return 1.0
-        return float(np.mean([0.0 if inst.needs_review else inst.score for inst in self.instances]))
 
 
 def _numpy(value: Any, dtype: type) -> np.ndarray:
@@ -244,13 +240,8 @@ def label_image(
     image = segmenter.check_image(image)
     if image.shape[:2] != seed.shape:
         raise ValueError(f"image size {image.shape[:2]} differs from the balanced mask's {seed.shape}")
-    prompt_config = dataclasses.replace(
-        config.prompts,
-        long_side=segmenter.long_side,
-        mask_input_size=segmenter.mask_input_size,
-        use_mask_prompt=config.use_mask_prompt,
-    )
-    prompts = prompts_from_mask(seed, tags, prompt_config)
+    prompt_config = dataclasses.replace(config.prompts, use_mask_prompt=config.use_mask_prompt)
+    prompts = prompts_from_mask(seed, tags, prompt_config, segmenter.mask_prompt)
     instances: list[Instance] = []
     if prompts:
         segmenter.set_image(image)
@@ -279,7 +270,7 @@ def label_image(
         reason = f"low predicted quality {quality:.2f} < {config.review_quality:.2f}" if flagged else ""
         instances.append(
             Instance(
-                prompt.class_id, output.masks[best].copy(), rating, segmenter.source, flagged, reason, iou
+                prompt.class_id, output.masks[best].copy(), rating, segmenter.source, flagged, reason, iou, quality
             )
         )
     merged, semantic = merge_instances(instances, dhr_result.heatmaps, dhr_result.classes, seed, tags)

@@ -13,10 +13,9 @@ For every tagged class, each connected component (OpenCV, 8-connectivity by defa
 - **negative points**: on neighbouring classes: other class ids found within ``neighbour_band`` pixels of
   the component (background too if ``negatives_on_background``); for each, the pixel of that class inside
   the band that lies deepest inside its own region; largest neighbours first, at most ``max_negatives``;
-- **mask prompt** (``use_mask_prompt``): SAM's low-resolution logit format, built exactly as SAM sees its
-  input: the component is resized with the image's ``ResizeLongestSide`` geometry to a long side of
-  ``long_side`` (1024), zero-padded to a square on the bottom/right, area-averaged down to ``mask_input_size``
-  (256) and mapped to logits ``(2 f - 1) * mask_logit`` (f = covered fraction of each low-res cell).
+- **mask prompt** (``use_mask_prompt``): the component in the segmenter's own mask-prompt frame, made by the
+  segmenter (``Segmenter.mask_prompt``; for SAM the longest-side resize and padding of
+  :mod:`models.segmenters.frame`).
 
 Coordinates: points (N, 2) float XY pixel coordinates (column, row of the pixel); labels (N,) int32,
 1 = positive, 0 = negative.
@@ -24,13 +23,14 @@ Coordinates: points (N, 2) float XY pixel coordinates (column, row of the pixel)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from dhr import IGNORE_INDEX
+from models.segmenters.frame import LongestSideFrame
 
 
 @dataclass
@@ -49,9 +49,6 @@ class PromptConfig:
     negatives_on_background: bool = False
     box_margin: int = 0  # pixels added on each side of the box
     use_mask_prompt: bool = True
-    long_side: int = 1024  # SAM's input long side (image_encoder.img_size)
-    mask_input_size: int = 256  # SAM's mask prompt side (4 x the embedding side)
-    mask_logit: float = 8.0  # logit magnitude of a fully covered / empty low-res cell
     ignore_index: int = IGNORE_INDEX
 
     def __post_init__(self) -> None:
@@ -59,7 +56,7 @@ class PromptConfig:
             raise ValueError(f"connectivity must be 4 or 8, got {self.connectivity}")
         if not 0.0 <= self.depth_fraction <= 1.0:
             raise ValueError(f"depth_fraction must be in [0, 1], got {self.depth_fraction}")
-        for name in ("min_area", "area_per_point", "max_positive", "long_side", "mask_input_size"):
+        for name in ("min_area", "area_per_point", "max_positive"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -69,7 +66,7 @@ class InstancePrompt:
     """Prompts for one connected component of a class.
 
     component: (H, W) bool; box: (4,) float XYXY pixel edges; points: (N, 2) float XY; labels: (N,) int32;
-    mask_input: (1, L, L) float32 SAM logits (L = ``mask_input_size``) or None; area: pixels in component.
+    mask_input: (1, L, L) float32 mask-prompt logits of the segmenter, or None; area: pixels in component.
     """
 
     class_id: int
@@ -90,41 +87,6 @@ def _as_numpy_mask(mask: np.ndarray | torch.Tensor) -> np.ndarray:
     if not np.issubdtype(mask.dtype, np.integer):
         raise TypeError(f"mask must hold integer class ids, got dtype {mask.dtype}")
     return mask.astype(np.int64, copy=False)
-
-
-def preprocess_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """(h, w) of an image resized so its long side is ``long_side``: SAM's ``ResizeLongestSide`` rule."""
-    from segment_anything.utils.transforms import ResizeLongestSide
-
-    return ResizeLongestSide.get_preprocess_shape(height, width, long_side)
-
-
-def mask_to_sam_logits(
-    mask: np.ndarray, long_side: int = 1024, mask_input_size: int = 256, mask_logit: float = 8.0
-) -> np.ndarray:
-    """(H, W) bool -> (1, L, L) float32 logits in SAM's mask-prompt frame (see the module docstring)."""
-    import cv2
-
-    height, width = mask.shape
-    new_h, new_w = preprocess_shape(height, width, long_side)
-    resized = cv2.resize(mask.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    padded = np.zeros((long_side, long_side), np.float32)
-    padded[:new_h, :new_w] = resized
-    low = cv2.resize(padded, (mask_input_size, mask_input_size), interpolation=cv2.INTER_AREA)
-    return ((2.0 * np.clip(low, 0.0, 1.0) - 1.0) * mask_logit)[None].astype(np.float32)
-
-
-def sam_logits_to_mask(
-    logits: np.ndarray, original_size: tuple[int, int], long_side: int = 1024
-) -> np.ndarray:
-    """(1, L, L) or (L, L) SAM low-res logits -> (H, W) bool, undoing the pad and resize (as SAM's postprocess)."""
-    import cv2
-
-    logits = np.asarray(logits, np.float32).reshape(logits.shape[-2], logits.shape[-1])
-    height, width = original_size
-    new_h, new_w = preprocess_shape(height, width, long_side)
-    full = cv2.resize(logits, (long_side, long_side), interpolation=cv2.INTER_LINEAR)[:new_h, :new_w]
-    return cv2.resize(full, (width, height), interpolation=cv2.INTER_LINEAR) > 0.0
 
 
 def distance_inside(region: np.ndarray) -> np.ndarray:
@@ -219,15 +181,21 @@ def drop_unsupported_components(
 
 
 def prompts_from_mask(
-    mask: np.ndarray | torch.Tensor, tags: Sequence[int], config: PromptConfig | None = None
+    mask: np.ndarray | torch.Tensor,
+    tags: Sequence[int],
+    config: PromptConfig | None = None,
+    mask_prompt: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[InstancePrompt]:
-    """Prompts for every component of every tagged class in ``mask`` (H, W) int class ids (255 = ignore).
+    """Prompts for every component of every tagged class in ``mask`` (H, W) int class ids (``IGNORE_INDEX`` =
+    ignore).
 
-    Returned class by class in the order of ``tags``, largest component first.
+    ``mask_prompt`` turns a component into the segmenter's mask prompt (``Segmenter.mask_prompt``; default:
+    Segment Anything's frame). Returned class by class in the order of ``tags``, largest component first.
     """
     import cv2
 
     config = config or PromptConfig()
+    mask_prompt = mask_prompt or LongestSideFrame().mask_to_logits
     mask = _as_numpy_mask(mask)
     height, width = mask.shape
     prompts: list[InstancePrompt] = []
@@ -262,7 +230,7 @@ def prompts_from_mask(
                 [np.ones(len(positives), np.int32), np.zeros(len(negatives), np.int32)]
             )
             mask_input = (
-                mask_to_sam_logits(component, config.long_side, config.mask_input_size, config.mask_logit)
+                mask_prompt(component)
                 if config.use_mask_prompt
                 else None
             )

@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from annotate.bootstrap import BootstrapConfig, build_uss_provider, process_image
-    from annotate.segmenters import SamSegmenter, build_sam
+    from models.classifier import build_classifier
+    from models.segmenters import SamSegmenter, build_sam
     from tests.synthetic_dataset import CLASSES, make_samples
-    from training.classifier import build_classifier
 
     if args.threads:
         torch.set_num_threads(args.threads)

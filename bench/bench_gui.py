@@ -61,10 +61,10 @@ def build(name: str, root: Path):
     """(store, segmenter) for the bench: the demo project and a segmenter with a warm embedding cache."""
     import torch
 
-    from annotate.embedding_cache import EmbeddingCache, image_hash
-    from annotate.prompts import preprocess_shape
     from annotate.review.demo import ensure_demo_project
-    from annotate.segmenters import SamSegmenter, build_sam, build_segmenter
+    from models.embedding_cache import EmbeddingCache, image_hash
+    from models.segmenters import SamSegmenter, build_sam, build_segmenter
+    from models.segmenters.frame import resized_size
 
     store = ensure_demo_project(root / "demo-project")
     if name == "grabcut":
@@ -84,7 +84,7 @@ def build(name: str, root: Path):
             {
                 "features": features,
                 "original_size": tuple(image.shape[:2]),
-                "input_size": preprocess_shape(image.shape[0], image.shape[1], long_side),
+                "input_size": resized_size(image.shape[0], image.shape[1], long_side),
             },
         )
     return store, SamSegmenter(model, model_id, cache=cache)

@@ -107,7 +107,7 @@ def paint_segmenter_masks(shape: tuple[int, int], prompts, outputs, seed_weight:
 def project_config(project: Path):
     """The bootstrap settings and classifier of the CLI run that wrote ``project`` -> (config, model)."""
     from annotate.bootstrap import BootstrapConfig, resolved_config
-    from training.classifier import load_classifier
+    from models.classifier import load_classifier
 
     model, _ = load_classifier(project / "classifier.pt")
     settings = json.loads((project / "bootstrap.json").read_text())["settings"]
@@ -125,15 +125,15 @@ def stage_figures(
     """
     from PIL import Image
 
-    from annotate.bootstrap import build_bootstrap_segmenter, build_uss_provider, process_image
-    from annotate.bootstrap.image import seed_image
+    from annotate.bootstrap import build_bootstrap_segmenter, process_image
     from dhr.uss import image_to_tensor
-    from training.classifier import cams_to_mask, compute_cams
+    from models.classifier import cams_to_mask, compute_cams
+    from models.uss import build_uss_provider
 
     classes = list(classes)
     n = len(classes) + 1
     segmenter = RecordingSegmenter(build_bootstrap_segmenter(config.segmenter, config))
-    provider, _ = build_uss_provider(config.uss, config, segmenter.inner)
+    provider = build_uss_provider(config.uss, config.models, segmenter.inner)
     stages = ("CAM argmax, background 0.3", "base mask", "DHR balanced mask", "segmenter masks", "final labels")
     confusion = {name: torch.zeros(n, n + 1, dtype=torch.int64) for name in stages}
     share = float(np.mean([(s.gt > 0).mean() for s in samples]))
@@ -154,7 +154,6 @@ def stage_figures(
             peaks += 1
         confusion[stages[0]] += _confusion(cams_to_mask(cams, tags, 0.3), sample.gt, n)
         segmenter.outputs.clear()
-        seed_image(sample.name, seed)
         outcome = process_image(sample.image, tags, model, provider, segmenter, config)
         painted = paint_segmenter_masks(
             sample.gt.shape, outcome.labels.prompts, segmenter.outputs, config.labeling.seed_weight

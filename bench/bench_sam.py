@@ -22,9 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotate.embedding_cache import EmbeddingCache, image_hash  # noqa: E402
-from annotate.prompts import PromptConfig, preprocess_shape, prompts_from_mask  # noqa: E402
-from annotate.segmenters import SamSegmenter, build_sam  # noqa: E402
+from annotate.prompts import PromptConfig, prompts_from_mask  # noqa: E402
+from models.embedding_cache import EmbeddingCache, image_hash  # noqa: E402
+from models.segmenters import SamSegmenter, build_sam  # noqa: E402
+from models.segmenters.frame import resized_size  # noqa: E402
 
 
 def _image() -> np.ndarray:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             entry = {
                 "features": embedding,
                 "original_size": (height, width),
-                "input_size": preprocess_shape(height, width, 1024),
+                "input_size": resized_size(height, width, 1024),
             }
             cache.put(image_hash(image), "sam_vit_b@bench", entry)
         else:
@@ -109,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = np.zeros((height, width), np.int64)
         seed[180:330, 170:340] = 1
         seed[60:170, 150:330] = 2
-        config = PromptConfig(long_side=session.long_side, mask_input_size=session.mask_input_size)
-        prompt = prompts_from_mask(seed, [1, 2], config)[0]
+        prompt = prompts_from_mask(seed, [1, 2], PromptConfig(), session.mask_prompt)[0]
         prompted = [
             _timed(lambda: session.predict(prompt.points, prompt.labels, prompt.box, prompt.mask_input))
             for _ in range(args.clicks)

@@ -49,11 +49,11 @@ def run(store, cache, device: torch.device, steps: int, batch: int, dhr: bool, b
         crf: bool = True) -> tuple[float, float]:
     """Seconds per step (mean over ``steps`` after one warm-up) and the share of it spent in the DHR step."""
     from dhr import DHRConfig
+    from models.deeplab import build_deeplab
+    from models.transforms import AugmentConfig
     from training.data import ProjectDataset, collate, project_entries
-    from training.deeplab import build_deeplab
     from training.distributed import DistContext
     from training.trainer import TrainConfig, Trainer
-    from training.transforms import AugmentConfig
 
     torch.manual_seed(0)
     model = build_deeplab(len(store.classes), backbone)
@@ -97,15 +97,17 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     args = parser.parse_args()
     device = torch.device(args.device)
-    from dhr.uss import build_uss
+    from models import ModelSettings
+    from models.uss import build_uss_provider
     from training.data import USSFeatureCache, precompute_uss_features, project_entries
 
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         store = make_project(Path(tmp), args.images, 640)
-        cache = USSFeatureCache(Path(tmp) / "uss", args.uss)
-        precompute_uss_features(store, project_entries(store), build_uss(args.uss), cache, device, progress=False)
+        provider = build_uss_provider(args.uss, ModelSettings(device=str(device)))
+        cache = USSFeatureCache(Path(tmp) / "uss", provider.feature_id)
+        precompute_uss_features(store, project_entries(store), provider, cache, progress=False)
         print(f"DeepLabv3+ {args.backbone} training step at {CROP} x {CROP}, batch {args.batch_size}, device "
               f"{device} ({machine}), USS {args.uss}, random weights, mean of {args.steps} steps after a warm-up\n")
         print("| DHR step | s / step | images / s | DHR share of the step |")

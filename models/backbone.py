@@ -32,7 +32,7 @@ class ResNetSpec:
 
     layers: tuple[int, int, int, int]
     width: int = 64  # stem channels; stage i has width * 2**i bottleneck planes, 4x that many output channels
-    checkpoint: str | None = None  # name in annotate.weights.CHECKPOINTS for its ImageNet weights
+    checkpoint: str | None = None  # name in models.weights.CHECKPOINTS for its ImageNet weights
 
 
 BACKBONES: dict[str, ResNetSpec] = {
@@ -136,7 +136,7 @@ def build_resnet(
 def imagenet_state_dict(
     name: str, weights_dir: str | Path | None = None, download: bool = True
 ) -> dict[str, torch.Tensor] | None:
-    """ImageNet weights for backbone ``name`` through ``annotate.weights``, or None with a warning.
+    """ImageNet weights for backbone ``name`` through ``models.weights``, or None with a warning.
 
     None (training from scratch) when the backbone has no registered checkpoint or the file is neither in the
     weights folder nor downloadable.
@@ -147,7 +147,7 @@ def imagenet_state_dict(
     if checkpoint is None:
         warnings.warn(f"backbone {name!r} has no ImageNet weights; it is trained from scratch", stacklevel=2)
         return None
-    from annotate.weights import load_state_dict
+    from models.weights import load_state_dict
 
     try:
         return load_state_dict(checkpoint, weights_dir=weights_dir, download=download)

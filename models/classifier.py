@@ -20,17 +20,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from annotate.files import load_torch, save_torch
+from core.files import load_torch, save_torch
 from dhr.normalise import normalise_cams
-from dhr.uss import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor, tensor_to_rgb
-from training.backbone import BACKBONES, build_resnet, imagenet_state_dict
+from dhr.uss import image_to_tensor
+from models import optim
+from models.backbone import BACKBONES, build_resnet, imagenet_state_dict
+from models.inference import multiscale_flip
+from models.transforms import AugmentConfig, augment
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
-_LUMA = torch.tensor([0.299, 0.587, 0.114])[:, None, None]
-_MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
-_STD = torch.tensor(IMAGENET_STD)[:, None, None]
 
 
 class Classifier(nn.Module):
@@ -78,7 +78,7 @@ def build_classifier(
     download: bool = True,
     output_stride: int = 16,
 ) -> Classifier:
-    """A classifier initialised from ImageNet weights when available (``annotate.weights`` rules).
+    """A classifier initialised from ImageNet weights when available (``models.weights`` rules).
 
     Without a weights file (and no download), or with ``pretrained=False``, the backbone starts from random
     weights; a warning says so unless ``pretrained`` is False.
@@ -118,7 +118,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
 
 
 @dataclass
-class TrainConfig:
+class ClassifierTrainConfig:
     """Knobs of ``train_classifier``. ``lr`` is the backbone's; the head uses ``lr * head_lr_mult``."""
 
     epochs: int = 5
@@ -135,6 +135,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
 
+    @property
+    def augment_config(self) -> AugmentConfig:
+        """These settings as the shared augmentation's (:mod:`models.transforms`); jitter without hue."""
+        jitter = self.color_jitter
+        return AugmentConfig(crop_size=self.crop_size, scale_range=self.scale_range, flip=self.flip,
+                             brightness=jitter, contrast=jitter, saturation=jitter, hue=0.0)
+
 
 class _TagDataset(Dataset):
     """Augmented samples: ((3, crop, crop) normalised float, (N,) multi-hot float)."""
@@ -143,7 +150,7 @@ class _TagDataset(Dataset):
         self,
         images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
         targets: torch.Tensor,
-        config: TrainConfig,
+        config: ClassifierTrainConfig,
         epoch: int = 0,
     ) -> None:
         self.images = images
@@ -159,52 +166,17 @@ class _TagDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch * 10_007 + index)
-        x = image_to_tensor(self._image(index))  # (3, H, W) normalised
-        x = augment(x, cfg, gen)
-        return x, self.targets[index]
-
-
-def augment(x: torch.Tensor, config: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random rescale, horizontal flip, colour jitter and crop/pad to ``crop_size`` of a (3, H, W) tensor.
-
-    Padding uses 0 (the normalised mean colour). Returns (3, crop_size, crop_size).
-    """
-    lo, hi = config.scale_range
-    scale = lo + (hi - lo) * float(torch.rand((), generator=gen))
-    h, w = x.shape[-2:]
-    nh, nw = max(8, round(h * scale)), max(8, round(w * scale))
-    x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
-    if config.flip and float(torch.rand((), generator=gen)) < 0.5:
-        x = x.flip(-1)
-    if config.color_jitter > 0:  # on RGB in [0, 1], as torchvision's ColorJitter
-        a = config.color_jitter
-        b, c, s = (1 + a * (2 * torch.rand(3, generator=gen) - 1)).tolist()
-        rgb = tensor_to_rgb(x) * b  # brightness
-        luma = (rgb * _LUMA.to(rgb)).sum(0, keepdim=True)
-        rgb = ((rgb - luma.mean()) * c + luma.mean()).clamp(0, 1)  # contrast
-        luma = (rgb * _LUMA.to(rgb)).sum(0, keepdim=True)
-        rgb = (luma + (rgb - luma) * s).clamp(0, 1)  # saturation
-        x = (rgb - _MEAN.to(rgb)) / _STD.to(rgb)
-    size = config.crop_size
-    ph, pw = max(0, size - nh), max(0, size - nw)
-    if ph or pw:
-        top, left = (
-            int(torch.randint(0, ph + 1, (), generator=gen)),
-            int(torch.randint(0, pw + 1, (), generator=gen)),
-        )
-        x = F.pad(x, (left, pw - left, top, ph - top))
-    hh, ww = x.shape[-2:]
-    top = int(torch.randint(0, hh - size + 1, (), generator=gen))
-    left = int(torch.randint(0, ww - size + 1, (), generator=gen))
-    return x[:, top : top + size, left : left + size].contiguous()
+        rng = np.random.default_rng([cfg.seed, self.epoch, index])
+        image = self._image(index)
+        sample = augment(image, np.zeros(image.shape[:2], np.uint8), rng, cfg.augment_config)
+        return image_to_tensor(sample.image), self.targets[index]
 
 
 def train_classifier(
     model: Classifier,
     images: Sequence[np.ndarray] | Callable[[int], np.ndarray],
     targets: torch.Tensor,
-    config: TrainConfig | None = None,
+    config: ClassifierTrainConfig | None = None,
     progress: bool = True,
 ) -> list[float]:
     """Fit ``model`` on multi-hot ``targets`` (M, N) {0, 1} for ``images`` (M HWC uint8 RGB arrays, or a
@@ -212,7 +184,7 @@ def train_classifier(
     """
     from tqdm.auto import tqdm
 
-    config = config or TrainConfig()
+    config = config or ClassifierTrainConfig()
     targets = torch.as_tensor(targets, dtype=torch.float32)
     if targets.ndim != 2 or targets.shape[1] != model.num_classes:
         raise ValueError(f"targets must be (M, {model.num_classes}), got {tuple(targets.shape)}")
@@ -222,20 +194,13 @@ def train_classifier(
         raise ValueError("no training images")
     device = torch.device(config.device)
     model.to(device).train()
-    head_params = list(model.head.parameters())
-    groups = [
-        {"params": list(model.backbone.parameters()), "lr": config.lr},
-        {"params": head_params, "lr": config.lr * config.head_lr_mult},
-    ]
-    if config.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=config.weight_decay)
-    elif config.optimizer == "adam":
-        opt = torch.optim.Adam(groups, weight_decay=config.weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer {config.optimizer!r}; choose 'sgd' or 'adam'")
-    base_lrs = [g["lr"] for g in opt.param_groups]
+    opt = optim.build_optimizer(
+        model.backbone.parameters(), model.head.parameters(), kind=config.optimizer, lr=config.lr,
+        head_lr_mult=config.head_lr_mult, momentum=0.9, weight_decay=config.weight_decay,
+    )
     steps_per_epoch = math.ceil(targets.shape[0] / config.batch_size)
     total = max(1, config.epochs * steps_per_epoch)
+    schedule = optim.poly_scheduler(opt, total)
     step = 0
     history: list[float] = []
     bar = tqdm(total=total, desc="classifier", unit="step", disable=not progress)
@@ -251,8 +216,6 @@ def train_classifier(
         )
         losses = []
         for x, y in loader:
-            for g, base in zip(opt.param_groups, base_lrs, strict=True):
-                g["lr"] = base * (1 - step / total) ** 0.9  # poly schedule
             x, y = x.to(device), y.to(device)
             if x.shape[0] == 1 and model.training:  # BatchNorm needs more than one value per channel
                 x, y = torch.cat([x, x.flip(-1)]), torch.cat([y, y])
@@ -264,6 +227,7 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
             losses.append(loss.item())
             step += 1
             bar.update(1)
@@ -310,21 +274,15 @@ def compute_cams(
     model.eval()
     total = torch.zeros((len(idx), *out_size), device=device)
     features: dict[str, torch.Tensor] = {}
-    for s in scales:
-        hs, ws = max(16, round(H * s)), max(16, round(W * s))
-        xs = (
-            x[None]
-            if (hs, ws) == (H, W)
-            else F.interpolate(x[None], (hs, ws), mode="bilinear", align_corners=False)
-        )
-        batch = torch.cat([xs, xs.flip(-1)]) if flip else xs
+
+    def forward(batch: torch.Tensor):
         cams, feats = model.cams_and_features(batch)
-        cams = F.relu(cams[:, idx])
-        if flip:
-            cams = cams[:1] + cams[1:].flip(-1)
-        total += F.interpolate(cams, out_size, mode="bilinear", align_corners=False)[0]
+        return {"cams": F.relu(cams[:, idx])}, feats
+
+    for s, maps, plain in multiscale_flip(forward, x, scales, flip):
+        total += F.interpolate(maps["cams"][None], out_size, mode="bilinear", align_corners=False)[0]
         if s == 1.0 or not features:
-            features = {k: v[0] for k, v in feats.items()}
+            features = plain
     if was_training:
         model.train()
     return normalise_cams(total), features

@@ -128,7 +128,7 @@ class DeepLabV3Plus(nn.Module):
 
 
 def _feature_channels(backbone: nn.Module) -> dict[str, int]:
-    """Channel count of C2..C5 as declared by the backbone (``channels``, like ``training.backbone``)."""
+    """Channel count of C2..C5 as declared by the backbone (``channels``, like ``models.backbone``)."""
     declared = getattr(backbone, "channels", None)
     if not isinstance(declared, dict) or any(k not in declared for k in ("C2", "C4", "C5")):
         raise ValueError("backbone must expose `channels` = dict(C2, C3, C4, C5) of channel counts")
@@ -137,12 +137,12 @@ def _feature_channels(backbone: nn.Module) -> dict[str, int]:
 
 def build_deeplab(num_classes: int, backbone: str = "resnet50", *, backbone_state_dict: dict | None = None,
                   output_stride: int = 16) -> DeepLabV3Plus:
-    """DeepLabv3+ for ``num_classes`` foreground classes on a ``training.backbone`` ResNet.
+    """DeepLabv3+ for ``num_classes`` foreground classes on a ``models.backbone`` ResNet.
 
     ``backbone``: "resnet50", "resnet101", or the width-reduced "resnet_tiny" / "resnet_small" (tests, CPU
     demos; their heads are narrowed to 32 / 64 channels). ASPP rates follow the output stride (6/12/18 at 16).
     """
-    from training.backbone import build_resnet
+    from models.backbone import build_resnet
 
     net = build_resnet(backbone, state_dict=backbone_state_dict, output_stride=output_stride)
     rates = (6, 12, 18) if output_stride == 16 else (12, 24, 36)

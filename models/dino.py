@@ -14,13 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DINO_ARCHS = {
-    "dino_vits8": "vit_small_patch8_224",
-    "dino_vits16": "vit_small_patch16_224",
-    "dino_vitb8": "vit_base_patch8_224",
-    "dino_vitb16": "vit_base_patch16_224",
-}
-
 
 class DinoFeatures(nn.Module):
     """(3, H, W) normalised image -> (D, ceil(H'/p), ceil(W'/p)) patch-token features of a ViT.

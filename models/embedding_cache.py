@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from annotate.files import load_torch, save_torch
+from core.files import load_torch, save_torch
 
 logger = logging.getLogger(__name__)
 

@@ -7,51 +7,32 @@ SAM variants, two DINO checkpoints, two colour settings). Entries:
 - ``"color"``: weight-free Lab colour + texture features (``dhr.uss.ColorTextureFeatures``);
 - ``"sam"``: the segmenter's own image embedding (cells covering the image), no extra model;
 - ``"dino_vits8"``, ``"dino_vits16"``, ``"dino_vitb8"``, ``"dino_vitb16"``: DINO ViT patch tokens, weights
-  from their checkpoint (:mod:`annotate.weights`).
+  from their checkpoint (:mod:`models.weights`).
 
-Adding a provider is one :class:`USSEntry` in :data:`USS_REGISTRY`.
+Adding a provider is one entry in :mod:`models.registry`.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from dhr.uss import ColorTextureFeatures, image_to_tensor
-from dhr.uss.dino import DINO_ARCHS, build_dino
+from dhr.uss import image_to_tensor
+from models.registry import ModelEntry, entries
 from models.settings import ModelSettings
 
 if TYPE_CHECKING:
-    from annotate.segmenters import Segmenter
+    from models.segmenters import Segmenter
 
-__all__ = ["USS_REGISTRY", "USSEntry", "USSProvider", "build_uss_provider", "uss_names"]
-
-
-@dataclass(frozen=True)
-class USSEntry:
-    """One USS provider: ``build(**kwargs)`` -> nn.Module, the checkpoint it loads (a ``CHECKPOINTS`` name or
-    None) and whether it reads the segmenter's embedding instead (``from_segmenter``)."""
-
-    name: str
-    build: Callable[..., nn.Module] | None
-    checkpoint: str | None = None
-    from_segmenter: bool = False
+__all__ = ["USS_REGISTRY", "USSProvider", "build_uss_module", "build_uss_provider", "uss_names"]
 
 
-USS_REGISTRY: dict[str, USSEntry] = {
-    "color": USSEntry("color", ColorTextureFeatures),
-    "sam": USSEntry("sam", None, from_segmenter=True),
-    **{
-        name: USSEntry(name, lambda arch=arch, **kw: build_dino(arch, **kw), checkpoint=name)
-        for name, arch in DINO_ARCHS.items()
-    },
-}
+USS_REGISTRY: dict[str, ModelEntry] = entries("uss")
+"""Registry name -> entry (from :mod:`models.registry`)."""
 
 
 def uss_names() -> list[str]:
@@ -113,6 +94,17 @@ def _settings(module: nn.Module) -> str:
     return ",".join(f"{k}={values[k]}" for k in sorted(values))
 
 
+def build_uss_module(name: str, **kwargs: Any) -> nn.Module:
+    """The module of registry entry ``name`` (not one that reads a segmenter); ``kwargs`` go to its builder
+    (``state_dict=`` for weights, architecture overrides for tests)."""
+    entry = USS_REGISTRY.get(name)
+    if entry is None:
+        raise ValueError(f"unknown USS provider {name!r}; choose 'auto' or one of {', '.join(uss_names())}")
+    if entry.has("from_segmenter"):
+        raise ValueError(f"USS provider {name!r} reads the segmenter's embedding; it has no module of its own")
+    return entry.build_function()(**{**entry.options, **kwargs})
+
+
 def build_uss_provider(
     name: str | nn.Module | USSProvider,
     settings: ModelSettings,
@@ -130,26 +122,27 @@ def build_uss_provider(
         return name
     if isinstance(name, nn.Module):
         return USSProvider.from_module(name, settings.device)
-    has_embedding = segmenter is not None and segmenter.source == "sam"
+    has_embedding = segmenter is not None and segmenter.has_embedding
     if name == "auto":
         name = "sam" if has_embedding else "color"
     if name not in USS_REGISTRY:
         raise ValueError(f"unknown USS provider {name!r}; choose 'auto' or one of {', '.join(uss_names())}")
     entry = USS_REGISTRY[name]
-    if entry.from_segmenter:
+    if entry.has("from_segmenter"):
         if not has_embedding:
             warnings.warn(
-                f"USS {name!r} needs a segmenter with an image embedding (none is loaded); using 'color' instead",
+                f"USS {name!r} needs a SAM segmenter (none with an image embedding is loaded); using the 'color' "
+                "features instead",
                 stacklevel=2,
             )
             return build_uss_provider("color", settings, segmenter, **kwargs)
         return USSProvider(name, f"{name}:{segmenter.uss_id}", segmenter=segmenter, device=settings.device)
     weights = ""
     if entry.checkpoint is not None:
-        from annotate.weights import checkpoint_path, load_state_dict, verify_checkpoint
+        from models.weights import checkpoint_path, load_state_dict, verify_checkpoint
 
         path = checkpoint_path(entry.checkpoint, settings.weights_dir, settings.download)
         weights = "@" + verify_checkpoint(entry.checkpoint, path)[:12]
         kwargs["state_dict"] = load_state_dict(entry.checkpoint, settings.weights_dir, settings.download)
-    module = entry.build(**kwargs)
+    module = build_uss_module(name, **kwargs)
     return USSProvider(name, f"{name}{weights}:{_settings(module)}", module=module, device=settings.device)

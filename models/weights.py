@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from annotate.files import atomic_write, file_sha256, load_torch
+from core.files import atomic_write, file_sha256, load_torch
 
 if TYPE_CHECKING:  # torch itself is imported where a checkpoint is read: listing weights needs no torch
     import torch

@@ -12,4 +12,5 @@ if ! command -v chromium >/dev/null 2>&1; then
         echo "chromium not found: browser tests will be skipped (install Debian's 'chromium' to run them)" >&2
     fi
 fi
+.venv/bin/lint-imports  # the layers import one way (contracts in pyproject.toml)
 exec .venv/bin/python -m pytest "$@"

@@ -40,7 +40,7 @@ def served(tmp_path_factory):
     import app
     from annotate.cli_gui import build_gui_parser
     from annotate.review.demo import ensure_demo_project
-    from annotate.segmenters import build_segmenter
+    from models.segmenters import build_segmenter
 
     root = tmp_path_factory.mktemp("gui") / "demo-project"
     store = ensure_demo_project(root)
@@ -266,7 +266,7 @@ def test_login_required_when_asked(tmp_path):
     import app
     from annotate.cli_gui import build_gui_parser
     from annotate.review.demo import ensure_demo_project
-    from annotate.segmenters import build_segmenter
+    from models.segmenters import build_segmenter
 
     store = ensure_demo_project(tmp_path / "demo-project")
     port = _free_port()
@@ -311,8 +311,8 @@ def test_a_truncated_image_never_breaks_the_page(page, tmp_path):
 
     import app
     from annotate.cli_gui import build_gui_parser
-    from annotate.segmenters import build_segmenter
     from annotate.store import ProjectStore
+    from models.segmenters import build_segmenter
 
     sync_api = _sync_api()
     expect = sync_api.expect

@@ -14,19 +14,19 @@ import cli
 from annotate.bootstrap import (
     BootstrapConfig,
     ImageOutcome,
-    image_confidence,
     merge_shards,
     parse_shard,
     run_bootstrap,
     shard_entries,
 )
+from annotate.confidence import image_confidence
 from annotate.dataset import load_dataset
-from annotate.labeling import Instance, LabelingResult
+from annotate.labeling import Instance
 from annotate.store import NewInstance, ProjectStore
 from dhr import DHRResult
 from dhr.metrics import confusion_matrix, segmentation_scores
+from models.classifier import cams_to_mask, compute_cams, load_classifier
 from tests.synthetic_dataset import CLASSES, write_dataset
-from training.classifier import cams_to_mask, compute_cams, load_classifier
 
 N_IMAGES, SIZE = 12, (96, 96)
 TINY = ["--backbone", "resnet_tiny", "--no-pretrained", "--epochs", "30", "--lr", "0.05", "--crop-size", "80"]
@@ -221,8 +221,8 @@ def test_base_masks_from_another_method(synthetic, reference, tmp_path):
 
 
 def test_tiny_sam_segmenter_and_sam_features(synthetic, reference, tmp_path):
-    from annotate.embedding_cache import EmbeddingCache
-    from annotate.segmenters import SamSegmenter, build_tiny_sam
+    from models.embedding_cache import EmbeddingCache
+    from models.segmenters import SamSegmenter, build_tiny_sam
 
     data = load_dataset(synthetic.root, progress=False)
     data.entries = data.entries[:2]
@@ -241,8 +241,8 @@ def test_tiny_sam_segmenter_and_sam_features(synthetic, reference, tmp_path):
 
 
 def test_sam_features_without_sam_fall_back_to_color(synthetic, reference, tmp_path):
-    from annotate.bootstrap import build_uss_provider
-    from annotate.segmenters import SamSegmenter, build_segmenter, build_tiny_sam
+    from models.segmenters import SamSegmenter, build_segmenter, build_tiny_sam
+    from models.uss import build_uss_provider
 
     data = load_dataset(synthetic.root, progress=False)
     data.entries = data.entries[:1]
@@ -252,8 +252,8 @@ def test_sam_features_without_sam_fall_back_to_color(synthetic, reference, tmp_p
         )
     assert report.uss == "color"
     config = _config(tmp_path / "p")
-    assert build_uss_provider("auto", config, build_segmenter("grabcut"))[1] == "color"
-    assert build_uss_provider("auto", config, SamSegmenter(build_tiny_sam(), "tiny"))[1] == "sam"
+    assert build_uss_provider("auto", config.models, build_segmenter("grabcut")).name == "color"
+    assert build_uss_provider("auto", config.models, SamSegmenter(build_tiny_sam(), "tiny")).name == "sam"
 
 
 def test_reusing_an_output_folder_of_other_classes_fails(synthetic, reference, tmp_path):
@@ -277,18 +277,18 @@ def test_confidence_definition():
     mask = np.ones((4, 4), bool)
     ok = Instance(1, mask, 0.9, "sam")
     flagged = Instance(1, mask, 0.9, "dhr", needs_review=True, reason="disagrees")
-    assert image_confidence(dhr, LabelingResult([ok], mask.astype(np.int64)), [1]) == pytest.approx(0.75)
-    assert image_confidence(dhr, LabelingResult([ok, flagged], mask), [1]) == pytest.approx(0.75 * 0.75)
-    assert image_confidence(dhr, LabelingResult([ok], mask), [1, 2]) == pytest.approx(0.75 * 0.75)
+    assert image_confidence(dhr.heatmaps, [ok], [1]) == pytest.approx(0.75)
+    assert image_confidence(dhr.heatmaps, [ok, flagged], [1]) == pytest.approx(0.75 * 0.75)
+    assert image_confidence(dhr.heatmaps, [ok], [1, 2]) == pytest.approx(0.75 * 0.75)
     assert ImageOutcome.__dataclass_fields__.keys() >= {"confidence", "dhr", "labels"}
 
 
 def test_dino_features_offline_name_the_missing_file(tmp_path):
-    from annotate.bootstrap import build_uss_provider
+    from models.uss import build_uss_provider
 
     config = _config(tmp_path / "o", weights_dir=tmp_path / "weights", download=False)
     with pytest.raises(FileNotFoundError, match="dino_deitsmall8_pretrain.pth"):
-        build_uss_provider("dino_vits8", config, segmenter=None)
+        build_uss_provider("dino_vits8", config.models, segmenter=None)
 
 
 def test_bad_dataset_entries_are_skipped_or_stop_a_strict_run(tmp_path, capsys):

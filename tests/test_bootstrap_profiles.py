@@ -15,7 +15,7 @@ from annotate.bootstrap import (
     classifier_profile,
     resolved_config,
 )
-from training.classifier import Classifier
+from models.classifier import Classifier
 
 
 def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):

@@ -1,4 +1,4 @@
-"""The ResNet feature backbone and the CAM classifier (training.backbone, training.classifier)."""
+"""The ResNet feature backbone and the CAM classifier (models.backbone, models.classifier)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,18 @@ import pytest
 import torch
 import torchvision
 
-from dhr.uss import IMAGENET_MEAN, IMAGENET_STD, image_to_tensor
-from tests.synthetic_dataset import CLASSES, make_samples
-from training.backbone import BACKBONES, build_resnet, imagenet_state_dict
-from training.classifier import (
+from dhr.uss import image_to_tensor
+from models.backbone import BACKBONES, build_resnet, imagenet_state_dict
+from models.classifier import (
     Classifier,
-    TrainConfig,
-    augment,
+    ClassifierTrainConfig,
     build_classifier,
     compute_cams,
     load_classifier,
     save_classifier,
     train_classifier,
 )
+from tests.synthetic_dataset import CLASSES, make_samples
 
 
 @pytest.mark.parametrize("stride", [8, 16, 32])
@@ -81,23 +80,20 @@ def test_compute_cams_flip_equivariant_and_normalised():
         compute_cams(model, image, [3])
 
 
-def test_augment_gives_fixed_size_and_is_seeded():
-    x = torch.randn(3, 40, 70)
-    cfg = TrainConfig(crop_size=48)
-    a = augment(x, cfg, torch.Generator().manual_seed(3))
-    b = augment(x, cfg, torch.Generator().manual_seed(3))
+def test_classifier_augmentation_is_the_shared_one_seeded_per_item():
+    from models.classifier import _TagDataset
+
+    images = [make_samples(1, (40, 70), seed=i)[0].image for i in range(2)]
+    cfg = ClassifierTrainConfig(crop_size=48)
+    data = _TagDataset(images, torch.ones(2, 2), cfg, epoch=1)
+    a, b = data[0][0], _TagDataset(images, torch.ones(2, 2), cfg, epoch=1)[0][0]
     assert a.shape == (3, 48, 48)
     torch.testing.assert_close(a, b)
-    # identity settings give the image back; jitter keeps colours inside the valid RGB range
-    image = image_to_tensor(make_samples(1, (32, 32))[0].image)
-    plain = TrainConfig(crop_size=32, scale_range=(1.0, 1.0), flip=False, color_jitter=0.0)
-    torch.testing.assert_close(augment(image, plain, torch.Generator().manual_seed(0)), image)
-    jitter = TrainConfig(crop_size=32, scale_range=(1.0, 1.0), flip=False, color_jitter=0.4)
-    out = augment(image, jitter, torch.Generator().manual_seed(1))
-    lo = (torch.tensor(IMAGENET_MEAN) * -1 / torch.tensor(IMAGENET_STD))[:, None, None]
-    hi = ((1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD))[:, None, None]
-    assert (out >= lo - 1e-5).all() and (out <= hi + 1e-5).all() and not torch.allclose(out, image)
-
+    assert not torch.equal(a, _TagDataset(images, torch.ones(2, 2), cfg, epoch=2)[0][0])
+    plain = ClassifierTrainConfig(crop_size=32, scale_range=(1.0, 1.0), flip=False, color_jitter=0.0)
+    image = make_samples(1, (32, 32))[0].image
+    torch.testing.assert_close(_TagDataset([image], torch.ones(1, 2), plain)[0][0], image_to_tensor(image))
+    assert cfg.augment_config.hue == 0.0 and cfg.augment_config.brightness == cfg.color_jitter
 
 def test_checkpoint_round_trip(tmp_path):
     with torch.random.fork_rng():
@@ -132,7 +128,7 @@ def test_training_learns_tags_and_cams_localise(seed):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_classifier("resnet_tiny", len(CLASSES), pretrained=False)
-    cfg = TrainConfig(epochs=30, batch_size=8, crop_size=80, optimizer="sgd", lr=0.05, seed=seed)
+    cfg = ClassifierTrainConfig(epochs=30, batch_size=8, crop_size=80, optimizer="sgd", lr=0.05, seed=seed)
     history = train_classifier(model, images, targets, cfg, progress=False)
     assert history[-1] < 0.6 * history[0]
     with torch.no_grad():
@@ -156,7 +152,7 @@ def test_training_rejects_bad_targets_and_bad_checkpoints(tmp_path):
         train_classifier(model, [], torch.zeros(0, 3))
     with pytest.raises(ValueError, match="optimizer"):
         train_classifier(
-            model, [make_samples(1, (32, 32))[0].image], torch.ones(1, 2), TrainConfig(optimizer="rmsprop")
+            model, [make_samples(1, (32, 32))[0].image], torch.ones(1, 2), ClassifierTrainConfig(optimizer="rmsprop")
         )
     with pytest.raises(FileNotFoundError):
         load_classifier(tmp_path / "none.pt")
@@ -165,6 +161,6 @@ def test_training_rejects_bad_targets_and_bad_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="not a dhr-label classifier"):
         load_classifier(junk)
     unsafe = tmp_path / "unsafe.pt"
-    torch.save({"format": 1, "obj": object.__new__(TrainConfig)}, unsafe)
+    torch.save({"format": 1, "obj": object.__new__(ClassifierTrainConfig)}, unsafe)
     with pytest.raises(ValueError, match="cannot read"):
         load_classifier(unsafe)

@@ -70,12 +70,12 @@ def test_version_and_top_level_help_without_markup(capsys):
 
 def test_model_choices_offered_without_importing_models_match_the_registries():
     from annotate.cli_choices import BACKBONE_NAMES, SEGMENTER_NAMES, USS_NAMES
-    from annotate.segmenters import SEGMENTERS
-    from dhr.uss import USS_PROVIDERS
-    from training.backbone import BACKBONES
+    from models.backbone import BACKBONES
+    from models.segmenters import SEGMENTERS
+    from models.uss import uss_names
 
     assert SEGMENTER_NAMES == tuple(SEGMENTERS)
-    assert USS_NAMES == tuple(sorted(USS_PROVIDERS))
+    assert USS_NAMES == tuple(uss_names())
     assert BACKBONE_NAMES == tuple(sorted(BACKBONES))
 
 

@@ -78,7 +78,7 @@ def test_the_dhr_ignore_value_is_the_stores(imported: ProjectStore) -> None:
 
 def test_gui_edits_and_undo_keep_the_crowd_flag(imported: ProjectStore) -> None:
     from annotate.review.session import ReviewSession
-    from annotate.segmenters import build_segmenter
+    from models.segmenters import build_segmenter
 
     [record] = imported.list_images()
     session = ReviewSession(imported, build_segmenter("grabcut"), user="ann")

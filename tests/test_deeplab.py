@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.deeplab import ASPP, DeepLabV3Plus, build_deeplab
+from models.deeplab import ASPP, DeepLabV3Plus, build_deeplab
+from models.transforms import AugmentConfig, augment, sample_in_box
 from training.dhr_step import in_valid_region, rebalance_batch
-from training.transforms import AugmentConfig, augment, sample_in_box
 
 
 @pytest.mark.parametrize("backbone, channels", [("resnet_tiny", (128, 256)), ("resnet50", (1024, 2048))])

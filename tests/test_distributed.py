@@ -32,12 +32,12 @@ def _worker(rank: int, port: int, root: str, out: str) -> None:
     import warnings
 
     warnings.simplefilter("ignore")
+    from models.deeplab import build_deeplab
+    from models.transforms import AugmentConfig
     from training.data import ProjectDataset, USSFeatureCache, project_entries
-    from training.deeplab import build_deeplab
     from training.distributed import cleanup
     from training.rounds import RoundsConfig, run_rounds
     from training.trainer import TrainConfig, Trainer
-    from training.transforms import AugmentConfig
 
     ctx = init_distributed("cpu")
     results = {"rank": ctx.rank, "world": ctx.world_size}

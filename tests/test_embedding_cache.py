@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from annotate.embedding_cache import EmbeddingCache, image_hash
-from annotate.segmenters import SamSegmenter, build_tiny_sam
+from models.embedding_cache import EmbeddingCache, image_hash
+from models.segmenters import SamSegmenter, build_tiny_sam
 
 
 def _image(seed: int = 0, shape: tuple[int, int] = (48, 64)) -> np.ndarray:

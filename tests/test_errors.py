@@ -10,8 +10,8 @@ import cli
 from annotate.dataset import DatasetError
 from annotate.store import VersionConflict
 from annotate.store.health import DamagedProject
-from annotate.weights import WeightsNotFoundError
 from core.errors import UserError
+from models.weights import WeightsNotFoundError
 
 
 @pytest.mark.parametrize("kind", [DatasetError, WeightsNotFoundError, DamagedProject])

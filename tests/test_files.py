@@ -1,4 +1,4 @@
-"""annotate.files: atomic writes (never a half file, no temporary left behind) and safe torch files."""
+"""core.files: atomic writes (never a half file, no temporary left behind) and safe torch files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from annotate.files import (
+from core.files import (
     atomic_copy,
     atomic_write,
     atomic_write_bytes,

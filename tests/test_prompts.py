@@ -11,10 +11,9 @@ from annotate.prompts import (
     PromptConfig,
     distance_inside,
     drop_unsupported_components,
-    mask_to_sam_logits,
     prompts_from_mask,
-    sam_logits_to_mask,
 )
+from models.segmenters.frame import LongestSideFrame
 
 
 def _scene() -> np.ndarray:
@@ -94,7 +93,8 @@ def test_mask_prompt_follows_sam_resize_and_pad() -> None:
     height, width = 90, 160  # landscape: SAM pads rows at the bottom
     component = np.zeros((height, width), bool)
     component[20:60, 100:150] = True
-    logits = mask_to_sam_logits(component, long_side=1024, mask_input_size=256, mask_logit=8.0)
+    frame = LongestSideFrame(long_side=1024, mask_input_size=256)
+    logits = frame.mask_to_logits(component, mask_logit=8.0)
     assert logits.shape == (1, 256, 256) and logits.dtype == np.float32
     # The component's centre mapped by SAM's own transform lands on a positive cell.
     transform = ResizeLongestSide(1024)
@@ -102,7 +102,7 @@ def test_mask_prompt_follows_sam_resize_and_pad() -> None:
     assert logits[0, int(cy), int(cx)] == pytest.approx(8.0)
     new_h, _ = transform.get_preprocess_shape(height, width, 1024)
     assert (logits[0, int(np.ceil(new_h / 4)) :, :] == -8.0).all()  # the padding is background
-    back = sam_logits_to_mask(logits, (height, width), long_side=1024)
+    back = frame.logits_to_mask(logits, (height, width))
     iou = (back & component).sum() / (back | component).sum()
     assert iou > 0.95
 

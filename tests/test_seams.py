@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import cli
-from annotate.segmenters import SEGMENTERS, GrabCutSegmenter, SamSegmenter, build_tiny_sam
 from annotate.store import ProjectStore
 from models import ModelSettings
+from models.segmenters import SEGMENTERS, GrabCutSegmenter, SamSegmenter, build_tiny_sam
 from models.uss import build_uss_provider
 from tests.synthetic_dataset import write_dataset
 
@@ -73,7 +73,7 @@ def test_bootstrap_then_gui_then_train_encode_each_image_once(data, tmp_path, mo
 
 
 def test_changing_the_sam_variant_invalidates_the_uss_features(data, tmp_path):
-    from annotate.embedding_cache import EmbeddingCache
+    from models.embedding_cache import EmbeddingCache
     from training.data import USSFeatureCache, precompute_uss_features, project_entries
 
     store = ProjectStore.create(tmp_path / "p", list(data.classes))
@@ -126,7 +126,7 @@ def _no_second_model(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("a job loaded a second segmenter")
 
-    monkeypatch.setattr("annotate.segmenters.build_segmenter", refuse)
+    monkeypatch.setattr("models.segmenters.build_segmenter", refuse)
 
 
 def test_gui_jobs_get_the_gui_device_and_its_segmenter(gui, monkeypatch):

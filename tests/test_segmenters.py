@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from annotate import weights
 from annotate.prompts import PromptConfig, prompts_from_mask
-from annotate.segmenters import (
+from models import weights
+from models.segmenters import (
     GrabCutSegmenter,
     SamSegmenter,
     build_sam,
     build_segmenter,
     build_tiny_sam,
 )
-from annotate.weights import Checkpoint, ChecksumError, WeightsNotFoundError
+from models.weights import Checkpoint, ChecksumError, WeightsNotFoundError
 
 
 def synthetic_scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,8 +67,7 @@ def test_tiny_sam_end_to_end() -> None:
     assert not segmenter.is_fallback and segmenter.source == "sam"
     segmenter.set_image(image)
     assert segmenter.embedding.shape == (32, 16, 16)
-    config = PromptConfig(long_side=segmenter.long_side, mask_input_size=segmenter.mask_input_size)
-    prompt = prompts_from_mask(seed_mask, [1], config)[0]
+    prompt = prompts_from_mask(seed_mask, [1], PromptConfig(), segmenter.mask_prompt)[0]
     assert prompt.mask_input.shape == (1, 64, 64)
     out = segmenter.predict(prompt.points, prompt.labels, prompt.box, prompt.mask_input, multimask=True)
     assert out.masks.shape == (3, 120, 160) and out.masks.dtype == bool
@@ -195,7 +194,7 @@ def test_corrupted_sam_checkpoint_is_refused(tiny_sam_as_vit_b: Path) -> None:
 
 
 def test_sam_runs_on_the_models_device(device: torch.device, tmp_path: Path) -> None:
-    from annotate.embedding_cache import EmbeddingCache
+    from models.embedding_cache import EmbeddingCache
 
     image, _, _ = synthetic_scene()
     model = build_tiny_sam().to(device)
@@ -211,11 +210,9 @@ def test_sam_runs_on_the_models_device(device: torch.device, tmp_path: Path) -> 
 
 
 def test_grabcut_prompt_covering_the_whole_image() -> None:
-    from annotate.prompts import mask_to_sam_logits
-
     segmenter = GrabCutSegmenter()
     segmenter.set_image(np.full((40, 60, 3), 128, np.uint8))
-    everything = mask_to_sam_logits(np.ones((40, 60), bool))
+    everything = segmenter.mask_prompt(np.ones((40, 60), bool))
     with pytest.warns(UserWarning, match="whole image"):
         out = segmenter.predict(mask_input=everything)
     assert out.masks[0].all() and out.scores[0] == pytest.approx(1.0)

@@ -20,9 +20,9 @@ from annotate.review.demo import DEMO_ASSETS, demo_classes, demo_tags, ensure_de
 from annotate.review.overlay import PALETTE, class_color, render_overlay
 from annotate.review.refine import EditableInstance
 from annotate.review.session import EditConflict, ReviewSession
-from annotate.segmenters import build_segmenter
 from annotate.store import NewInstance, ProjectStore
 from models import ModelSettings
+from models.segmenters import build_segmenter
 
 H, W = 120, 160
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from models.deeplab import build_deeplab
 from models.optim import poly_lambda
+from models.transforms import AugmentConfig
 from training.data import (
     EpochSampler,
     ProjectDataset,
@@ -15,9 +17,7 @@ from training.data import (
     precompute_uss_features,
     project_entries,
 )
-from training.deeplab import build_deeplab
 from training.trainer import ModelEMA, TrainConfig, Trainer, build_optimizer, segmentation_loss
-from training.transforms import AugmentConfig
 
 SIZE = 64
 

@@ -1,4 +1,4 @@
-"""USS feature providers (dhr.uss): registry, colour/texture features, SAM embedding crop, DINO ViT."""
+"""USS feature providers: registry, colour/texture features, SAM embedding cells, DINO ViT."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from dhr.prototypes import class_prototypes
-from dhr.uss import USS_PROVIDERS, build_uss, crop_sam_embedding, image_to_tensor, tensor_to_rgb
+from dhr.uss import image_to_tensor, tensor_to_rgb
 from dhr.uss.color import rgb_to_lab
-from dhr.uss.sam import sam_resized_size
+from models import ModelSettings
+from models.segmenters import SamSegmenter, build_tiny_sam
+from models.segmenters.frame import LongestSideFrame, resized_size
+from models.uss import USS_REGISTRY, build_uss_module, build_uss_provider
 from tests.synthetic_dataset import make_samples
+
+build_uss = build_uss_module
 
 
 def test_registry_names_and_unknown_name():
-    assert {"color", "sam", "dino_vits8", "dino_vits16", "dino_vitb8", "dino_vitb16"} <= set(USS_PROVIDERS)
+    assert {"color", "sam", "dino_vits8", "dino_vits16", "dino_vitb8", "dino_vitb16"} <= set(USS_REGISTRY)
+    assert USS_REGISTRY["dino_vits8"].checkpoint == "dino_vits8" and USS_REGISTRY["sam"].has("from_segmenter")
     with pytest.raises(ValueError, match="unknown USS provider"):
         build_uss("hog")
 
@@ -79,53 +84,24 @@ def test_color_features_follow_input_dtype():
 @pytest.mark.parametrize(
     ("size", "grid"), [((480, 640), (48, 64)), ((100, 300), (22, 64)), ((1024, 512), (64, 32))]
 )
-def test_sam_embedding_crop_sizes(size, grid):
+def test_sam_embedding_cells_drop_the_padding(size, grid):
     embedding = torch.randn(256, 64, 64)
-    out = crop_sam_embedding(embedding, size)
+    out = LongestSideFrame().embedding_cells(embedding, size)
     assert tuple(out.shape[1:]) == grid
     torch.testing.assert_close(out, embedding[:, : grid[0], : grid[1]])
-    provider = build_uss("sam")
-    image = torch.zeros(3, *size)
-    torch.testing.assert_close(provider(image, embedding=embedding), out)
-    with pytest.raises(ValueError, match="needs the image's SAM embedding"):
-        provider(image)
+    assert resized_size(256, 512, 1024) == (512, 1024)
 
 
-class _CellMean(nn.Module):
-    """A stand-in encoder with SAM's geometry: mean of each 16 x 16 cell of a (1, 3, 1024, 1024) input."""
-
-    img_size = 1024
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("unused", torch.zeros(1))
-        self.weight = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-        return F.avg_pool2d(x, 16)
-
-
-def test_sam_provider_encodes_and_drops_padding():
-    assert sam_resized_size(256, 512) == (512, 1024)
-    image = torch.full((3, 256, 512), 0.75)
-    provider = build_uss("sam", image_encoder=_CellMean())
-    full = provider.encode(image)
-    assert full.shape == (3, 64, 64)
-    assert torch.allclose(full[:, :32], torch.tensor(0.75)) and torch.all(full[:, 32:] == 0)
-    feats = provider(image)
-    assert feats.shape == (3, 32, 64) and torch.allclose(feats, torch.tensor(0.75))
-
-
-def test_sam_provider_with_a_tiny_real_encoder():
-    from segment_anything.modeling import ImageEncoderViT
-
-    torch.manual_seed(0)
-    encoder = ImageEncoderViT(
-        depth=1, embed_dim=16, num_heads=1, global_attn_indexes=(), window_size=8, out_chans=256
-    )
-    feats = build_uss("sam", image_encoder=encoder)(image_to_tensor(make_samples(1, (64, 96))[0].image))
-    assert feats.shape == (256, 43, 64)
-    assert torch.isfinite(feats).all()
+def test_sam_uss_features_are_the_segmenter_embedding_cells():
+    segmenter = SamSegmenter(build_tiny_sam(img_size=256), "tiny")
+    provider = build_uss_provider("sam", ModelSettings(), segmenter)
+    image = make_samples(1, (64, 96))[0].image
+    feats = provider.features(image)
+    assert feats.shape == (32, 11, 16) and torch.isfinite(feats).all()  # 64x96 -> 171x256 -> 11x16 cells of 16
+    torch.testing.assert_close(feats, segmenter.embedding[:, :11, :16])
+    assert provider.feature_id == "sam:tiny:cells256"
+    with pytest.raises(ValueError, match="segmenter's embedding"):
+        build_uss("sam")
 
 
 def _dino_state_dict(depth: int, dim: int, patch: int, tokens: int) -> dict[str, torch.Tensor]:
@@ -166,10 +142,3 @@ def test_dino_loads_official_key_layout_and_gives_patch_grid():
     assert capped(x).shape == (48, 2, 3)  # 60x90 -> 32x48 -> 2x3 patches of 16
     with pytest.raises(ValueError, match="does not fit"):
         build_uss("dino_vits8", state_dict=sd, depth=1, embed_dim=64, num_heads=2)
-
-
-def test_sam_crop_follows_encoder_input_size():
-    embedding = torch.randn(32, 16, 16)  # a tiny SAM at img_size 256
-    assert crop_sam_embedding(embedding, (64, 96), img_size=256).shape == (32, 11, 16)
-    provider = build_uss("sam", img_size=256)
-    assert provider(torch.zeros(3, 64, 96), embedding=embedding).shape == (32, 11, 16)

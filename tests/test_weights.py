@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import cli
-from annotate import weights
-from annotate.weights import Checkpoint, ChecksumError, WeightsNotFoundError
+from models import weights
+from models.weights import Checkpoint, ChecksumError, WeightsNotFoundError
 
 
 def _fake_checkpoint(tmp_path: Path, name: str = "tiny_fake") -> tuple[Checkpoint, dict[str, torch.Tensor]]:

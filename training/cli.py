@@ -143,8 +143,8 @@ def _eval(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from annotate.files import atomic_write_text
     from annotate.store import ProjectStore
+    from core.files import atomic_write_text
     from training.evaluate import evaluate_labels, evaluate_model, format_scores, load_ground_truth
 
     if args.json_path:  # its folder is made (or refused) before any scoring or printing

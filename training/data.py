@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from annotate.embedding_cache import EmbeddingCache
 from dhr.labels import IGNORE_INDEX
+from models.embedding_cache import EmbeddingCache
+from models.transforms import AugmentConfig, augment
 from models.uss import USSProvider
-from training.transforms import AugmentConfig, augment
 
 __all__ = ["ImageEntry", "project_entries", "USSFeatureCache", "precompute_uss_features", "ProjectDataset",
            "EpochSampler", "collate"]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dhr.labels import IGNORE_INDEX
-from training.transforms import sample_in_box
+from models.transforms import sample_in_box
 
 __all__ = ["DHRStepStats", "in_valid_region", "rebalance_batch"]
 
@@ -87,7 +87,7 @@ def rebalance_batch(
     outputs: the network's ``cams`` (B, N, h, w) >= 0, ``C4``, ``C5`` (B, D, h, w); masks (B, S, S) int64
     class ids (``ignore_index`` = ignore); tags (B, N) multi-hot; accepted (B,) bool; uss: per image (D, hu, wu)
     features of the whole original image, or None (the image is then left unchanged); boxes (B, 4) XYXY,
-    flips (B,), valid (B, 4) XYXY crop pixels, image_sizes (B, 2) (H, W) as carried by ``training.transforms``;
+    flips (B,), valid (B, 4) XYXY crop pixels, image_sizes (B, 2) (H, W) as carried by ``models.transforms``;
     images (B, S, S, 3) uint8, only used when ``config.crf`` is set; config a ``dhr.DHRConfig``.
     Returns (masks (B, S, S) int64 on the masks' device, stats).
     """

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from annotate.files import load_torch, save_torch
 from core.errors import UserError
+from core.files import load_torch, save_torch
 from dhr.labels import IGNORE_INDEX
 from models import optim
 from training.data import EpochSampler, ProjectDataset, collate
@@ -190,7 +190,7 @@ class TrainingRandomness:
 
 
 class Trainer:
-    """One training run of a :class:`training.deeplab.DeepLabV3Plus` on a :class:`ProjectDataset`.
+    """One training run of a :class:`models.deeplab.DeepLabV3Plus` on a :class:`ProjectDataset`.
 
     ``out_dir`` holds ``last.pt``; ``fit()`` resumes from it when present. ``dhr_config`` is the
     ``dhr.DHRConfig`` of the in-step rebalancing (None = its defaults).

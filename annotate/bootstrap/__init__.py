@@ -2,7 +2,7 @@
 
 - :mod:`annotate.bootstrap.run`: :func:`run_bootstrap`, the resumable run over a dataset;
 - :mod:`annotate.bootstrap.image`: one image: CAMs -> base mask -> DHR -> prompts -> instances, and its confidence;
-- :mod:`annotate.bootstrap.models`: the classifier, USS provider and segmenter of a run;
+- :mod:`annotate.bootstrap.models`: the classifier and segmenter of a run (USS providers: :mod:`models.uss`);
 - :mod:`annotate.bootstrap.profiles`: classifier and CAM settings with ImageNet weights or from scratch (offline);
 - :mod:`annotate.bootstrap.outputs`: the output folder (project, masks, COCO, manifest);
 - :mod:`annotate.bootstrap.shards`: ``--shard i/n`` and ``dhr merge-shards``.
@@ -12,14 +12,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from annotate.bootstrap.image import ImageOutcome, image_confidence, process_image, read_base_mask
+    from annotate.bootstrap.image import ImageOutcome, process_image, read_base_mask
     from annotate.bootstrap.models import (
         build_bootstrap_classifier,
         build_bootstrap_segmenter,
-        build_uss_provider,
         prepare_classifier,
     )
-    from annotate.bootstrap.outputs import CLASSIFIER_FILE, COCO_FILE, MANIFEST_FILE, MASKS_DIR, export_outputs
+    from annotate.bootstrap.outputs import (
+        CLASSIFIER_FILE,
+        COCO_FILE,
+        MANIFEST_FILE,
+        MASKS_DIR,
+        export_outputs,
+    )
     from annotate.bootstrap.profiles import (
         PRETRAINED,
         SCRATCH,
@@ -44,10 +49,8 @@ _PUBLIC = {
     "USER": "run",
     "build_bootstrap_classifier": "models",
     "build_bootstrap_segmenter": "models",
-    "build_uss_provider": "models",
     "classifier_profile": "profiles",
     "export_outputs": "outputs",
-    "image_confidence": "image",
     "merge_shards": "shards",
     "parse_shard": "shards",
     "prepare_classifier": "models",
@@ -85,9 +88,7 @@ __all__ = [
     "build_bootstrap_classifier",
     "build_bootstrap_segmenter",
     "classifier_profile",
-    "build_uss_provider",
     "export_outputs",
-    "image_confidence",
     "merge_shards",
     "parse_shard",
     "prepare_classifier",

@@ -1,16 +1,11 @@
 """One image of a bootstrap run: CAMs -> base mask -> DHR -> segmenter prompts -> instances and a confidence.
 
-**Confidence** (orders the review queue, lowest first), in [0, 1]::
-
-    confidence = mean over pixels of max_c heatmap_c            (how decisive DHR's balanced heatmaps are)
-                 * (1 - 0.5 * flagged instances / instances)    (instances the segmenter and DHR disagree on)
-                 * (1 - 0.5 * tagged classes without instance / tagged classes)
+The confidence, which orders the review queue, is :func:`annotate.confidence.image_confidence`.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,16 +14,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
+from annotate.confidence import image_confidence
 from annotate.labeling import LabelingResult, label_image
 from annotate.store.paths import png_name
 from dhr import DHRResult, rebalance
 
 if TYPE_CHECKING:
     from annotate.bootstrap import BootstrapConfig
-    from annotate.segmenters import Segmenter
-    from training.classifier import Classifier
+    from models.classifier import Classifier
+    from models.segmenters import Segmenter
+    from models.uss import USSProvider
 
 
 @dataclass
@@ -39,34 +35,6 @@ class ImageOutcome:
     labels: LabelingResult
     base_mask: torch.Tensor
     confidence: float
-
-
-def image_confidence(dhr: DHRResult, labels: LabelingResult, tags: Sequence[int]) -> float:
-    """The review-queue confidence defined in the module docstring, in [0, 1]."""
-    heat = dhr.heatmaps
-    certainty = float(heat.max(0).values.mean()) if heat.numel() else 0.0
-    n = len(labels.instances)
-    flagged = sum(1 for inst in labels.instances if inst.needs_review)
-    found = {inst.class_id for inst in labels.instances}
-    missing = sum(1 for t in tags if t not in found)
-    value = certainty * (1 - 0.5 * flagged / max(1, n)) * (1 - 0.5 * missing / max(1, len(tags)))
-    return float(min(1.0, max(0.0, value)))
-
-
-def seed_image(name: str, seed: int) -> int:
-    """Seed torch, numpy and OpenCV for the image called ``name`` (run seed ``seed``); returns the seed used.
-
-    The seed depends on the name only, so an image's result does not depend on which images ran before it.
-    """
-    seed = (zlib.crc32(name.encode()) + seed * 7919) % (2**31)
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    try:
-        import cv2
-    except ImportError:  # GrabCut is then unavailable anyway
-        return seed
-    cv2.setRNGSeed(seed)
-    return seed
 
 
 def read_base_mask(folder: Path, file_name: str, size: tuple[int, int]) -> torch.Tensor:
@@ -93,7 +61,7 @@ def process_image(
     image: np.ndarray,
     tags: Sequence[int],
     model: Classifier,
-    uss_provider: nn.Module,
+    uss_provider: USSProvider,
     segmenter: Segmenter,
     config: BootstrapConfig,
     base_mask: torch.Tensor | None = None,
@@ -106,8 +74,8 @@ def process_image(
     the classifier's profile (``annotate.bootstrap.profiles``).
     """
     from annotate.bootstrap.profiles import resolved_config
-    from dhr.uss import SamEmbeddingFeatures, image_to_tensor
-    from training.classifier import cams_to_mask, compute_cams
+    from dhr.uss import image_to_tensor
+    from models.classifier import cams_to_mask, compute_cams
 
     config = resolved_config(config, model)
     clock = _StageClock(timings, config.device)
@@ -119,17 +87,14 @@ def process_image(
         base_mask = base_mask.to(cams.device)
     with clock("sam_encoder"):
         segmenter.set_image(image)  # computes or loads the embedding once; USS "sam" and labelling reuse it
-    with clock("uss"), torch.no_grad():
-        if isinstance(uss_provider, SamEmbeddingFeatures):
-            uss = uss_provider(x, embedding=segmenter.embedding)
-        else:
-            uss = uss_provider(x)
+    with clock("uss"):
+        uss = uss_provider.features(image, x)  # a segmenter-embedding provider reuses the encoding above
     with clock("dhr"):
         feats_list = [feats["C4"], feats["C5"]]
         result = rebalance(cams, base_mask, list(tags), uss, feats_list, image=image, config=config.dhr)
     with clock("prompting"):
         labels = label_image(image, result, list(tags), segmenter, config.labeling, evidence=cams)
-    return ImageOutcome(result, labels, base_mask, image_confidence(result, labels, tags))
+    return ImageOutcome(result, labels, base_mask, image_confidence(result.heatmaps, labels.instances, tags))
 
 
 class _StageClock:
@@ -155,4 +120,4 @@ class _StageClock:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
-__all__ = ["ImageOutcome", "image_confidence", "process_image", "read_base_mask", "seed_image"]
+__all__ = ["ImageOutcome", "process_image", "read_base_mask"]

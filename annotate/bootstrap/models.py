@@ -1,36 +1,35 @@
-"""The models a bootstrap run needs: the tag classifier, the USS feature provider and the prompted segmenter.
+"""The models a bootstrap run needs: the tag classifier and the prompted segmenter (USS: :mod:`models.uss`).
 
 Each is built from :class:`annotate.bootstrap.BootstrapConfig` settings (or any object with the fields a
-builder reads); model weights come through :mod:`annotate.weights` and are loaded onto ``config.device``.
+builder reads); model weights come through :mod:`models.weights` and are loaded onto ``config.device``.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
 from annotate.bootstrap.profiles import AUTO_BACKBONE, PRETRAINED, SCRATCH, profile_for, resolved_config
 from annotate.dataset import DatasetEntry, TaggedDataset
 from annotate.images import load_image
+from annotate.store.layout import ProjectLayout
 
 if TYPE_CHECKING:
     from annotate.bootstrap import BootstrapConfig
-    from annotate.segmenters import Segmenter
-    from training.classifier import Classifier
+    from models.classifier import Classifier
+    from models.segmenters import Segmenter
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_classifier(dataset: TaggedDataset, config: BootstrapConfig, path: Path) -> Classifier:
     """Load ``config.classifier`` or ``path`` if present (classes must match), else train and save to ``path``."""
-    from training.classifier import TrainConfig, load_classifier, save_classifier, train_classifier
+    from models.classifier import ClassifierTrainConfig, load_classifier, save_classifier, train_classifier
 
     source = Path(config.classifier) if config.classifier is not None else (path if path.is_file() else None)
     if source is not None:
@@ -49,7 +48,7 @@ def prepare_classifier(dataset: TaggedDataset, config: BootstrapConfig, path: Pa
         return model
     model = build_bootstrap_classifier(config, len(dataset.classes))
     config = resolved_config(config, model)
-    train = TrainConfig(
+    train = ClassifierTrainConfig(
         epochs=config.epochs,
         batch_size=config.batch_size,
         crop_size=config.crop_size,
@@ -82,8 +81,8 @@ def build_bootstrap_classifier(config: BootstrapConfig, num_classes: int) -> Cla
     default (``profiles.SCRATCH``: a small ResNet from random weights). The output stride follows the profile.
     Weights are drawn from a generator seeded with ``config.seed`` (the global torch generator is untouched).
     """
-    from training.backbone import imagenet_state_dict
-    from training.classifier import Classifier
+    from models.backbone import imagenet_state_dict
+    from models.classifier import Classifier
 
     backbone = PRETRAINED.backbone if config.backbone == AUTO_BACKBONE else config.backbone
     state = imagenet_state_dict(backbone, config.weights_dir, config.download) if config.pretrained else None
@@ -107,46 +106,14 @@ class _ImageReader:
         return load_image(self.paths[index])
 
 
-def build_uss_provider(
-    name: str | nn.Module, config: BootstrapConfig, segmenter: Segmenter | None
-) -> tuple[nn.Module, str]:
-    """The USS provider for ``name`` -> (provider, name used).
-
-    "auto": "sam" when the segmenter is SAM (its embedding is reused, no extra cost), else "color".
-    "sam" without a SAM segmenter falls back to "color" with a warning.
-    """
-    from dhr.uss import build_uss
-
-    if isinstance(name, nn.Module):
-        return name.to(config.device), type(name).__name__
-    if name == "auto":
-        name = "sam" if getattr(segmenter, "source", "") == "sam" else "color"
-    if name == "sam":
-        if getattr(segmenter, "source", "") != "sam":
-            warnings.warn(
-                "USS 'sam' needs a SAM segmenter (none is loaded: GrabCut runs); using the 'color' features instead",
-                stacklevel=2,
-            )
-            return build_uss("color"), "color"
-        return build_uss("sam", img_size=int(segmenter.long_side)), "sam"
-    if name.startswith("dino"):
-        from annotate.weights import load_state_dict
-
-        state = load_state_dict(name, config.weights_dir, config.download)
-        return build_uss(name, state_dict=state).to(config.device), name
-    return build_uss(name).to(config.device), name
-
-
 def build_bootstrap_segmenter(name: str | Segmenter, config: BootstrapConfig) -> Segmenter:
     """A segmenter by name (with an embedding cache), or the given segmenter object."""
-    from annotate.embedding_cache import EmbeddingCache
-    from annotate.segmenters import build_segmenter
+    from models.embedding_cache import EmbeddingCache
+    from models.segmenters import build_segmenter
 
     if not isinstance(name, str):
         return name
-    cache_dir = (
-        Path(config.embedding_cache) if config.embedding_cache else config.out / ".cache" / "embeddings"
-    )
+    cache_dir = Path(config.embedding_cache) if config.embedding_cache else ProjectLayout(config.out).embeddings_dir
     return build_segmenter(
         name,
         weights_dir=config.weights_dir,
@@ -156,4 +123,4 @@ def build_bootstrap_segmenter(name: str | Segmenter, config: BootstrapConfig) ->
     )
 
 
-__all__ = ["build_bootstrap_classifier", "build_bootstrap_segmenter", "build_uss_provider", "prepare_classifier"]
+__all__ = ["build_bootstrap_classifier", "build_bootstrap_segmenter", "prepare_classifier"]

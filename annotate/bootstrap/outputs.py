@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from annotate.files import atomic_write, atomic_write_text
 from annotate.store.paths import DB_NAME, png_name, source_name
+from core.files import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from annotate.bootstrap import BootstrapConfig
-    from training.classifier import Classifier
+    from models.classifier import Classifier
 
 AUTO_BACKBONE = "auto"
 _FIELDS = ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold")
@@ -74,7 +74,7 @@ def profile_for(backbone: str, pretrained: bool) -> ClassifierProfile:
 
 def classifier_profile(model: Classifier) -> ClassifierProfile:
     """The profile matching a built or loaded classifier (pretrained when its backbone has ImageNet weights)."""
-    from training.backbone import BACKBONES
+    from models.backbone import BACKBONES
 
     return profile_for(model.backbone_name, BACKBONES[model.backbone_name].checkpoint is not None)
 

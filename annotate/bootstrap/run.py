@@ -25,8 +25,9 @@ Their public names are importable from :mod:`annotate.bootstrap`.
 
 **Resuming.** An image is finished when its labels are saved with status "pseudo" (one SQLite transaction,
 after its mask PNG). A rerun with the same ``out`` reloads the classifier, skips finished images (and any image
-a reviewer has touched since) and redoes the rest; every image is processed from a seed derived from its name,
-so the result does not depend on which images ran before it.
+a reviewer has touched since) and redoes the rest. Labelling an image draws no random numbers (GrabCut seeds its
+own generator at every call), so the result does not depend on which images ran before it, and no global
+generator is reseeded.
 
 **Shards.** ``shard=(i, n)`` (0 <= i < n) keeps the images whose position in the name-sorted dataset is
 ``i mod n``; ``merge_shards`` joins the shard folders into one project and COCO file.
@@ -45,8 +46,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from annotate.bootstrap.image import ImageOutcome, process_image, read_base_mask, seed_image
-from annotate.bootstrap.models import build_bootstrap_segmenter, build_uss_provider, prepare_classifier
+from annotate.bootstrap.image import ImageOutcome, process_image, read_base_mask
+from annotate.bootstrap.models import build_bootstrap_segmenter, prepare_classifier
 from annotate.bootstrap.outputs import (
     CLASSIFIER_FILE,
     MANIFEST_FILE,
@@ -58,11 +59,13 @@ from annotate.bootstrap.outputs import (
 from annotate.bootstrap.profiles import resolved_config
 from annotate.bootstrap.shards import shard_entries
 from annotate.dataset import DatasetEntry, DatasetProblem, TaggedDataset, undecodable
-from annotate.files import atomic_write_text
 from annotate.images import load_image
 from annotate.labeling import LabelingConfig
 from annotate.store.paths import place_image, png_name
+from core.files import atomic_write_text
 from dhr import DHRConfig
+from models.settings import ModelSettings
+from models.uss import USSProvider, build_uss_provider
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore
@@ -82,7 +85,7 @@ class BootstrapConfig:
     """
 
     out: Path
-    backbone: str = "auto"  # a training.backbone.BACKBONES name, or "auto"
+    backbone: str = "auto"  # a models.backbone.BACKBONES name, or "auto"
     classifier: str | Path | None = None  # a saved classifier to use instead of training one
     pretrained: bool = True  # ImageNet initialisation when the weights file is present or downloadable
     epochs: int | None = None
@@ -98,7 +101,7 @@ class BootstrapConfig:
     base_masks: str | Path | None = (
         None  # folder of base masks (PNG class ids, <name>.png) from another method
     )
-    uss: str = "auto"  # a dhr.uss.USS_PROVIDERS name, or "auto" (see build_uss_provider)
+    uss: str = "auto"  # a models.uss.USS_REGISTRY name, or "auto" (see models.uss.build_uss_provider)
     segmenter: str = "auto"
     weights_dir: str | Path | None = None
     download: bool = True
@@ -107,9 +110,15 @@ class BootstrapConfig:
     seed: int = 0
     dhr: DHRConfig = field(default_factory=lambda: DHRConfig(crf=True))  # as the CLI: DHR ends with the dense CRF
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
-    embedding_cache: str | Path | None = None  # SAM embedding cache folder (default: <out>/.cache/embeddings)
+    embedding_cache: str | Path | None = None  # segmenter embedding cache (default: ProjectLayout(out).embeddings_dir)
     progress: bool = True
     train_only: bool = False  # train (or load) and save the classifier, label nothing (then shard with it)
+
+    @property
+    def models(self) -> ModelSettings:
+        """The run's device, weights folder and segmenter as the model builders take them."""
+        return ModelSettings(device=self.device, weights_dir=self.weights_dir, segmenter=self.segmenter,
+                             download=self.download)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -140,8 +149,8 @@ class BootstrapReport:
 def classifier_summary(model: Any, loaded_from: Path | None) -> dict[str, Any]:
     """What the run's classifier is, as it ran: backbone, ImageNet start (and its weights file) or random
     weights, and the file it was loaded from (None: trained by this run)."""
-    from annotate.weights import CHECKPOINTS
-    from training.backbone import BACKBONES
+    from models.backbone import BACKBONES
+    from models.weights import CHECKPOINTS
 
     name = str(getattr(model, "backbone_name", ""))
     pretrained = bool(getattr(model, "pretrained", False))
@@ -188,7 +197,7 @@ def run_bootstrap(
     config: BootstrapConfig,
     *,
     segmenter: Any = None,
-    uss_provider: nn.Module | None = None,
+    uss_provider: USSProvider | nn.Module | None = None,
     on_image_done: Callable[[str], None] | None = None,
 ) -> BootstrapReport:
     """Pseudo-label the dataset (this shard of it) into ``config.out``; resumable. See the module docstring.
@@ -231,9 +240,8 @@ def run_bootstrap(
                 )
         # models that may be missing (offline weights) fail here, before the classifier is trained
         seg = build_bootstrap_segmenter(segmenter if segmenter is not None else config.segmenter, config)
-        provider, uss_name = build_uss_provider(
-            uss_provider if uss_provider is not None else config.uss, config, seg
-        )
+        provider = build_uss_provider(uss_provider if uss_provider is not None else config.uss, config.models, seg)
+        uss_name = provider.name
         model = prepare_classifier(dataset, config, classifier_path)
         config = resolved_config(config, model)
         seg_name = getattr(seg, "model_id", type(seg).__name__)
@@ -260,7 +268,6 @@ def run_bootstrap(
                 base = None
                 if base_dir is not None and (base_dir / png_name(entry.file_name)).is_file():
                     base = read_base_mask(base_dir, entry.file_name, image.shape[:2])
-                seed_image(entry.file_name, config.seed)
                 outcome = process_image(image, tags, model, provider, seg, config, base)
                 if _save(store, records[entry.file_name], entry, outcome):
                     processed.append(entry.file_name)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from annotate.bootstrap.outputs import CLASSIFIER_FILE, MANIFEST_FILE, export_outputs, mask_path, open_project
 from annotate.dataset import DatasetEntry
-from annotate.files import atomic_copy
 from annotate.store.paths import source_name
+from core.files import atomic_copy
 
 
 def shard_entries(entries: Sequence[DatasetEntry], shard: tuple[int, int]) -> list[DatasetEntry]:

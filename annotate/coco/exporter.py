@@ -31,9 +31,9 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from annotate.files import atomic_write_text, remove_stale_temporaries
 from annotate.rle import decode_rle, has_holes, mask_to_polygons, polygon_area_bbox
 from annotate.store.records import utc_now
+from core.files import atomic_write_text, remove_stale_temporaries
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from annotate.coco.exporter import EXTRA_KEY
-from annotate.files import atomic_copy
 from annotate.images import image_sha256, image_size
 from annotate.rle import PolygonReport, normalize_rle, polygons_to_rle
 from annotate.store.paths import IMAGES_DIR, check_relative_name, copied_name
 from annotate.store.records import SOURCES, STATUSES, NewInstance
 from annotate.store.schema import name_key
+from core.files import atomic_copy
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore

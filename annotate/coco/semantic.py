@@ -15,10 +15,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from annotate.files import atomic_write, remove_stale_temporaries
 from annotate.rle import decode_rle
 from annotate.store.paths import check_relative_name, png_name
 from annotate.store.semantic import IGNORE_INDEX, paint_semantic  # not dhr.labels: no torch for an export
+from core.files import atomic_write, remove_stale_temporaries
 
 if TYPE_CHECKING:
     from annotate.store import ProjectStore

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from annotate.rle import encode_mask
-from annotate.segmenters.base import Segmenter
 from annotate.store import NewInstance
+from models.segmenters.base import Segmenter
 
 
 @dataclasses.dataclass
@@ -74,7 +74,7 @@ class EditableInstance:
 class SharedSegmenter:
     """A segmenter shared by several sessions and the GUI's jobs: a lock, and the image it currently holds.
 
-    ``segmenter`` follows the :class:`annotate.segmenters.Segmenter` interface. ``key`` names an image (its
+    ``segmenter`` follows the :class:`models.segmenters.Segmenter` interface. ``key`` names an image (its
     sha256); the segmenter is re-targeted only when it changes. :meth:`lease` hands a job (bootstrap, training
     round) a ``Segmenter`` that uses this same model under the same lock, so a job never loads a second one.
     ``segmenter`` None: a page without a segmenter (clicks then fail with a message).
@@ -147,7 +147,7 @@ class SegmenterLease(Segmenter):
         self._key: str | None = None
 
     def set_image(self, image: np.ndarray) -> None:
-        from annotate.embedding_cache import image_hash
+        from models.embedding_cache import image_hash
 
         image = self.check_image(image)
         self._image, self._key = image, "lease:" + image_hash(image)

@@ -29,9 +29,9 @@ import numpy as np
 from annotate.review.brush import stroke_mask
 from annotate.review.overlay import render_overlay
 from annotate.review.refine import EditableInstance, SharedSegmenter, refine_instance
-from annotate.segmenters import Segmenter
 from annotate.store import STATUSES, ProjectStore, VersionConflict
 from core.errors import UserError
+from models.segmenters import Segmenter
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from annotate.files import atomic_copy
 from annotate.images import image_sha256, image_size
 from annotate.images import load_image as _load_image_file
 from annotate.rle import decode_rle
@@ -49,6 +48,7 @@ from annotate.store.records import (
 )
 from annotate.store.schema import name_key
 from annotate.store.semantic import paint_semantic
+from core.files import atomic_copy
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import socket
 import sys
 from pathlib import Path
 
-from annotate.files import process_alive
 from core.errors import UserError
+from core.files import process_alive
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 

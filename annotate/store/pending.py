@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
-from annotate.files import is_temporary_name, process_alive, temporary_prefix
 from annotate.store.paths import resolve_inside
 from annotate.store.protect import PENDING_DIR
+from core.files import is_temporary_name, process_alive, temporary_prefix
 
 logger = logging.getLogger(__name__)
 

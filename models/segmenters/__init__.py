@@ -1,4 +1,8 @@
-"""Registry of promptable segmenters: ``build_segmenter(name)`` for SAM ViT-B / ViT-L / ViT-H and GrabCut.
+"""Promptable segmenters: ``build_segmenter(name)`` for the registry's segmenters (SAM ViT-B / ViT-L / ViT-H, GrabCut).
+
+Each segmenter owns its geometry (:mod:`models.segmenters.frame`): callers ask it for mask prompts, for masks
+from its logits and for its embedding as USS features. A new segmenter is one module and one entry in
+:mod:`models.registry`.
 
 ``"auto"`` picks SAM ViT-B when its checkpoint is in the weights folder and otherwise GrabCut, logging a
 warning; the returned segmenter's ``is_fallback`` and ``message`` tell the CLI and GUI what runs and why.
@@ -12,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from annotate.embedding_cache import EmbeddingCache
-from annotate.segmenters.base import Segmenter, SegmenterOutput
-from annotate.segmenters.grabcut import GrabCutSegmenter
-from annotate.segmenters.sam import SAM_VARIANTS, SamSegmenter, build_sam, build_tiny_sam, load_sam
+from models.embedding_cache import EmbeddingCache
+from models.registry import ModelEntry, entries
+from models.segmenters.base import Segmenter, SegmenterOutput
+from models.segmenters.grabcut import GrabCutSegmenter
+from models.segmenters.sam import SamSegmenter, build_sam, build_tiny_sam, load_sam
 
 logger = logging.getLogger(__name__)
 
@@ -35,39 +40,27 @@ __all__ = [
 Builder = Callable[..., Segmenter]
 
 
-def _sam_builder(name: str) -> Builder:
+def _builder(entry: ModelEntry) -> Builder:
     def build(
         weights_dir: str | Path | None = None,
         device: str | torch.device = "cpu",
         cache: EmbeddingCache | None = None,
         download: bool = True,
     ) -> Segmenter:
-        model, model_id = load_sam(name, weights_dir, download, device)
-        return SamSegmenter(model, model_id, cache=cache)
+        return entry.build_function()(entry.name, weights_dir=weights_dir, device=device, cache=cache,
+                                      download=download)
 
-    build.__doc__ = f"SAM {name} with its official checkpoint (downloaded if missing and ``download``)."
+    build.__doc__ = f"{entry.name} (checkpoint {entry.checkpoint or 'none'}; {', '.join(sorted(entry.capabilities))})"
     return build
 
 
-def _grabcut_builder(
-    weights_dir: str | Path | None = None,
-    device: str | torch.device = "cpu",
-    cache: EmbeddingCache | None = None,
-    download: bool = True,
-) -> Segmenter:
-    """GrabCut chosen on purpose (no weights, no embedding)."""
-    return GrabCutSegmenter(
-        message="GrabCut (OpenCV) segmenter, chosen explicitly; Segment Anything is not used"
-    )
-
-
-SEGMENTERS: dict[str, Builder] = {name: _sam_builder(name) for name in SAM_VARIANTS}
-SEGMENTERS["grabcut"] = _grabcut_builder
+SEGMENTERS: dict[str, Builder] = {name: _builder(entry) for name, entry in entries("segmenter").items()}
+"""Registry name -> builder ``(weights_dir, device, cache, download) -> Segmenter`` (from :mod:`models.registry`)."""
 
 
 def fallback_message(weights_dir: str | Path | None = None, name: str = "sam_vit_b") -> str:
     """The sentence shown when SAM's checkpoint is missing and GrabCut runs instead."""
-    from annotate.weights import sam_fallback_message
+    from models.weights import sam_fallback_message
 
     return sam_fallback_message(weights_dir, name)
 
@@ -82,10 +75,10 @@ def build_segmenter(
     """A segmenter by registry name, or ``"auto"``: SAM ViT-B if its checkpoint file is present, else GrabCut.
 
     ``"auto"`` never downloads. An explicit SAM name downloads its checkpoint when missing and ``download``
-    (offline: ``annotate.weights.WeightsNotFoundError`` naming the file, its URL and the folder).
+    (offline: ``models.weights.WeightsNotFoundError`` naming the file, its URL and the folder).
     """
     if name == "auto":
-        from annotate.weights import is_present
+        from models.weights import is_present
 
         if is_present("sam_vit_b", weights_dir):
             return SEGMENTERS["sam_vit_b"](

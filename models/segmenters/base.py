@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from annotate.segmenters.frame import LongestSideFrame
+from models.segmenters.frame import LongestSideFrame
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -68,6 +68,11 @@ class Segmenter(ABC):
         if size is None:
             raise RuntimeError("logits_to_mask() needs a size or a current image (set_image)")
         return self.frame.logits_to_mask(logits, size)
+
+    @property
+    def has_embedding(self) -> bool:
+        """Whether :meth:`uss_features` gives the image embedding (SAM); GrabCut has none."""
+        return type(self).embedding is not Segmenter.embedding
 
     @property
     def uss_id(self) -> str:

@@ -27,8 +27,7 @@ import warnings
 
 import numpy as np
 
-from annotate.prompts import mask_to_sam_logits, sam_logits_to_mask
-from annotate.segmenters.base import Segmenter, SegmenterOutput, mask_iou
+from models.segmenters.base import Segmenter, SegmenterOutput, mask_iou
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ class GrabCutSegmenter(Segmenter):
         trimap = np.full((height, width), cv2.GC_PR_BGD, np.uint8)
         prior = np.zeros((height, width), bool)
         if mask_input is not None:
-            prior = sam_logits_to_mask(mask_input, (height, width), self.long_side)
+            prior = self.logits_to_mask(mask_input, (height, width))
         if box is not None:
             x0, y0, x1, y1 = box
             slack_x = max(self.min_slack, self.box_slack * (x1 - x0))
@@ -139,7 +138,7 @@ class GrabCutSegmenter(Segmenter):
             result = keep[labels]
         reference = prior if prior.any() else (trimap == cv2.GC_FGD)
         score = mask_iou(result, reference)
-        logits = mask_to_sam_logits(result, self.long_side, self.mask_input_size)
+        logits = self.mask_prompt(result)
         return SegmenterOutput(
             masks=result[None], scores=np.array([score], np.float32), low_res_logits=logits
         )
@@ -175,3 +174,8 @@ class GrabCutSegmenter(Segmenter):
         result = np.zeros(trimap.shape, bool)
         result[top:bottom, left:right] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
         return result
+
+
+def build_grabcut_segmenter(name: str = "grabcut", **_: object) -> GrabCutSegmenter:
+    """GrabCut chosen on purpose (the registry's builder; it takes no weights, device or cache)."""
+    return GrabCutSegmenter(message="GrabCut (OpenCV) segmenter, chosen explicitly; Segment Anything is not used")

@@ -1,7 +1,7 @@
 """Segment Anything (``segment-anything`` package) behind the ``Segmenter`` interface, with an embedding cache.
 
 ``build_sam(name, checkpoint=None)`` builds the real ViT-B / ViT-L / ViT-H architecture (random weights when
-``checkpoint`` is None); ``load_sam`` finds and verifies the official checkpoint through ``annotate.weights``;
+``checkpoint`` is None); ``load_sam`` finds and verifies the official checkpoint through ``models.weights``;
 ``build_tiny_sam`` builds the same network parts in a tiny configuration for tests. ``SamSegmenter`` wraps a
 model in ``SamPredictor``: the image encoder runs once per image and model, and its output is stored in an
 ``EmbeddingCache`` so that reopening an image only loads the embedding from disk.
@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from annotate.embedding_cache import EmbeddingCache, image_hash
-from annotate.files import load_torch
-from annotate.segmenters.base import Segmenter, SegmenterOutput
+from core.files import load_torch
+from models.embedding_cache import EmbeddingCache, image_hash
+from models.segmenters.base import Segmenter, SegmenterOutput
 
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam
 
 logger = logging.getLogger(__name__)
 
-# Registry name -> key of ``segment_anything.sam_model_registry``; the same names key ``annotate.weights``.
+# Registry name -> key of ``segment_anything.sam_model_registry``; the same names key ``models.weights``.
 SAM_VARIANTS: dict[str, str] = {"sam_vit_b": "vit_b", "sam_vit_l": "vit_l", "sam_vit_h": "vit_h"}
 
 
@@ -105,10 +105,22 @@ def load_sam(
     device: str | torch.device = "cpu",
 ) -> tuple[Sam, str]:
     """SAM ``name`` with its verified official checkpoint -> (model, model_id naming the weights)."""
-    from annotate.weights import CHECKPOINTS, checkpoint_path
+    from models.weights import CHECKPOINTS, checkpoint_path
 
     path = checkpoint_path(name, weights_dir, download)
     return build_sam(name, path, device), f"{name}@{CHECKPOINTS[name].sha256[:12]}"
+
+
+def build_sam_segmenter(
+    name: str,
+    weights_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    cache: EmbeddingCache | None = None,
+    download: bool = True,
+) -> SamSegmenter:
+    """SAM ``name`` with its official checkpoint (downloaded if missing and ``download``), the registry's builder."""
+    model, model_id = load_sam(name, weights_dir, download, device)
+    return SamSegmenter(model, model_id, cache=cache)
 
 
 class SamSegmenter(Segmenter):
