@@ -19,3 +19,15 @@ def test_the_layer_contracts_hold():
     result = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "BROKEN" not in result.stdout and result.stdout.count("KEPT") >= 2
+
+
+def test_every_registry_entry_names_a_builder_and_a_known_checkpoint():
+    from models.registry import FAMILIES, REGISTRY, entries
+    from models.weights import CHECKPOINTS
+
+    assert {e.family for e in REGISTRY.values()} == set(FAMILIES)
+    for entry in REGISTRY.values():
+        assert entry.checkpoint is None or entry.checkpoint in CHECKPOINTS, entry.name
+        if not entry.has("from_segmenter"):
+            assert callable(entry.build_function()), entry.name
+    assert all(e.has("embedding") for e in entries("segmenter").values() if e.name.startswith("sam_"))
