@@ -167,7 +167,8 @@ def rebalance(
 
     # Stage 3: WSS intra-class rebalancing of every correlated group.
     if group_rows:
-        wss_heatmaps = minmax_maps(torch.stack([_wss_heatmaps(f.to(device).float(), shares, grid) for f in wss_list]).mean(0))
+        wss_heatmaps = minmax_maps(torch.stack(
+            [_wss_heatmaps(f.to(device).float(), compact, len(present), ignore, grid) for f in wss_list]).mean(0))
         for rows in group_rows:
             plan, info = plan_maps(wss_heatmaps[rows], settings, log=True)
             logs.append(info)
@@ -197,12 +198,18 @@ def _all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
-def _wss_heatmaps(features: torch.Tensor, shares: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Cosine heatmaps (C, h, w) of one WSS layer resized to the USS grid, prototypes from the same votes."""
-    if tuple(features.shape[1:]) != grid:
-        features = F.interpolate(features[None], size=grid, mode="bilinear", align_corners=False)[0]
-    prototypes, _ = prototypes_from_shares(features, shares)
-    return cosine_heatmaps(features, prototypes)
+def _wss_heatmaps(features: torch.Tensor, compact: torch.Tensor, num: int, ignore: int,
+                  grid: tuple[int, int]) -> torch.Tensor:
+    """Cosine heatmaps (C, hu, wu) of one WSS layer (D, hw, ww) on the USS grid.
+
+    Prototypes and heatmaps are computed on the layer's own grid (votes of the seed mask ``compact`` there) and
+    only the C heatmaps are resized: resizing the thousands of feature channels instead cost most of the time.
+    """
+    prototypes, _ = prototypes_from_shares(features, cell_shares(compact, tuple(features.shape[1:]), num, ignore))
+    heatmaps = cosine_heatmaps(features, prototypes)
+    if tuple(heatmaps.shape[1:]) != grid:
+        heatmaps = F.interpolate(heatmaps[None], size=grid, mode="bilinear", align_corners=False)[0]
+    return heatmaps
 
 
 def _validate(

@@ -131,6 +131,7 @@ def rebalance_batch(
             logger.warning("DHR step skipped an image: %s", error)
             continue
         new = result.mask.to(device=out.device, dtype=out.dtype)
+        new = torch.where(base == ignore_index, base, new)  # ignore (crowd, unsure) stays ignore: never trained on
         stats.changed_pixels += int((new != base).sum())
         stats.restored.extend(int(c) for c in result.restored)
         stats.unconverged += result.unconverged

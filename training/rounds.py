@@ -174,6 +174,7 @@ def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: 
             raise RuntimeError(f"USS features of image {record.file_name} are missing from {cache.root}")
         semantic, instances, confidence = relabel_image(store, model, entry, features, config, segmenter)
         old = np.asarray(store.semantic_mask(entry.image_id), np.int64)
+        instances = list(instances) + [i.to_new() for i in store.instances(entry.image_id) if i.iscrowd]  # kept
         status = "review" if any(i.needs_review for i in instances) else "pseudo"
         try:
             store.save_labels(entry.image_id, instances, user=config.user, expected_version=record.version,
