@@ -33,16 +33,16 @@ from dhr.scenes import FAMILIES, make_family_scene
 from dhr.synthetic import SyntheticScene
 
 VARIANTS: dict[str, DHRConfig] = {
-    "no OT": DHRConfig(solver="none"),
-    "POT converged (1e-9, 1000 it.)": DHRConfig(solver="pot", max_iter=1000, stop_thr=1e-9),
-    "POT stop_thr 1e-4, 100 it.": DHRConfig(solver="pot", max_iter=100, stop_thr=1e-4),
-    "POT 1 iteration": DHRConfig(solver="pot", max_iter=1, stop_thr=0.0),
+    "no OT": DHRConfig(solver="none", eps=0.1),
+    "POT converged (1e-9, 1000 it.)": DHRConfig(solver="pot", eps=0.1, max_iter=1000, stop_thr=1e-9),
+    "POT stop_thr 1e-4, 100 it.": DHRConfig(solver="pot", eps=0.1, max_iter=100, stop_thr=1e-4),
+    "POT 1 iteration": DHRConfig(solver="pot", eps=0.1, max_iter=1, stop_thr=0.0),
     "POT 1 iteration, eps 0.05": DHRConfig(solver="pot", max_iter=1, stop_thr=0.0, eps=0.05),
     "POT 1 iteration, eps 0.2": DHRConfig(solver="pot", max_iter=1, stop_thr=0.0, eps=0.2),
-    "POT 2 iterations": DHRConfig(solver="pot", max_iter=2, stop_thr=0.0),
-    "POT 3 iterations": DHRConfig(solver="pot", max_iter=3, stop_thr=0.0),
-    "POT 5 iterations": DHRConfig(solver="pot", max_iter=5, stop_thr=0.0),
-    "authors' solver (reference)": DHRConfig(solver="reference", max_iter=100, stop_thr=1e-2),
+    "POT 2 iterations": DHRConfig(solver="pot", eps=0.1, max_iter=2, stop_thr=0.0),
+    "POT 3 iterations": DHRConfig(solver="pot", eps=0.1, max_iter=3, stop_thr=0.0),
+    "POT 5 iterations": DHRConfig(solver="pot", eps=0.1, max_iter=5, stop_thr=0.0),
+    "authors' solver (reference)": DHRConfig(solver="reference", eps=0.1, max_iter=100, stop_thr=1e-2),
 }
 REFERENCE = "authors' solver (reference)"
 CRF_SETTINGS = [CRFConfig(iterations=i, scale=s) for i in (10, 5, 3) for s in (1.0, 0.5, 0.25)]
