@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from annotate.bootstrap import BootstrapConfig, build_uss_provider, process_image
+    from annotate.bootstrap import BootstrapConfig, process_image
+    from models.settings import ModelSettings
+    from models.uss import build_uss_provider
     from models.classifier import build_classifier
     from models.segmenters import SamSegmenter, build_sam
     from tests.synthetic_dataset import CLASSES, make_samples
@@ -54,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     samples = [s for s in samples if len(s.tags) >= 2][: args.images]
     scales = tuple(float(v) for v in args.cam_scales.split(","))
     config = BootstrapConfig(
-        out=Path("unused"), device=args.device, uss=args.uss, cam_scales=scales, progress=False
+        out=Path("unused"), models=ModelSettings(device=args.device), uss=args.uss, cam_scales=scales, progress=False
     )
     model = build_classifier(args.backbone, len(CLASSES), pretrained=False).to(args.device).eval()
     segmenter = SamSegmenter(build_sam("sam_vit_b", device=args.device), "sam_vit_b-random")
-    provider, _ = build_uss_provider(args.uss, config, segmenter)
+    provider = build_uss_provider(args.uss, config.models, segmenter)
 
     # warm-up on a small image (allocator, lazy inits), not timed
     warm = make_samples(1, (64, 64), seed=9)[0]

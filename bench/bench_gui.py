@@ -118,7 +118,7 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
     """Milliseconds from a click to the new overlay loaded in Chromium; and the number of clicks timed out."""
     from playwright.sync_api import sync_playwright
 
-    import app
+    from application.gui import app
     from annotate.review.assets import CSS, SHORTCUTS_JS
 
     port = _free_port()

@@ -69,7 +69,7 @@ class RecordingSegmenter:
 
 def _cli(argv: Sequence[str]) -> float:
     """Run ``dhr ARGV`` in process; returns its wall time in seconds."""
-    import cli
+    from application import cli
 
     start = time.perf_counter()
     code = cli.main(list(argv))
@@ -111,7 +111,8 @@ def project_config(project: Path):
 
     model, _ = load_classifier(project / "classifier.pt")
     settings = json.loads((project / "bootstrap.json").read_text())["settings"]
-    config = BootstrapConfig(out=project, weights_dir=settings["weights_dir"], download=False, progress=False)
+    config = BootstrapConfig(out=project, models=ModelSettings(weights_dir=settings["weights_dir"], download=False),
+                             progress=False)
     return resolved_config(config, model), model
 
 

@@ -37,8 +37,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The GUI on a fresh copy of the demo project, on a free 127.0.0.1 port, in this process."""
-    import app
-    from annotate.cli_gui import build_gui_parser
+    from application.gui import app
+    from application.commands.gui import build_gui_parser
     from annotate.review.demo import ensure_demo_project
     from models.segmenters import build_segmenter
 
@@ -263,8 +263,8 @@ def test_login_required_when_asked(tmp_path):
     import urllib.parse
     import urllib.request
 
-    import app
-    from annotate.cli_gui import build_gui_parser
+    from application.gui import app
+    from application.commands.gui import build_gui_parser
     from annotate.review.demo import ensure_demo_project
     from models.segmenters import build_segmenter
 
@@ -309,8 +309,8 @@ def test_a_truncated_image_never_breaks_the_page(page, tmp_path):
     a truncated upload is refused by name."""
     from PIL import Image
 
-    import app
-    from annotate.cli_gui import build_gui_parser
+    from application.gui import app
+    from application.commands.gui import build_gui_parser
     from annotate.store import ProjectStore
     from models.segmenters import build_segmenter
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import cli
+from application import cli
 from annotate.bootstrap import (
     BootstrapConfig,
     ImageOutcome,
@@ -25,6 +25,7 @@ from annotate.labeling import Instance
 from annotate.store import NewInstance, ProjectStore
 from dhr import DHRResult
 from dhr.metrics import confusion_matrix, segmentation_scores
+from models.settings import ModelSettings
 from models.classifier import cams_to_mask, compute_cams, load_classifier
 from tests.synthetic_dataset import CLASSES, write_dataset
 
@@ -41,12 +42,15 @@ def _config(out: Path, **kwargs) -> BootstrapConfig:
         epochs=30,
         lr=0.05,
         crop_size=80,
-        segmenter="grabcut",
         uss="color",
         progress=False,
     )
+    models = {"segmenter": "grabcut"}
+    for key in ("segmenter", "weights_dir", "download", "device"):
+        if key in kwargs:
+            models[key] = kwargs.pop(key)
     base.update(kwargs)
-    return BootstrapConfig(**base)
+    return BootstrapConfig(models=ModelSettings(**models), **base)
 
 
 @pytest.fixture(scope="module")

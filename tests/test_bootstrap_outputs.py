@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import cli
+from application import cli
 from annotate.bootstrap import merge_shards
 from annotate.store import NewInstance, ProjectStore
 from tests.synthetic_dataset import write_dataset

@@ -16,10 +16,11 @@ from annotate.bootstrap import (
     resolved_config,
 )
 from models.classifier import Classifier
+from models.settings import ModelSettings
 
 
 def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):
-    config = BootstrapConfig(out=tmp_path / "out", weights_dir=tmp_path, download=False)
+    config = BootstrapConfig(out=tmp_path / "out", models=ModelSettings(weights_dir=tmp_path, download=False))
     with pytest.warns(UserWarning, match="from scratch"):
         model = build_bootstrap_classifier(config, 3)
     assert (model.backbone_name, model.output_stride, model.pretrained) == (SCRATCH.backbone, SCRATCH.output_stride, False)

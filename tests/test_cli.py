@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-import cli
+from application import cli
 
 SUBCOMMANDS = [
     "weights", "init", "import-coco", "export", "status", "remove", "accept", "reject", "review", "bootstrap",
@@ -39,7 +39,7 @@ def test_each_command_builds_from_its_own_module_alone():
 
 def test_status_does_not_import_torch(tmp_path):
     code = (
-        "import sys, cli; rc = cli.main(['status', sys.argv[1]]); "
+        "import sys; from application import cli; rc = cli.main(['status', sys.argv[1]]); "
         "print('torch' in sys.modules, rc)"
     )
     result = subprocess.run(
@@ -55,7 +55,7 @@ def test_a_user_error_exits_with_code_2_and_a_message(tmp_path, caplog):
 
 
 def test_console_script_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "application.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "bootstrap" in result.stdout
 
 
@@ -69,7 +69,7 @@ def test_version_and_top_level_help_without_markup(capsys):
 
 
 def test_model_choices_offered_without_importing_models_match_the_registries():
-    from annotate.cli_choices import BACKBONE_NAMES, SEGMENTER_NAMES, USS_NAMES
+    from application.commands.choices import BACKBONE_NAMES, SEGMENTER_NAMES, USS_NAMES
     from models.backbone import BACKBONES
     from models.segmenters import SEGMENTERS
     from models.uss import uss_names
@@ -80,7 +80,7 @@ def test_model_choices_offered_without_importing_models_match_the_registries():
 
 
 def test_the_whole_parser_builds_without_torch():
-    code = "import sys, cli; cli.build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from application import cli; cli.build_parser(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["False"], result.stderr
 
@@ -102,6 +102,6 @@ def test_commands_that_need_no_model_do_not_import_torch(tmp_path):
         ["accept", project, "a.png"],
         ["export", project, str(tmp_path / "out.json")],
     ):
-        code = "import sys, cli; rc = cli.main(sys.argv[1:]); print('torch' in sys.modules, rc)"
+        code = "import sys; from application import cli; rc = cli.main(sys.argv[1:]); print('torch' in sys.modules, rc)"
         result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
         assert result.stdout.split()[-2:] == ["False", "0"], (argv, result.stdout, result.stderr)

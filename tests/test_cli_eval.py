@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import cli
+from application import cli
 from annotate.coco import export_coco
 from annotate.store import NewInstance, ProjectStore
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import cli
+from application import cli
 from annotate.store import NewInstance, ProjectStore
 
 

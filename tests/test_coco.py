@@ -342,7 +342,7 @@ def test_semantic_masks(source_project: ProjectStore, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- command line
 def test_cli_init_import_export_status(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    import cli
+    from application import cli
 
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
@@ -491,7 +491,7 @@ def test_polygons_follow_pixel_edges() -> None:
 def test_holes_lost_to_polygons_are_reported_by_the_cli_and_the_gui(
     source_project: ProjectStore, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    import cli
+    from application import cli
     from annotate.coco import ExportReport
     from annotate.review.view import export_summary
 

@@ -83,7 +83,7 @@ def project(tmp_path_factory) -> Path:
 
 def _import(project: Path, path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cli", "import-coco", str(project), str(path)],
+        [sys.executable, "-m", "application.cli", "import-coco", str(project), str(path)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import cli
+from application import cli
 from annotate.store import NewInstance, ProjectStore
 from annotate.store.health import DamagedProject, ProjectBusy
 
@@ -59,7 +59,7 @@ def test_a_damaged_database_is_reported_and_left_as_it_is(tmp_path, damage, prob
     damage(db)
     before = db.read_bytes()
     if command == "gui-open":
-        from annotate.cli_gui import build_gui_parser, open_project
+        from application.commands.gui import build_gui_parser, open_project
 
         with pytest.raises(DamagedProject) as error:
             open_project(build_gui_parser().parse_args(["--project", str(root)]))

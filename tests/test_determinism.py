@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import cli
+from application import cli
 from tests.synthetic_dataset import write_dataset
 
 BOOTSTRAP = ["--backbone", "resnet_tiny", "--no-pretrained", "--epochs", "3", "--crop-size", "64",

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-import cli
+from application import cli
 from annotate.dataset import DatasetError
 from annotate.store import VersionConflict
 from annotate.store.health import DamagedProject

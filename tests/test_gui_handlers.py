@@ -27,7 +27,7 @@ def _png(path: Path, seed: int = 0, truncate: bool = False) -> Path:
 @pytest.fixture
 def handlers(tmp_path: Path):
     """Handlers over a project whose first image (by name) is truncated; components are named by strings."""
-    from gui_handlers import Page, ReviewHandlers
+    from application.gui.handlers import Page, ReviewHandlers
 
     store = ProjectStore.create(tmp_path / "proj", ["cat", "dog"])
     store.add_image(_png(tmp_path / "in" / "a-broken.png", truncate=True), ["cat"])  # header only: accepted
@@ -97,7 +97,7 @@ def test_a_busy_project_gives_a_clear_message(tmp_path: Path) -> None:
     """Another process holds the write lock: an edit answers in about busy_timeout with who holds it."""
     import multiprocessing
 
-    from gui_handlers import Page, ReviewHandlers
+    from application.gui.handlers import Page, ReviewHandlers
     from tests.test_db_health import _hold_write_lock
 
     with ProjectStore.create(tmp_path / "proj", ["cat"]) as store:

@@ -47,7 +47,7 @@ def _files(root: Path) -> set[str]:
 
 def _import(root: Path, path: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "import-coco", str(root), str(path)],
+        [sys.executable, "-m", "application.cli", "import-coco", str(root), str(path)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -117,7 +117,7 @@ def test_a_long_image_name_fits_its_temporary_name(tmp_path: Path) -> None:
 def test_a_failed_init_into_an_existing_folder_leaves_only_what_was_there(
     tmp_path: Path, coco_file: Path, monkeypatch
 ) -> None:
-    import cli
+    from application import cli
 
     root = tmp_path / "proj"
     (root / "images").mkdir(parents=True)

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from annotate.login_gate import LoginGate
+from application.gui.login_gate import LoginGate
 
 
 class Clock:
@@ -62,8 +62,8 @@ def _free_port() -> int:
 
 
 def test_the_served_gui_throttles_logins(tmp_path, monkeypatch) -> None:
-    import app
-    from annotate.cli_gui import AUTH_ENV, build_gui_parser
+    from application.gui import app
+    from application.commands.gui import AUTH_ENV, build_gui_parser
     from annotate.store import ProjectStore
 
     monkeypatch.setenv(AUTH_ENV, "ann:s3cret")  # a login kept out of the process list

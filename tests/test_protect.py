@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import cli
+from application import cli
 from annotate.coco import export_coco, export_semantic_masks
 from annotate.images import ImageChanged
 from annotate.store import NewInstance, ProjectStore

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-import cli
+from application import cli
 from tests.test_training import make_project
 from training.evaluate import evaluate_labels, format_scores, load_ground_truth, tag_restricted_mask
 from training.rounds import RoundsConfig, load_model, run_rounds

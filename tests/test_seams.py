@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import cli
+from application import cli
 from annotate.store import ProjectStore
 from models import ModelSettings
 from models.segmenters import SEGMENTERS, GrabCutSegmenter, SamSegmenter, build_tiny_sam
@@ -43,7 +43,7 @@ def _count_encoder_calls(monkeypatch) -> list[int]:
 
 
 def test_bootstrap_then_gui_then_train_encode_each_image_once(data, tmp_path, monkeypatch):
-    from annotate.cli_gui import build_gui_parser, build_segmenter_for, model_settings
+    from application.commands.gui import build_gui_parser, build_segmenter_for, model_settings
     from annotate.review.session import ReviewSession
 
     calls = _count_encoder_calls(monkeypatch)
@@ -104,8 +104,8 @@ def test_changing_the_sam_variant_invalidates_the_uss_features(data, tmp_path):
 @pytest.fixture
 def gui(tmp_path, data):
     """A GUI's handlers started with ``--device cuda:1 --segmenter grabcut`` over a tagged project."""
-    from annotate.cli_gui import build_gui_parser, build_segmenter_for, model_settings
-    from gui_handlers import Page, ReviewHandlers
+    from application.commands.gui import build_gui_parser, build_segmenter_for, model_settings
+    from application.gui.handlers import Page, ReviewHandlers
 
     store = ProjectStore.create(tmp_path / "gui", list(data.classes))
     for sample in data.samples:
@@ -137,7 +137,7 @@ def test_gui_jobs_get_the_gui_device_and_its_segmenter(gui, monkeypatch):
     seen: dict[str, object] = {}
 
     def bootstrap(dataset, config, *, segmenter=None, on_image_done=None):
-        seen["bootstrap"] = (config.device, segmenter)
+        seen["bootstrap"] = (config.models.device, segmenter)
         return annotate.bootstrap.BootstrapReport([], [], 0, config.out, None, config.out, "", "")
 
     def rounds(root, config, ctx=None, gt=None, progress=True, *, settings=None, segmenter=None):

@@ -336,7 +336,7 @@ def test_render_overlay_colours_opacity_and_hidden_classes(session):
 
 def test_project_folders_never_escape(project, tmp_path):
     """The GUI's exports and caches go through the store's path check: nothing is written outside the root."""
-    from gui_jobs import export_to_project
+    from application.gui.jobs import export_to_project
 
     store, _, _, _ = project
     path, coco = export_to_project(store, accepted_only=True)
@@ -405,8 +405,8 @@ def test_demo_project_created_once_from_untouched_assets(tmp_path):
 
 
 def test_gui_command_line(tmp_path):
-    import cli
-    from annotate.cli_gui import (
+    from application import cli
+    from application.commands.gui import (
         build_gui_parser,
         logins_from_args,
         open_project,
@@ -449,7 +449,7 @@ def test_gui_command_line(tmp_path):
 
 
 def test_bootstrap_on_chosen_images_from_the_session(project):
-    from gui_jobs import run_bootstrap
+    from application.gui.jobs import run_bootstrap
 
     store, ids, disc, _ = project
     store.save_labels(ids[2], [NewInstance(1, disc)], user="ann", status="accepted")
@@ -481,7 +481,7 @@ def test_bootstrap_on_chosen_images_from_the_session(project):
 
 
 def test_training_round_from_the_session_adds_one_round(project):
-    from gui_jobs import run_training_round
+    from application.gui.jobs import run_training_round
     from training.trainer import TrainConfig
 
     store, ids, disc, square = project

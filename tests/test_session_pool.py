@@ -19,7 +19,7 @@ H, W = 600, 800  # 0.48 MP: 1.4 MB of pixels, 0.48 MB per mask
 
 @pytest.fixture
 def handlers(tmp_path: Path):
-    from gui_handlers import Page, ReviewHandlers
+    from application.gui.handlers import Page, ReviewHandlers
 
     pixels = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "big.png")

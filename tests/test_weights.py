@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import cli
+from application import cli
 from models import weights
 from models.weights import Checkpoint, ChecksumError, WeightsNotFoundError
 

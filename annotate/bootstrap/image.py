@@ -78,9 +78,9 @@ def process_image(
     from models.classifier import cams_to_mask, compute_cams
 
     config = resolved_config(config, model)
-    clock = _StageClock(timings, config.device)
+    clock = _StageClock(timings, config.models.device)
     with clock("cams"):
-        x = image_to_tensor(image, config.device)
+        x = image_to_tensor(image, config.models.device)
         cams, feats = compute_cams(model, x, [t - 1 for t in tags], config.cam_scales, config.cam_flip)
         if base_mask is None:
             base_mask = cams_to_mask(cams, tags, config.background_threshold)

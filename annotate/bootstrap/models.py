@@ -1,7 +1,7 @@
 """The models a bootstrap run needs: the tag classifier and the prompted segmenter (USS: :mod:`models.uss`).
 
 Each is built from :class:`annotate.bootstrap.BootstrapConfig` settings (or any object with the fields a
-builder reads); model weights come through :mod:`models.weights` and are loaded onto ``config.device``.
+builder reads); model weights come through :mod:`models.weights` and are loaded onto ``config.models.device``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def prepare_classifier(dataset: TaggedDataset, config: BootstrapConfig, path: Pa
 
     source = Path(config.classifier) if config.classifier is not None else (path if path.is_file() else None)
     if source is not None:
-        model, classes = load_classifier(source, config.device)
+        model, classes = load_classifier(source, config.models.device)
         if classes and classes != dataset.classes:
             raise ValueError(
                 f"classifier {source} was trained on classes {classes}, the dataset has {dataset.classes}"
@@ -57,7 +57,7 @@ def prepare_classifier(dataset: TaggedDataset, config: BootstrapConfig, path: Pa
         lr=config.lr,
         workers=config.workers,
         seed=config.seed,
-        device=config.device,
+        device=config.models.device,
     )
     entries = dataset.entries
     logger.info(
@@ -85,7 +85,7 @@ def build_bootstrap_classifier(config: BootstrapConfig, num_classes: int) -> Cla
     from models.classifier import Classifier
 
     backbone = PRETRAINED.backbone if config.backbone == AUTO_BACKBONE else config.backbone
-    state = imagenet_state_dict(backbone, config.weights_dir, config.download) if config.pretrained else None
+    state = imagenet_state_dict(backbone, config.models.weights_dir, config.models.download) if config.pretrained else None
     if state is None and config.backbone == AUTO_BACKBONE:
         backbone = SCRATCH.backbone
         logger.warning("no ImageNet weights: the offline classifier %s is trained from scratch", backbone)
@@ -93,7 +93,7 @@ def build_bootstrap_classifier(config: BootstrapConfig, num_classes: int) -> Cla
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = Classifier(backbone, num_classes, profile.output_stride, state_dict=state)
-    return model.to(config.device)
+    return model.to(config.models.device)
 
 
 class _ImageReader:
@@ -116,10 +116,10 @@ def build_bootstrap_segmenter(name: str | Segmenter, config: BootstrapConfig) ->
     cache_dir = Path(config.embedding_cache) if config.embedding_cache else ProjectLayout(config.out).embeddings_dir
     return build_segmenter(
         name,
-        weights_dir=config.weights_dir,
-        device=config.device,
+        weights_dir=config.models.weights_dir,
+        device=config.models.device,
         cache=EmbeddingCache(cache_dir),
-        download=config.download,
+        download=config.models.download,
     )
 
 

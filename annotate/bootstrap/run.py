@@ -102,10 +102,7 @@ class BootstrapConfig:
         None  # folder of base masks (PNG class ids, <name>.png) from another method
     )
     uss: str = "auto"  # a models.uss.USS_REGISTRY name, or "auto" (see models.uss.build_uss_provider)
-    segmenter: str = "auto"
-    weights_dir: str | Path | None = None
-    download: bool = True
-    device: str = "cpu"
+    models: ModelSettings = field(default_factory=ModelSettings)  # device, weights folder, segmenter, download
     shard: tuple[int, int] = (0, 1)
     seed: int = 0
     dhr: DHRConfig = field(default_factory=lambda: DHRConfig(crf=True))  # as the CLI: DHR ends with the dense CRF
@@ -113,12 +110,6 @@ class BootstrapConfig:
     embedding_cache: str | Path | None = None  # segmenter embedding cache (default: ProjectLayout(out).embeddings_dir)
     progress: bool = True
     train_only: bool = False  # train (or load) and save the classifier, label nothing (then shard with it)
-
-    @property
-    def models(self) -> ModelSettings:
-        """The run's device, weights folder and segmenter as the model builders take them."""
-        return ModelSettings(device=self.device, weights_dir=self.weights_dir, segmenter=self.segmenter,
-                             download=self.download)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -239,7 +230,7 @@ def run_bootstrap(
                     stacklevel=2,
                 )
         # models that may be missing (offline weights) fail here, before the classifier is trained
-        seg = build_bootstrap_segmenter(segmenter if segmenter is not None else config.segmenter, config)
+        seg = build_bootstrap_segmenter(segmenter if segmenter is not None else config.models.segmenter, config)
         provider = build_uss_provider(uss_provider if uss_provider is not None else config.uss, config.models, seg)
         uss_name = provider.name
         model = prepare_classifier(dataset, config, classifier_path)

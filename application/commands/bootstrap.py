@@ -38,7 +38,7 @@ def _profiles(name: str) -> str:
 
 
 def register(subparsers) -> None:
-    from annotate.cli_choices import BACKBONE_NAMES, SEGMENTER_NAMES, USS_NAMES
+    from application.commands.choices import BACKBONE_NAMES, SEGMENTER_NAMES, USS_NAMES
 
     p = subparsers.add_parser(
         "bootstrap",
@@ -151,6 +151,7 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
     from annotate.dataset import load_dataset
     from annotate.store import ProjectLayout
     from dhr import DHRConfig
+    from models.settings import ModelSettings
 
     dataset = load_dataset(
         args.dataset,
@@ -179,10 +180,8 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
         background_threshold=args.bg_threshold,
         base_masks=args.base_masks,
         uss=args.uss,
-        segmenter=args.segmenter,
-        weights_dir=args.weights_dir,
-        download=not args.no_download,
-        device=args.device,
+        models=ModelSettings(device=args.device, weights_dir=args.weights_dir, segmenter=args.segmenter,
+                             download=not args.no_download),
         shard=parse_shard(args.shard),
         seed=args.seed,
         dhr=dataclasses.replace(DHRConfig(), tau=args.tau, crf=args.crf),

@@ -184,12 +184,12 @@ def build_segmenter_for(settings: Any, store: Any) -> Any:
 def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     """Keyword arguments of Gradio's ``Blocks.launch`` for the parsed command line (creates ``PROJECT/exports``,
     the one folder the page may serve files from). Logins go through a throttling
-    :class:`annotate.login_gate.LoginGate`."""
+    :class:`application.gui.login_gate.LoginGate`."""
     from annotate.review.assets import CSS, SHORTCUTS_JS
 
     exports = store.layout.exports_dir
     exports.mkdir(parents=True, exist_ok=True)
-    from annotate.login_gate import LoginGate
+    from application.gui.login_gate import LoginGate
 
     logins = logins_from_args(args)
     return {
@@ -222,8 +222,7 @@ def to_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _run_gui(args: argparse.Namespace) -> int:
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    command = [sys.executable, str(app)] if app.is_file() else [sys.executable, "-m", "app"]
+    command = [sys.executable, "-m", "application.gui.app"]
     return subprocess.call(command + to_argv(args), env=dict(os.environ))
 
 

@@ -84,9 +84,7 @@ def run_bootstrap(
             "the chosen images are all labelled or reviewed already (only 'new' images are labelled)"
         )
     layout = store.layout
-    models = {"device": settings.device, "weights_dir": settings.weights_dir, "segmenter": settings.segmenter,
-              "download": settings.download, "embedding_cache": layout.embeddings_dir}
-    config = BootstrapConfig(out=store.root, **{**models, **options})
+    config = BootstrapConfig(out=store.root, models=settings, embedding_cache=layout.embeddings_dir, **options)
     if on_progress is not None:
         on_progress(0.0, "classifier")
     prepare_classifier(everything, config, layout.classifier_file)

@@ -22,7 +22,7 @@ from typing import Any
 import gradio as gr
 
 from annotate.review.brush import strokes_from_layers
-from gui_jobs import export_to_project, run_bootstrap, run_training_round
+from application.gui.jobs import export_to_project, run_bootstrap, run_training_round
 from annotate.review.pool import SessionPool
 from annotate.review.refine import SharedSegmenter
 from annotate.review.session import EditConflict, ReviewSession

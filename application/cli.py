@@ -18,30 +18,30 @@ from pathlib import Path
 from core.errors import UserError
 
 COMMAND_MODULES = (
-    "annotate.cli_weights",  # dhr weights: list / download / verify checkpoints
-    "annotate.cli_project",  # dhr init / import-coco / export
-    "annotate.cli_review",  # dhr accept / reject / review
-    "annotate.cli_bootstrap",  # dhr bootstrap / merge-shards
-    "training.cli",  # dhr train / eval
-    "annotate.cli_gui",  # dhr gui
+    "application.commands.weights",  # dhr weights: list / download / verify checkpoints
+    "application.commands.project",  # dhr init / import-coco / export
+    "application.commands.review",  # dhr accept / reject / review
+    "application.commands.bootstrap",  # dhr bootstrap / merge-shards
+    "application.commands.train",  # dhr train / eval
+    "application.commands.gui",  # dhr gui
 )
 
 
 COMMANDS = {
-    "weights": "annotate.cli_weights",
-    "init": "annotate.cli_project",
-    "import-coco": "annotate.cli_project",
-    "export": "annotate.cli_project",
-    "status": "annotate.cli_project",
-    "remove": "annotate.cli_project",
-    "accept": "annotate.cli_review",
-    "reject": "annotate.cli_review",
-    "review": "annotate.cli_review",
-    "bootstrap": "annotate.cli_bootstrap",
-    "merge-shards": "annotate.cli_bootstrap",
-    "train": "training.cli",
-    "eval": "training.cli",
-    "gui": "annotate.cli_gui",
+    "weights": "application.commands.weights",
+    "init": "application.commands.project",
+    "import-coco": "application.commands.project",
+    "export": "application.commands.project",
+    "status": "application.commands.project",
+    "remove": "application.commands.project",
+    "accept": "application.commands.review",
+    "reject": "application.commands.review",
+    "review": "application.commands.review",
+    "bootstrap": "application.commands.bootstrap",
+    "merge-shards": "application.commands.bootstrap",
+    "train": "application.commands.train",
+    "eval": "application.commands.train",
+    "gui": "application.commands.gui",
 }
 """Subcommand -> the module that registers it (checked against the modules by the tests)."""
 

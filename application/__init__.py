@@ -1,0 +1,1 @@
+"""The application layer: the `dhr` command and the Gradio review GUI, on top of every other layer."""

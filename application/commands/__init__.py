@@ -1,0 +1,1 @@
+"""The `dhr` subcommands, one module per group; each exposes ``register(subparsers)``."""

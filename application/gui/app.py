@@ -1,0 +1,312 @@
+"""dhr-label review GUI (Gradio): a thin layer of layout and events over :mod:`annotate.review.session`.
+
+``python app.py`` opens the bundled demo project (created on first launch in ~/.cache/dhr-label/demo-project);
+``python app.py --project DIR`` opens a project. Binds 127.0.0.1 unless ``--host`` says otherwise; use
+``--auth user:pass`` or ``--auth-file FILE`` whenever the GUI is reachable by others.
+
+What the page shows is computed in :mod:`annotate.review.view`, the page's key bindings and CSS are in
+:mod:`annotate.review.assets`, and the launch settings come from :mod:`application.commands.gui`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import gradio as gr
+
+from application.commands.gui import (
+    build_gui_parser,
+    build_segmenter_for,
+    default_user,
+    launch_kwargs,
+    model_settings,
+    open_project,
+)
+from annotate.review.assets import SHORTCUTS
+from annotate.review.overlay import class_color
+from annotate.review.refine import SharedSegmenter
+from annotate.review.view import DISPLAY_MIN_SIDE, ORDERS, TOOL_CHOICES, segmenter_banner
+from annotate.store import STATUSES
+from core.errors import UserError
+from application.gui.handlers import Page, ReviewHandlers
+from models.settings import ModelSettings
+
+logger = logging.getLogger("dhr.app")
+
+CACHE_CLEANUP = (600, 1800)
+"""Gradio's ``delete_cache``: every 10 minutes, delete the files it wrote more than 30 minutes ago."""
+
+
+def build_app(
+    store: Any,
+    segmenter: Any,
+    *,
+    user: str = "local",
+    settings: ModelSettings | None = None,
+    bootstrap_options: dict[str, Any] | None = None,
+    training_options: dict[str, Any] | None = None,
+) -> Any:
+    """The Gradio Blocks of the review GUI over an open ``store`` and a segmenter (bare or shared).
+
+    ``settings`` (device, weights folder, segmenter) are handed to the automatic-labelling and training jobs,
+    which run on the page's own segmenter; ``bootstrap_options`` / ``training_options`` are further
+    :class:`annotate.bootstrap.BootstrapConfig` / :class:`training.rounds.RoundsConfig` fields of those jobs.
+    """
+    shared = segmenter if isinstance(segmenter, SharedSegmenter) else SharedSegmenter(segmenter)
+    classes = list(store.classes)
+    class_choices = [(name, i + 1) for i, name in enumerate(classes)]
+    swatches = " ".join(
+        f"<span style='color:rgb{class_color(i + 1)}'>■</span> {name}" for i, name in enumerate(classes)
+    )
+
+    # ------------------------------------------------------------------ layout
+    # Rendered images and uploads in Gradio's cache are deleted once they are half an hour old.
+    with gr.Blocks(title="dhr-label review", fill_width=True, delete_cache=CACHE_CLEANUP) as demo:
+        state = gr.State(None)
+        with gr.Row(equal_height=False):
+            gr.Markdown("### dhr-label · review")
+            gr.Markdown(
+                segmenter_banner(shared),
+                elem_id="segmenter-status",
+                elem_classes=["fallback"] if shared.is_fallback else [],
+            )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=280):
+                with gr.Row():
+                    status_dd = gr.Dropdown(
+                        ["all", *STATUSES], value="all", label="Show", elem_id="status-filter"
+                    )
+                    order_radio = gr.Radio(list(ORDERS), value="least confident first", label="Sort")
+                progress_md = gr.Markdown(elem_id="progress")
+                queue_df = gr.Dataframe(
+                    headers=["id", "image", "status", "conf."],
+                    datatype=["number", "str", "str", "number"],
+                    interactive=False,
+                    max_height=360,
+                    label="Image queue (click a row to open it)",
+                    elem_id="queue",
+                )
+                with gr.Accordion("Automatic labelling", open=False):
+                    with gr.Row():
+                        boot_this_btn = gr.Button("This image", size="sm", elem_id="btn-boot-this")
+                        boot_shown_btn = gr.Button("Images shown", size="sm", elem_id="btn-boot-shown")
+                        boot_all_btn = gr.Button("All images", size="sm", elem_id="btn-boot-all")
+                    with gr.Row():
+                        steps_nb = gr.Number(value=2000, precision=0, minimum=1, label="Training steps")
+                        train_btn = gr.Button("Run a training round", size="sm", elem_id="btn-train")
+                    redo_cb = gr.Checkbox(value=False, label="Relabel images still in 'pseudo' status")
+                    job_md = gr.Markdown(elem_id="job")
+                with gr.Accordion("Export COCO", open=True):
+                    with gr.Row():
+                        accepted_cb = gr.Checkbox(value=False, label="Accepted images only")
+                        polygons_cb = gr.Checkbox(value=False, label="Polygons instead of RLE")
+                    export_btn = gr.Button("Export", variant="secondary", elem_id="btn-export")
+                    export_file = gr.File(
+                        label="Download", interactive=False, visible=False, elem_id="export-file"
+                    )
+                with gr.Accordion("Add images", open=False):
+                    upload = gr.File(
+                        file_count="multiple", file_types=["image"], label="Images", elem_id="upload"
+                    )
+                    tags_box = gr.Textbox(
+                        label="Tags (comma separated class names)",
+                        placeholder=", ".join(classes[:3]),
+                        elem_id="upload-tags",
+                    )
+                    add_btn = gr.Button("Add to project", size="sm", elem_id="btn-add")
+                with gr.Accordion("Remove image", open=False, elem_id="remove-panel"):
+                    remove_box = gr.Textbox(
+                        label="Image to remove (name or id; its file is kept in removed/)",
+                        placeholder="images/photo.jpg",
+                        elem_id="remove-name",
+                    )
+                    remove_btn = gr.Button(
+                        "Remove from project", size="sm", variant="stop", elem_id="btn-remove"
+                    )
+            with gr.Column(scale=3, min_width=480):
+                image_md = gr.Markdown(elem_id="image-info")
+                tool_radio = gr.Radio(TOOL_CHOICES, value="positive", label="Click tool", elem_id="tool")
+                with gr.Tabs():
+                    with gr.Tab("Click", id="click-tab"):
+                        canvas = gr.Image(
+                            type="numpy",
+                            format="jpeg",
+                            interactive=False,
+                            show_label=False,
+                            buttons=["fullscreen"],
+                            height=DISPLAY_MIN_SIDE,
+                            elem_id="canvas",
+                        )
+                    with gr.Tab("Brush / eraser", id="brush-tab") as brush_tab:
+                        gr.Markdown(
+                            "Paint **green** to add pixels to the selected instance, **red** to remove "
+                            "them, then press **Apply**. With nothing selected, green strokes start a new "
+                            "instance."
+                        )
+                        editor = gr.ImageEditor(
+                            type="numpy",
+                            image_mode="RGBA",
+                            sources=[],
+                            transforms=[],
+                            layers=False,
+                            brush=gr.Brush(
+                                colors=["rgb(40, 200, 40)", "rgb(230, 30, 30)"], color_mode="fixed"
+                            ),
+                            eraser=gr.Eraser(),
+                            height=DISPLAY_MIN_SIDE,
+                            show_label=False,
+                            elem_id="editor",
+                        )
+                        brush_btn = gr.Button("Apply", variant="primary", elem_id="btn-brush-apply")
+                with gr.Row():
+                    prev_btn = gr.Button("← Previous", size="sm", elem_id="btn-prev")
+                    next_btn = gr.Button("Next →", size="sm", elem_id="btn-next")
+                    undo_btn = gr.Button("Undo (Z)", size="sm", elem_id="btn-undo")
+                    redo_btn = gr.Button("Redo (Y)", size="sm", elem_id="btn-redo")
+                    reject_btn = gr.Button("Reject (R)", size="sm", variant="stop", elem_id="btn-reject")
+                    accept_btn = gr.Button(
+                        "Accept & next (A)", size="sm", variant="primary", elem_id="btn-accept"
+                    )
+                message_md = gr.Markdown(elem_id="message")
+                with gr.Row():
+                    opacity = gr.Slider(
+                        0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity"
+                    )
+                    visible_cb = gr.CheckboxGroup(
+                        class_choices,
+                        value=[c for _, c in class_choices],
+                        label="Show classes",
+                        elem_id="visible",
+                    )
+                gr.HTML(f"<div style='font-size:0.85em'>{swatches}</div>")
+            with gr.Column(scale=1, min_width=340):
+                new_class_dd = gr.Dropdown(
+                    class_choices, value=1, label="Class for new instances", elem_id="new-class"
+                )
+                instances_df = gr.Dataframe(
+                    headers=["#", "class", "score", "from", "px"],
+                    datatype=["str", "str", "number", "str", "number"],
+                    interactive=False,
+                    max_height=360,
+                    label="Instances (click a row to select)",
+                    elem_id="instances",
+                )
+                class_dd = gr.Dropdown(
+                    class_choices, value=None, label="Class of the selected instance", elem_id="class-select"
+                )
+                with gr.Row():
+                    deselect_btn = gr.Button("Deselect (Esc)", size="sm", elem_id="btn-deselect")
+                    delete_btn = gr.Button("Delete (D)", size="sm", variant="stop", elem_id="btn-delete")
+                with gr.Row():
+                    merge_dd = gr.Dropdown([], value=None, label="Merge with", elem_id="merge-with")
+                    merge_btn = gr.Button("Merge (M)", size="sm", elem_id="btn-merge")
+                with gr.Accordion("Keyboard shortcuts", open=True):
+                    gr.Markdown(SHORTCUTS, elem_id="shortcuts")
+
+        page = Page(
+            state=state,
+            canvas=canvas,
+            instances_df=instances_df,
+            image_md=image_md,
+            merge_dd=merge_dd,
+            class_dd=class_dd,
+            new_class_dd=new_class_dd,
+            message_md=message_md,
+            queue_df=queue_df,
+            progress_md=progress_md,
+            editor=editor,
+            export_file=export_file,
+            upload=upload,
+            job_md=job_md,
+            remove_box=remove_box,
+        )
+        h = ReviewHandlers(
+            page,
+            store,
+            shared,
+            user=user,
+            settings=settings,
+            bootstrap_options=bootstrap_options,
+            training_options=training_options,
+        )
+        view_outputs = [canvas, instances_df, image_md, merge_dd, class_dd, new_class_dd, message_md]
+        queue_outputs = [queue_df, progress_md]
+        both = view_outputs + queue_outputs
+        # Edits of every tab run one at a time (they share the store and the segmenter), without a spinner.
+        fast = {"show_progress": "hidden", "concurrency_id": "edit"}
+
+        demo.unload(h.on_unload)
+        demo.load(h.on_load, None, [state, *both, remove_box]).then(h.on_prepare, state, [message_md])
+        queue_df.select(h.on_queue_select, state, [*view_outputs, remove_box]).then(
+            h.on_prepare, state, [message_md]
+        )
+        status_dd.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
+        order_radio.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
+        canvas.select(h.on_click, [state, tool_radio], view_outputs, trigger_mode="multiple", **fast)
+        tool_radio.input(h.on_tool, [state, tool_radio], [canvas, message_md], **fast)
+        instances_df.select(h.on_instance_select, state, view_outputs, **fast)
+        deselect_btn.click(h.on_deselect, state, view_outputs, **fast)
+        new_class_dd.input(h.on_new_class, [state, new_class_dd], [message_md])
+        class_dd.input(h.on_set_class, [state, class_dd], view_outputs, **fast)
+        delete_btn.click(h.on_delete, state, view_outputs, **fast)
+        merge_btn.click(h.on_merge, [state, merge_dd], view_outputs, **fast)
+        undo_btn.click(h.on_undo, state, both, **fast)
+        redo_btn.click(h.on_redo, state, both, **fast)
+        accept_btn.click(h.on_accept, state, both, concurrency_id="edit").then(
+            h.on_prepare, state, [message_md]
+        )
+        reject_btn.click(h.on_reject, state, both, concurrency_id="edit")
+        prev_btn.click(h.on_prev, state, view_outputs).then(h.on_prepare, state, [message_md])
+        next_btn.click(h.on_next, state, view_outputs).then(h.on_prepare, state, [message_md])
+        opacity.release(h.on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
+        visible_cb.input(h.on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
+        brush_tab.select(h.on_brush_open, state, [editor, message_md])
+        brush_btn.click(h.on_brush_apply, [state, editor], [*view_outputs, editor], concurrency_id="edit")
+        export_btn.click(h.on_export, [state, accepted_cb, polygons_cb], [export_file, message_md])
+        add_btn.click(h.on_add_images, [state, upload, tags_box], [*queue_outputs, message_md, upload])
+        remove_btn.click(h.on_remove, [state, remove_box], [*both, remove_box], concurrency_id="edit")
+        job_outputs = [*both, job_md]
+        boot_this_btn.click(h.on_bootstrap_this, [state, redo_cb], job_outputs, concurrency_id="jobs")
+        boot_shown_btn.click(h.on_bootstrap_shown, [state, redo_cb], job_outputs, concurrency_id="jobs")
+        boot_all_btn.click(h.on_bootstrap_all, [state, redo_cb], job_outputs, concurrency_id="jobs")
+        train_btn.click(h.on_train, [state, steps_nb], job_outputs, concurrency_id="jobs")
+    return demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry of ``python app.py``: parse options, open the project and the segmenter, serve the GUI."""
+    args = build_gui_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        store = open_project(args)
+        settings = model_settings(args)
+        shared = build_segmenter_for(settings, store)
+        kwargs = launch_kwargs(args, store)
+    except (UserError, ValueError, OSError) as error:
+        logger.error("%s", error)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not kwargs["auth"]:
+        logger.warning(
+            "serving on %s without a login: anyone who can reach it can edit the labels "
+            "(use --auth user:pass or --auth-file FILE)",
+            args.host,
+        )
+    logger.info("project: %s (%d images)", store.root, len(store.list_images()))
+    demo = build_app(
+        store,
+        shared,
+        user=default_user(args),
+        settings=settings,
+    )
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(**kwargs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
