@@ -183,6 +183,17 @@ def print_crf(items, chosen: str) -> None:
         print(f"| {crf.iterations} | {crf.scale} | {s['miou']:.3f} | {s['minor_iou']:.3f} | {statistics.median(times):.0f} | {at512} |")
 
 
+def load_results(paths: list[str]) -> dict[tuple[str, bool], list[Score]]:
+    """The scores written by ``--json`` runs, merged (each run covers some families)."""
+    results: dict[tuple[str, bool], list[Score]] = {}
+    for path in paths:
+        with open(path) as handle:
+            for key, scores in json.load(handle).items():
+                label, crf = key.rsplit("|crf=", 1)
+                results.setdefault((label, crf == "True"), []).extend(Score(**s) for s in scores)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=6, help="seeds per family and split (default 6)")
@@ -191,7 +202,19 @@ def main() -> None:
     parser.add_argument("--crf-table-only", metavar="VARIANT",
                         help="only the CRF settings table, for this variant of the solver table")
     parser.add_argument("--json", help="also write every score to this file")
+    parser.add_argument("--from-json", nargs="+", metavar="FILE",
+                        help="print the tables from the scores of earlier --json runs (e.g. families split over "
+                             "several processes) instead of running")
     args = parser.parse_args()
+    if args.from_json:
+        results = load_results(args.from_json)
+        chosen = choose(results)
+        print(f"{len({s.family for s in results[(chosen, False)]})} families from {len(args.from_json)} file(s)")
+        print(f"\nChosen on the validation split: {chosen}")
+        for split in ("val", "test"):
+            print_variants(results, split, chosen)
+        print_families(results, chosen)
+        return
     names = args.families.split(",") if args.families else list(FAMILIES)
     torch.manual_seed(0)
     items = scenes(names, args.seeds)

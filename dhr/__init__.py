@@ -1,31 +1,46 @@
-"""DHR rebalancing core: pure, vectorised functions on tensors (CPU or GPU). Features in, masks out."""
+"""DHR rebalancing core: pure, vectorised functions on tensors (CPU or GPU). Features in, masks out.
 
-from .crf import CRFConfig, dense_crf
-from .labels import BACKGROUND, IGNORE_INDEX
-from .metrics import confusion_matrix, minor_class_recall, segmentation_scores
-from .normalise import minmax_maps, normalise_cams
-from .ot import SOLVERS, OTSettings, SinkhornLog, ot_rebalance, plan_maps, transport_plan
-from .prototypes import class_prototypes
-from .rebalance import DHRConfig, DHRResult, rebalance
+The names below are loaded on first use, so that ``dhr.labels`` (the reserved label values every layer shares)
+can be imported without torch.
+"""
 
-__all__ = [
-    "BACKGROUND",
-    "IGNORE_INDEX",
-    "CRFConfig",
-    "OTSettings",
-    "SOLVERS",
-    "SinkhornLog",
-    "DHRConfig",
-    "DHRResult",
-    "class_prototypes",
-    "confusion_matrix",
-    "dense_crf",
-    "minmax_maps",
-    "minor_class_recall",
-    "normalise_cams",
-    "ot_rebalance",
-    "plan_maps",
-    "rebalance",
-    "segmentation_scores",
-    "transport_plan",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SOURCES = {
+    "BACKGROUND": "labels",
+    "IGNORE_INDEX": "labels",
+    "CRFConfig": "crf",
+    "dense_crf": "crf",
+    "confusion_matrix": "metrics",
+    "minor_class_recall": "metrics",
+    "segmentation_scores": "metrics",
+    "minmax_maps": "normalise",
+    "normalise_cams": "normalise",
+    "SOLVERS": "ot",
+    "OTSettings": "ot",
+    "SinkhornLog": "ot",
+    "ot_rebalance": "ot",
+    "plan_maps": "ot",
+    "transport_plan": "ot",
+    "class_prototypes": "prototypes",
+    "DHRConfig": "rebalance",
+    "DHRResult": "rebalance",
+    "rebalance": "rebalance",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'dhr' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))

@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from annotate.rle import decode_rle
+from dhr.labels import IGNORE_INDEX
 
 if TYPE_CHECKING:
     from annotate.store.records import InstanceRecord
 
 __all__ = ["IGNORE_INDEX", "paint_semantic"]
-
-IGNORE_INDEX = 255
-"""``dhr.labels.IGNORE_INDEX``, repeated so that the store does not import the algorithm package (and torch)."""
 
 
 def paint_semantic(instances: Sequence[InstanceRecord], height: int, width: int) -> np.ndarray:
