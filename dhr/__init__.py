@@ -26,9 +26,9 @@ _SOURCES = {
     "plan_maps": "ot",
     "transport_plan": "ot",
     "class_prototypes": "prototypes",
-    "DHRConfig": "rebalance",
-    "DHRResult": "rebalance",
-    "rebalance": "rebalance",
+    "DHRConfig": "pipeline",
+    "DHRResult": "pipeline",
+    "rebalance": "pipeline",
 }
 
 __all__ = sorted(_SOURCES)
@@ -37,9 +37,11 @@ __all__ = sorted(_SOURCES)
 def __getattr__(name: str) -> Any:
     if name not in _SOURCES:
         raise AttributeError(f"module 'dhr' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
-    globals()[name] = value
-    return value
+    source = _SOURCES[name]
+    module = importlib.import_module(f".{source}", __name__)
+    # Bind every name of that module at once (a module's other names need not trigger a second lookup).
+    globals().update({n: getattr(module, n) for n, s in _SOURCES.items() if s == source})
+    return globals()[name]
 
 
 def __dir__() -> list[str]:
