@@ -256,9 +256,9 @@ def test_gui_view_queue_and_tags(project, session):
     store.save_labels(ids[1], [], user="bootstrap", confidence=0.25, status="pseudo")
     ui = Ui(session, order="name")
     assert queue_rows(ui) == [
-        [ids[0], "a.png", "new", None],
-        [ids[1], "b.png", "pseudo", 0.25],
-        [ids[2], "c.png", "new", None],
+        [ids[0], "a.png", "new", None, ""],
+        [ids[1], "b.png", "pseudo", 0.25, "⚠ low confidence"],  # automatic labels below 0.5
+        [ids[2], "c.png", "new", None, ""],
     ]
     assert open_neighbour(ui, -1) == ids[2] and session.image_id == ids[2]  # wraps to the end
     assert open_neighbour(ui, 1) == ids[0]

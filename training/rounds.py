@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from annotate.store.authorship import TRAINING_USER
 from core.files import atomic_write_text, load_torch, save_torch
 from dhr import DHRConfig, rebalance
 from models.deeplab import DeepLabV3Plus, build_deeplab
@@ -80,7 +81,7 @@ class RoundsConfig:
     min_change: float = 0.002  # stop when fewer than this share of pixels changed in a round
     reinit: bool = False  # start every round from the backbone weights instead of the last round's model
     accepted_repeat: int = 1  # accepted (reviewed) images appear this many times per epoch
-    user: str = "dhr-train"
+    user: str = TRAINING_USER
     relabel_edited: bool = False  # also relabel images a person edited since the last automatic pass
     out_dir: str | None = None
     dhr: DHRConfig = field(default_factory=lambda: DHRConfig(crf=True))  # DHR of the step and the relabelling
@@ -208,9 +209,7 @@ def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: 
     """Relabel this rank's share of ``entries``; returns summed counts (all ranks)."""
     from tqdm.auto import tqdm
 
-    from annotate.store import VersionConflict
-
-    from annotate.store import hand_edits
+    from annotate.store import VersionConflict, hand_edits
 
     changed = total = relabelled = conflicts = 0
     confidence_sum = 0.0

@@ -13,6 +13,8 @@ from collections.abc import Collection, Iterable
 from annotate.store.catalog import ProjectCatalog
 from annotate.store.records import Change
 
+TRAINING_USER = "dhr-train"
+"""The user the training rounds save their labels as (``training.rounds.RoundsConfig.user``)."""
 LABEL_ACTIONS = ("save_labels", "undo", "redo")
 """Change-log actions that can replace an image's instances (undo / redo only when their kind is labels)."""
 
@@ -50,4 +52,4 @@ def hand_edits(
     return found
 
 
-__all__ = ["LABEL_ACTIONS", "hand_edits", "is_label_change"]
+__all__ = ["LABEL_ACTIONS", "TRAINING_USER", "hand_edits", "is_label_change"]
