@@ -383,14 +383,23 @@ def test_demo_project_created_once_from_untouched_assets(tmp_path):
     before = _tree_digest(DEMO_ASSETS)
     classes, tags = demo_classes(), demo_tags()
     assert len(tags) >= 4 and all(tags.values())
+    bare = ensure_demo_project(tmp_path / "bare", labels=False)
+    assert {r.status for r in bare.list_images()} == {"new"} and not bare.instances(bare.list_images()[0].id)
+    bare.close()
     store = ensure_demo_project(tmp_path / "demo")
     records = store.list_images(order="name")
     assert [Path(r.file_name).name for r in records] == sorted(tags)
     assert store.classes == classes
     for r in records:
         assert list(r.tags) == sorted(tags[Path(r.file_name).name], key=classes.index)
-        assert r.status == "new" and store.image_path(r.id).is_relative_to(store.root)
+        assert store.image_path(r.id).is_relative_to(store.root)
         assert store.load_image(r.id).shape == (r.height, r.width, 3)
+        # the bundled labels, to review: every tag has an instance, made with the review tools by "demo"
+        assert (r.status, r.updated_by) == ("review", "demo")
+        instances = store.instances(r.id)
+        assert {classes[i.class_id - 1] for i in instances} == set(r.tags)
+        assert all(0.005 * r.width * r.height < i.area < 0.8 * r.width * r.height for i in instances)
+    assert sum(len(store.instances(r.id)) for r in records) == 13
     store.save_labels(records[0].id, [], user="t", status="accepted")
     store.close()
     again = ensure_demo_project(tmp_path / "demo")  # reopened as it is, nothing added twice

@@ -148,7 +148,8 @@ def bootstrap_plan(
     """Which of ``image_ids`` (None: all) an automatic-labelling job labels now, and which it skips and why.
 
     It labels images in status "new" with tags; with ``redo_pseudo`` also those in "pseudo", except the ones
-    a person edited since the last automatic pass (unless ``relabel_edited``). Reviewed images never.
+    a person edited since the last automatic pass (unless ``relabel_edited``). Images in review, accepted or
+    rejected never.
     """
     from annotate.bootstrap import USER as BOOTSTRAP_USER
     from annotate.store import IMAGES_DIR
@@ -161,8 +162,8 @@ def bootstrap_plan(
     if unknown:
         raise ValueError(f"no image with id(s) {sorted(unknown)} in project {store.root}")
     targets = [r for r in records if r.id in chosen]
-    pseudo = [r.id for r in targets if r.status == "pseudo"] if redo_pseudo else []
-    edited = {} if relabel_edited or not pseudo else hand_edits(store, (BOOTSTRAP_USER, TRAINING_USER), pseudo)
+    open_ids = [r.id for r in targets if r.status in ("pseudo", "review")]
+    edited = hand_edits(store, (BOOTSTRAP_USER, TRAINING_USER), open_ids) if open_ids else {}
     label: list[int] = []
     reset: list[int] = []
     skipped: dict[str, str] = {}
@@ -171,13 +172,15 @@ def bootstrap_plan(
             skipped[r.file_name] = "without tags (or outside images/)"
         elif r.status == "new":
             label.append(r.id)
-        elif r.status == "pseudo" and redo_pseudo and r.id not in edited:
+        elif r.status in ("accepted", "rejected"):
+            skipped[r.file_name] = "accepted or rejected"
+        elif r.status == "pseudo" and redo_pseudo and (relabel_edited or r.id not in edited):
             label.append(r.id)
             reset.append(r.id)
         elif r.id in edited:
             skipped[r.file_name] = "edited by hand"
         else:
-            skipped[r.file_name] = "already labelled or reviewed"
+            skipped[r.file_name] = "already labelled" if r.status == "pseudo" else "in review"
     return BootstrapPlan(tuple(label), tuple(reset), skipped)
 
 
@@ -192,7 +195,7 @@ def run_bootstrap(
     relabel_edited: bool = False,
     user: str = "local",
     **options: Any,
-) -> Any:
+) -> tuple[Any, BootstrapPlan]:
     """Pseudo-label project images with ``annotate.bootstrap`` (classifier -> CAMs -> DHR -> segmenter).
 
     ``image_ids`` None means every image. Only images still "new" are labelled (the bootstrap never overwrites
@@ -203,7 +206,7 @@ def run_bootstrap(
     ``settings`` give device, weights folder and segmenter; ``segmenter`` is the GUI's running one (a lease of
     it labels the images; without it one is built from ``settings``). ``options`` are other
     :class:`annotate.bootstrap.BootstrapConfig` fields (``epochs``, ``uss``...).
-    Returns the :class:`annotate.bootstrap.BootstrapReport`.
+    Returns the :class:`annotate.bootstrap.BootstrapReport` and the :class:`BootstrapPlan` it followed.
     """
     from annotate.bootstrap import BootstrapConfig, prepare_classifier
     from annotate.bootstrap import run_bootstrap as bootstrap_images
@@ -249,9 +252,10 @@ def run_bootstrap(
 
     dataset = TaggedDataset(store.root / IMAGES_DIR, classes, [entry(r) for r in targets], source=store.root)
     lease = segmenter.lease() if segmenter is not None else None  # None: the bootstrap builds one from settings
-    return bootstrap_images(
+    report = bootstrap_images(
         dataset, config, segmenter=lease, on_image_done=image_done, classifier_trained=trained_now
     )
+    return report, plan
 
 
 def run_training_round(

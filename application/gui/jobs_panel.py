@@ -178,12 +178,12 @@ class JobHandlers:
 
         def work(progress: Callable[[float, str], None]) -> str:
             progress(0.0, plan.summary())
-            report = run_bootstrap(
+            report, followed = run_bootstrap(
                 store, targets, settings=review.settings, segmenter=review.shared, on_progress=progress,
                 redo_pseudo=bool(redo), relabel_edited=bool(relabel_edited), user=user,
                 **(review.bootstrap_options or {}),
             )
-            return bootstrap_done_text(store, report, plan)
+            return bootstrap_done_text(store, report, followed)
 
         first = f"automatic labelling started: it {plan.summary()}; keep reviewing meanwhile"
         return {**self._start("Automatic labelling", work, first),
