@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class Drawn:
     """One object as a reviewer draws it: a box, then clicks ``(x, y, positive)``, then brush strokes

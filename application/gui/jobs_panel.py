@@ -98,13 +98,20 @@ def segmenter_name(shared: SharedSegmenter) -> str:
     return "grabcut" if shared.is_fallback else shared.model_id.partition("@")[0]
 
 
+def picker_choices(shared: SharedSegmenter, weights_dir: Any) -> list[str]:
+    """The dropdown's choices: the usable registry segmenters, and the running one if it is not among them."""
+    usable = segmenter_choices(weights_dir)[0]
+    current = segmenter_name(shared)
+    return usable + ([current] if current not in usable else [])
+
+
 def build_segmenter_picker(panel: JobsPanel, shared: SharedSegmenter, weights_dir: Any) -> None:
     """The segmenter dropdown, listing the registry's segmenters whose checkpoints are present."""
     from models.weights import default_weights_dir
 
-    usable, missing = segmenter_choices(weights_dir)
+    missing = segmenter_choices(weights_dir)[1]
     current = segmenter_name(shared)
-    choices = usable + ([current] if current not in usable else [])
+    choices = picker_choices(shared, weights_dir)
     info = (
         f"not available: {', '.join(missing)} (checkpoint not in {default_weights_dir(weights_dir)}; "
         "`dhr weights download NAME`)"
@@ -266,7 +273,8 @@ class JobHandlers:
             self.panel.banner_md: gr.Markdown(
                 segmenter_banner(shared), elem_classes=["fallback"] if shared.is_fallback else []
             ),
-            self.panel.segmenter_dd: gr.Dropdown(value=name),
+            self.panel.segmenter_dd: gr.Dropdown(choices=picker_choices(shared, self.review.settings.weights_dir),
+                                                 value=name),
         }
 
     # ------------------------------------------------------------------ segmenter switch
