@@ -472,18 +472,19 @@ def test_bootstrap_on_chosen_images_from_the_session(project):
         progress=False,
         settings=ModelSettings(segmenter="grabcut"),
     )
-    report = run_bootstrap(
+    report, plan = run_bootstrap(
         store, [ids[0], ids[2]], on_progress=lambda f, text: seen.append((f, text)), **options
     )
+    assert plan.label == (ids[0],) and plan.skipped == {"images/c.png": "accepted or rejected"}
     assert report.processed == ["a.png"]  # the accepted image is never relabelled
     assert store.image(ids[0]).status == "pseudo" and 0.0 <= store.image(ids[0]).confidence <= 1.0
     assert store.image(ids[1]).status == "new"  # not chosen
     assert store.image(ids[2]).status == "accepted" and len(store.instances(ids[2])) == 1
     assert (store.root / "classifier.pt").is_file()
-    assert seen[0] == (0.0, "classifier") and seen[-1][0] == 1.0
-    with pytest.raises(ValueError, match="labelled or reviewed already"):
+    assert seen[0] == (0.0, f"training the classifier on {len(ids)} tagged image(s)") and seen[-1][0] == 1.0
+    with pytest.raises(ValueError, match="nothing to label"):
         run_bootstrap(store, [ids[0]], **options)
-    again = run_bootstrap(store, [ids[0]], redo_pseudo=True, **options)
+    again, _ = run_bootstrap(store, [ids[0]], redo_pseudo=True, **options)
     assert again.processed == ["a.png"] and store.image(ids[0]).status == "pseudo"
     with pytest.raises(ValueError, match="no image with id"):
         run_bootstrap(store, [999], **options)
@@ -496,7 +497,7 @@ def test_training_round_from_the_session_adds_one_round(project):
     store, ids, disc, square = project
     for image_id in ids:
         store.save_labels(
-            image_id, [NewInstance(1, disc), NewInstance(2, square)], user="ann", status="pseudo"
+            image_id, [NewInstance(1, disc), NewInstance(2, square)], user="bootstrap", status="pseudo"
         )
     store.set_status(ids[0], "accepted", user="ann")
     accepted = [(r.class_id, r.rle["counts"]) for r in store.instances(ids[0])]
@@ -513,7 +514,10 @@ def test_training_round_from_the_session_adds_one_round(project):
     )
     seen: list[tuple[float, str]] = []
     first = run_training_round(store, on_progress=lambda f, text: seen.append((f, text)), **options)
-    assert first["round"] == 1 and seen == [(0.0, "training round 1"), (1.0, "training round 1 done")]
+    assert first["round"] == 1 and seen[0] == (0.0, "training round 1") and seen[-1] == (1.0, "training round 1 done")
+    texts = [text for _, text in seen]
+    assert "round 1: training step 2 of 2" in texts and f"relabelling image {len(ids) - 1} of {len(ids) - 1}" in texts
+    assert first["relabelled"] == len(ids) - 1 and first["kept_edited"] == []
     second = run_training_round(store, **options)
     assert second["round"] == 2
     assert sorted(p.name for p in (store.root / "training").glob("round_*")) == ["round_01", "round_02"]
