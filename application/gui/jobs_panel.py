@@ -64,6 +64,7 @@ def build_jobs_accordion(panel: JobsPanel) -> None:
     """The "Automatic labelling" accordion: buttons, options, the plan and the models note."""
     with gr.Accordion("Automatic labelling", open=False, elem_id="jobs-panel") as accordion:
         panel.models_md = gr.Markdown(elem_id="job-models")
+        panel.plan_md = gr.Markdown(elem_id="job-plan")
         with gr.Row():
             for scope, label in SCOPES.items():
                 panel.buttons[scope] = gr.Button(label, size="sm", elem_id=f"btn-boot-{scope}")
@@ -74,7 +75,6 @@ def build_jobs_accordion(panel: JobsPanel) -> None:
         panel.edited_cb = gr.Checkbox(
             value=False, label="Also relabel images edited by hand (their edits are replaced)", elem_id="relabel-edited"
         )
-        panel.plan_md = gr.Markdown(elem_id="job-plan")
     panel.accordion = accordion
     panel.timer = gr.Timer(POLL_SECONDS)
     panel.seen = gr.State(None)
