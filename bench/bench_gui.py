@@ -66,7 +66,7 @@ def build(name: str, root: Path):
     from models.segmenters import SamSegmenter, build_sam, build_segmenter
     from models.segmenters.frame import resized_size
 
-    store = ensure_demo_project(root / "demo-project")
+    store = ensure_demo_project(root / "demo-project", labels=False)
     if name == "grabcut":
         return store, build_segmenter("grabcut")
     if name != "sam_vit_b":

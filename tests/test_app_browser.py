@@ -43,7 +43,7 @@ def served(tmp_path_factory):
     from models.segmenters import build_segmenter
 
     root = tmp_path_factory.mktemp("gui") / "demo-project"
-    store = ensure_demo_project(root)
+    store = ensure_demo_project(root, labels=False)  # the flow below draws every label itself
     port = _free_port()
     args = build_gui_parser().parse_args(
         ["--project", str(root), "--port", str(port), "--segmenter", "grabcut"]
@@ -372,5 +372,121 @@ def test_a_truncated_image_never_breaks_the_page(page, tmp_path):
     finally:
         for tab in tabs:
             tab.close()
+        demo.close()
+        store.close()
+
+
+@pytest.mark.browser
+def test_edits_go_on_while_a_labelling_job_runs(page, tmp_path, monkeypatch):
+    """A labelling job runs in the background: while it runs a click on the photo makes an instance that is
+    saved, and the job then leaves that image as the person left it and refreshes the queue."""
+    import threading
+
+    from PIL import Image
+
+    from application.gui import app, jobs_panel
+    from application.commands.gui import build_gui_parser
+    from annotate.store import ProjectStore
+    from dhr import DHRConfig
+    from models.segmenters import build_segmenter
+    from tests.synthetic_dataset import CLASSES, make_samples
+
+    expect = _sync_api().expect
+    expect.set_options(timeout=60_000)
+    edited = threading.Event()
+    real = jobs_panel.run_bootstrap
+
+    def held_bootstrap(*args, on_progress=None, **kwargs):  # the job waits for the edit: it surely runs meanwhile
+        on_progress(0.0, "waiting for the test's edit")
+        assert edited.wait(120), "the edit made during the job never reached the store"
+        return real(*args, on_progress=on_progress, **kwargs)
+
+    monkeypatch.setattr(jobs_panel, "run_bootstrap", held_bootstrap)
+    store = ProjectStore.create(tmp_path / "project", list(CLASSES))
+    samples = {s.name: s for s in make_samples(4, (160, 160), seed=1, background="photo")}
+    for sample in samples.values():
+        Image.fromarray(sample.image).save(tmp_path / sample.name)
+        store.add_image(tmp_path / sample.name, list(sample.tags))
+    port = _free_port()
+    args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port)])
+    tiny = {"backbone": "resnet_tiny", "pretrained": False, "epochs": 1, "crop_size": 64, "uss": "color",
+            "cam_scales": (1.0,), "cam_flip": False, "dhr": DHRConfig(crf=False), "progress": False}
+    demo = app.build_app(store, build_segmenter("grabcut"), user="tester", bootstrap_options=tiny)
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
+    tab = page.context.browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        tab.goto(f"http://127.0.0.1:{port}")
+        tab.wait_for_selector("#canvas img")
+        first = store.list_images(order="confidence")[0]  # the image the page opens
+        expect(tab.locator("#image-info")).to_contain_text(first.file_name)
+        tab.get_by_role("button", name="Automatic labelling").click()
+        expect(tab.locator("#job-plan")).to_contain_text("All images: labels 4 image(s)")
+        expect(tab.locator("#job-models")).to_contain_text("GrabCut fallback")
+        tab.locator("#btn-boot-all").click()
+        expect(tab.locator("#job")).to_contain_text("waiting for the test's edit")  # the job is running
+
+        sample = samples[first.file_name.rpartition("/")[2]]
+        cls = sample.gt.max()  # an object of the photo: click its centre while the job runs
+        ys, xs = np.nonzero(sample.gt == cls)
+        choose(tab, "#new-class", CLASSES[cls - 1])
+        click_image(tab, float(np.median(xs)), float(np.median(ys)), width=160)
+        wait_for(lambda: len(store.instances(first.id)) == 1, tab)
+        expect(tab.locator("#instances")).to_contain_text(CLASSES[cls - 1])
+        mine = store.image(first.id)
+        assert mine.updated_by == "tester" and mine.status == "review"
+        saved = [(r.class_id, r.rle["counts"]) for r in store.instances(first.id)]
+        edited.set()
+
+        expect(tab.locator("#job")).to_contain_text("finished", timeout=300_000)
+        text = tab.locator("#job").inner_text()
+        assert "3 image(s) labelled" in text and f"1 edited by hand: {sample.name}" in text  # left alone
+        assert "trained from scratch" in text and "expect rough masks" in text
+        assert store.image(first.id).version == mine.version  # exactly as the person saved it
+        assert [(r.class_id, r.rle["counts"]) for r in store.instances(first.id)] == saved
+        assert {r.status for r in store.list_images() if r.id != first.id} == {"pseudo"}
+        expect(tab.locator("#queue")).to_contain_text("pseudo")  # the queue was refreshed when it ended
+    finally:
+        edited.set()
+        tab.close()
+        demo.close()
+        store.close()
+
+
+@pytest.mark.browser
+def test_first_screen_shows_the_demo_labels_and_the_hint(page, tmp_path):
+    """The demo opens with its bundled labels to review and the start-here hint, on a 1366 x 768 screen; the
+    screenshot is written to ``$DHR_FIRST_SCREEN`` when set (``docs/screenshot-first-screen.png`` is made so)."""
+    from application.gui import app
+    from application.commands.gui import build_gui_parser
+    from annotate.review.demo import ensure_demo_project
+    from models.segmenters import build_segmenter
+
+    expect = _sync_api().expect
+    expect.set_options(timeout=60_000)
+    store = ensure_demo_project(tmp_path / "demo-project")
+    port = _free_port()
+    args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port)])
+    demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
+    tab = page.context.browser.new_page(viewport={"width": 1366, "height": 768})
+    try:
+        tab.goto(f"http://127.0.0.1:{port}")
+        tab.wait_for_selector("#canvas img")
+        expect(tab.locator("#start-hint")).to_contain_text("Start here")
+        expect(tab.locator("#progress")).to_contain_text("0 / 4 reviewed · new 0 · pseudo 0 · review 4")
+        first = store.list_images(order="confidence")[0]
+        expect(tab.locator("#image-info")).to_contain_text(first.file_name)
+        for inst in store.instances(first.id):  # the open photo's labels are listed
+            expect(tab.locator("#instances")).to_contain_text(store.classes[inst.class_id - 1])
+        expect(tab.locator("#segmenter-select input")).to_have_value("grabcut")
+        tab.wait_for_timeout(500)
+        shot = Path(os.environ.get("DHR_FIRST_SCREEN") or tmp_path / "first-screen.png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(shot))
+        assert shot.stat().st_size > 50_000
+    finally:
+        tab.close()
         demo.close()
         store.close()

@@ -43,6 +43,8 @@ def test_explicit_options_win_over_the_profile(tmp_path):
 
 def test_profile_follows_the_weights_the_classifier_started_from():
     assert classifier_profile(Classifier("resnet50", 2, pretrained=True)) == PRETRAINED
+    # a ResNet-50 without ImageNet weights trains and is recorded with the from-scratch schedule
+    assert classifier_profile(Classifier("resnet50", 2)) == dataclasses.replace(SCRATCH, backbone="resnet50")
     scratch_tiny = classifier_profile(Classifier("resnet_tiny", 2))
     assert scratch_tiny == dataclasses.replace(SCRATCH, backbone="resnet_tiny")
     with pytest.raises(ValueError, match="background_threshold"):

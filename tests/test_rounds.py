@@ -16,7 +16,7 @@ from PIL import Image
 from application import cli
 from tests.test_training import make_project
 from training.evaluate import evaluate_labels, format_scores, load_ground_truth, tag_restricted_mask
-from training.rounds import RoundsConfig, load_model, run_rounds
+from training.rounds import RoundsConfig, load_model, relabel_plan, run_rounds
 from training.trainer import TrainConfig
 
 SIZE = 64
@@ -72,6 +72,46 @@ def test_two_rounds_relabel_the_others_and_leave_accepted_images_alone(tmp_path)
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     model, classes = load_model(tmp_path / "run" / "round_02" / "model.pt")
     assert classes == store.classes and model.num_classes == 3
+
+
+def _exact(store, image_id):
+    """Everything a round could change about an image: version, status, confidence, instances to the byte."""
+    record = store.image(image_id)
+    return (record.version, record.status, record.confidence, record.updated_by,
+            [(r.class_id, r.rle["counts"], r.score, r.source, r.needs_review, r.area) for r in store.instances(image_id)])
+
+
+def test_a_round_keeps_images_edited_by_hand_unless_asked(tmp_path):
+    from annotate.store import NewInstance
+
+    store, _ = make_project(tmp_path, n=4)
+    edited, *others = [r.id for r in store.list_images(order="name")]
+    hand = np.zeros((SIZE, SIZE), bool)
+    hand[5:20, 30:50] = True  # an instance drawn by hand on an image in review
+    store.save_labels(edited, [*[i.to_new() for i in store.instances(edited)], NewInstance(store.image(edited).tag_ids[0], hand)], user="ann",
+                      status="review")
+    store.set_status(others[0], "review", user="ann")  # a status change alone is no edit of the labels
+    before = _exact(store, edited)
+    versions = {i: store.image(i).version for i in others}
+    config = _config(tmp_path / "run", rounds=1, steps=3, segmenter="none")
+
+    plan = relabel_plan(store, config)
+    assert plan.relabel == tuple(others) and plan.skipped_edited == (store.image(edited).file_name,)
+    assert "relabels 3 image(s), skips 1 edited by hand" in plan.summary()
+    history = run_rounds(store.root, config, progress=False)
+    assert _exact(store, edited) == before  # instances, mask bytes, version: exactly as the person left them
+    assert history[-1]["kept_edited"] == [store.image(edited).file_name] and history[-1]["relabelled"] == 3
+    for image_id in others:
+        assert store.image(image_id).version == versions[image_id] + 1
+        assert store.image(image_id).updated_by == "dhr-train"
+
+    config = _config(tmp_path / "run", rounds=2, steps=3, segmenter="none", relabel_edited=True)
+    assert relabel_plan(store, config).skipped_edited == ()
+    history = run_rounds(store.root, config, progress=False)  # round 2, asked to relabel edited images too
+    assert history[-1]["relabelled"] == 4 and history[-1]["kept_edited"] == []
+    after = store.image(edited)
+    assert after.version == before[0] + 1 and after.updated_by == "dhr-train"
+    assert not any(np.array_equal(store.instance_mask(r), hand) for r in store.instances(edited))
 
 
 def test_rounds_resume_and_stop_early(tmp_path):
@@ -146,6 +186,8 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert code == 0
     table = capsys.readouterr().out
     assert "| round |" in table and "\n| 1 |" in table
+    assert "the next round relabels 4 image(s); 0 accepted or rejected" in table
+    assert "no image was kept as edited by hand" in table
     model_path = store.root / "training" / "round_01" / "model.pt"
     assert model_path.is_file()
     scores = evaluate_labels(store, gt)

@@ -4,6 +4,7 @@ its jobs."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,7 @@ def gui(tmp_path, data):
     """A GUI's handlers started with ``--device cuda:1 --segmenter grabcut`` over a tagged project."""
     from application.commands.gui import build_gui_parser, build_segmenter_for, model_settings
     from application.gui.handlers import Page, ReviewHandlers
+    from application.gui.jobs_panel import JobHandlers, JobsPanel
 
     store = ProjectStore.create(tmp_path / "gui", list(data.classes))
     for sample in data.samples:
@@ -118,7 +120,10 @@ def gui(tmp_path, data):
     handlers = ReviewHandlers(page, store, shared, user="ann", settings=settings,
                               bootstrap_options={"backbone": "resnet_tiny", "pretrained": False, "epochs": 1,
                                                  "crop_size": 64, "uss": "color", "progress": False})
+    panel = JobsPanel(**{f.name: f.name for f in dataclasses.fields(JobsPanel)})
+    handlers.jobs = JobHandlers(handlers, panel)
     yield handlers
+    handlers.jobs.runner.wait(600)
     store.close()
 
 
@@ -136,11 +141,11 @@ def test_gui_jobs_get_the_gui_device_and_its_segmenter(gui, monkeypatch):
     _no_second_model(monkeypatch)
     seen: dict[str, object] = {}
 
-    def bootstrap(dataset, config, *, segmenter=None, on_image_done=None):
+    def bootstrap(dataset, config, *, segmenter=None, on_image_done=None, classifier_trained=False):
         seen["bootstrap"] = (config.models.device, segmenter)
         return annotate.bootstrap.BootstrapReport([], [], 0, config.out, None, config.out, "", "")
 
-    def rounds(root, config, ctx=None, gt=None, progress=True, *, settings=None, segmenter=None):
+    def rounds(root, config, ctx=None, gt=None, progress=True, *, settings=None, segmenter=None, on_progress=None):
         seen["rounds"] = (settings.device, segmenter)
         return [{"round": 1}]
 
@@ -148,8 +153,10 @@ def test_gui_jobs_get_the_gui_device_and_its_segmenter(gui, monkeypatch):
     monkeypatch.setattr(annotate.bootstrap, "run_bootstrap", bootstrap)
     monkeypatch.setattr(training.rounds, "run_rounds", rounds)
     ui = gui.on_load(None)["state"]
-    gui.bootstrap_job(ui, "all", False, lambda fraction, desc="": None)
-    gui.on_train(ui, 2)
+    gui.jobs.on_bootstrap_all(ui, False, False)
+    assert gui.jobs.runner.wait(60) and not gui.jobs.runner.status().error
+    gui.jobs.on_train(ui, 2, False)
+    assert gui.jobs.runner.wait(60) and not gui.jobs.runner.status().error
     for job in ("bootstrap", "rounds"):
         device, segmenter = seen[job]
         assert device == "cuda:1"
@@ -161,9 +168,19 @@ def test_a_gui_bootstrap_labels_with_the_gui_segmenter(gui, monkeypatch):
     gui.settings = dataclasses.replace(gui.settings, device="cpu")
     assert isinstance(gui.shared.segmenter, GrabCutSegmenter)
     ui = gui.on_load(None)["state"]
-    gui.bootstrap_job(ui, "all", False, lambda fraction, desc="": None)
+    started = gui.jobs.on_bootstrap_all(ui, False, False)
+    assert "it labels 3 image(s)" in started["message_md"]  # said before the run: what it will change
+    assert gui.jobs.runner.wait(300)
+    status = gui.jobs.runner.status()
+    assert not status.error and status.result.startswith("3 image(s) labelled")
+    assert "classifier resnet_tiny trained from scratch" in status.result and "GrabCut fallback" in status.result
+    assert "expect rough masks" in status.result  # and what that means for the labels
     statuses = {r.status for r in gui.store.list_images()}
     assert statuses == {"pseudo"}
+    # bootstrap.json records what ran: this job trained the classifier (from scratch), it loaded none
+    manifest = json.loads((gui.store.root / "bootstrap.json").read_text())
+    assert manifest["classifier"]["pretrained"] is False and manifest["settings"]["pretrained"] is False
+    assert manifest["classifier"]["loaded_from"] is None and "loaded from" not in manifest["classifier"]["summary"]
     sources = {i.source for r in gui.store.list_images() for i in gui.store.instances(r.id)}
     assert "grabcut" in sources and sources <= {"grabcut", "dhr"}  # the GUI's GrabCut (or the DHR seed kept)
 

@@ -256,9 +256,9 @@ def test_gui_view_queue_and_tags(project, session):
     store.save_labels(ids[1], [], user="bootstrap", confidence=0.25, status="pseudo")
     ui = Ui(session, order="name")
     assert queue_rows(ui) == [
-        [ids[0], "a.png", "new", None],
-        [ids[1], "b.png", "pseudo", 0.25],
-        [ids[2], "c.png", "new", None],
+        [ids[0], "a.png", "new", None, ""],
+        [ids[1], "b.png", "pseudo", 0.25, "⚠ low confidence"],  # automatic labels below 0.5
+        [ids[2], "c.png", "new", None, ""],
     ]
     assert open_neighbour(ui, -1) == ids[2] and session.image_id == ids[2]  # wraps to the end
     assert open_neighbour(ui, 1) == ids[0]
@@ -383,14 +383,23 @@ def test_demo_project_created_once_from_untouched_assets(tmp_path):
     before = _tree_digest(DEMO_ASSETS)
     classes, tags = demo_classes(), demo_tags()
     assert len(tags) >= 4 and all(tags.values())
+    bare = ensure_demo_project(tmp_path / "bare", labels=False)
+    assert {r.status for r in bare.list_images()} == {"new"} and not bare.instances(bare.list_images()[0].id)
+    bare.close()
     store = ensure_demo_project(tmp_path / "demo")
     records = store.list_images(order="name")
     assert [Path(r.file_name).name for r in records] == sorted(tags)
     assert store.classes == classes
     for r in records:
         assert list(r.tags) == sorted(tags[Path(r.file_name).name], key=classes.index)
-        assert r.status == "new" and store.image_path(r.id).is_relative_to(store.root)
+        assert store.image_path(r.id).is_relative_to(store.root)
         assert store.load_image(r.id).shape == (r.height, r.width, 3)
+        # the bundled labels, to review: every tag has an instance, made with the review tools by "demo"
+        assert (r.status, r.updated_by) == ("review", "demo")
+        instances = store.instances(r.id)
+        assert {classes[i.class_id - 1] for i in instances} == set(r.tags)
+        assert all(0.005 * r.width * r.height < i.area < 0.8 * r.width * r.height for i in instances)
+    assert sum(len(store.instances(r.id)) for r in records) == 13
     store.save_labels(records[0].id, [], user="t", status="accepted")
     store.close()
     again = ensure_demo_project(tmp_path / "demo")  # reopened as it is, nothing added twice
@@ -463,18 +472,19 @@ def test_bootstrap_on_chosen_images_from_the_session(project):
         progress=False,
         settings=ModelSettings(segmenter="grabcut"),
     )
-    report = run_bootstrap(
+    report, plan = run_bootstrap(
         store, [ids[0], ids[2]], on_progress=lambda f, text: seen.append((f, text)), **options
     )
+    assert plan.label == (ids[0],) and plan.skipped == {"images/c.png": "accepted or rejected"}
     assert report.processed == ["a.png"]  # the accepted image is never relabelled
     assert store.image(ids[0]).status == "pseudo" and 0.0 <= store.image(ids[0]).confidence <= 1.0
     assert store.image(ids[1]).status == "new"  # not chosen
     assert store.image(ids[2]).status == "accepted" and len(store.instances(ids[2])) == 1
     assert (store.root / "classifier.pt").is_file()
-    assert seen[0] == (0.0, "classifier") and seen[-1][0] == 1.0
-    with pytest.raises(ValueError, match="labelled or reviewed already"):
+    assert seen[0] == (0.0, f"training the classifier on {len(ids)} tagged image(s)") and seen[-1][0] == 1.0
+    with pytest.raises(ValueError, match="nothing to label"):
         run_bootstrap(store, [ids[0]], **options)
-    again = run_bootstrap(store, [ids[0]], redo_pseudo=True, **options)
+    again, _ = run_bootstrap(store, [ids[0]], redo_pseudo=True, **options)
     assert again.processed == ["a.png"] and store.image(ids[0]).status == "pseudo"
     with pytest.raises(ValueError, match="no image with id"):
         run_bootstrap(store, [999], **options)
@@ -487,7 +497,7 @@ def test_training_round_from_the_session_adds_one_round(project):
     store, ids, disc, square = project
     for image_id in ids:
         store.save_labels(
-            image_id, [NewInstance(1, disc), NewInstance(2, square)], user="ann", status="pseudo"
+            image_id, [NewInstance(1, disc), NewInstance(2, square)], user="bootstrap", status="pseudo"
         )
     store.set_status(ids[0], "accepted", user="ann")
     accepted = [(r.class_id, r.rle["counts"]) for r in store.instances(ids[0])]
@@ -504,7 +514,10 @@ def test_training_round_from_the_session_adds_one_round(project):
     )
     seen: list[tuple[float, str]] = []
     first = run_training_round(store, on_progress=lambda f, text: seen.append((f, text)), **options)
-    assert first["round"] == 1 and seen == [(0.0, "training round 1"), (1.0, "training round 1 done")]
+    assert first["round"] == 1 and seen[0] == (0.0, "training round 1") and seen[-1] == (1.0, "training round 1 done")
+    texts = [text for _, text in seen]
+    assert "round 1: training step 2 of 2" in texts and f"relabelling image {len(ids) - 1} of {len(ids) - 1}" in texts
+    assert first["relabelled"] == len(ids) - 1 and first["kept_edited"] == []
     second = run_training_round(store, **options)
     assert second["round"] == 2
     assert sorted(p.name for p in (store.root / "training").glob("round_*")) == ["round_01", "round_02"]

@@ -57,7 +57,7 @@ def make_project(root: Path, n: int = 12, size: int = SIZE, seed: int = 0):
         image_id = store.add_image(source / sample.name, list(sample.tags))
         labels = noisy_seed(sample.gt, rng)
         instances = [NewInstance(c, labels == c, source="dhr") for c in range(1, 4) if (labels == c).any()]
-        store.save_labels(image_id, instances, user="test", status="pseudo")
+        store.save_labels(image_id, instances, user="bootstrap", status="pseudo")  # as pseudo-labels are saved
         gt[image_id] = sample.gt.astype(np.int64)
     return store, gt
 

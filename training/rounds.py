@@ -7,6 +7,12 @@ turns the balanced masks into instances with ``annotate.labeling.label_image`` (
 saves them to the store (optimistic versioning: an image edited meanwhile is left alone). Rounds stop early
 when the share of relabelled pixels falls below ``min_change``.
 
+**Work in progress is kept.** An image whose labels a person changed since the last automatic pass (the
+store's change log: a label edit by a user other than the bootstrap and the rounds' user,
+:func:`annotate.store.hand_edits`) is not relabelled unless ``relabel_edited`` is set;
+:func:`relabel_plan` says beforehand how many images a round changes and skips, and each round's figures
+list the images it kept as edited (``kept_edited``).
+
 Layout under ``out_dir`` (default ``PROJECT/training``): ``round_01/last.pt`` (resumable training state),
 ``round_01/model.pt`` (EMA weights for ``dhr eval --checkpoint``), ``round_01/metrics.json`` (the round's
 figures; its presence marks the round as done, so a killed ``dhr train`` continues where it stopped) and
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from annotate.store.authorship import TRAINING_USER
 from core.files import atomic_write_text, load_torch, save_torch
 from dhr import DHRConfig, rebalance
 from models.deeplab import DeepLabV3Plus, build_deeplab
@@ -46,7 +53,8 @@ from training.trainer import TrainConfig, Trainer
 if TYPE_CHECKING:
     from models.segmenters import Segmenter
 
-__all__ = ["RoundsConfig", "run_rounds", "relabel_image", "save_model", "load_model", "MODEL_NAME"]
+__all__ = ["RoundsConfig", "RelabelPlan", "automatic_writers", "relabel_plan", "run_rounds", "relabel_image",
+           "save_model", "load_model", "MODEL_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +81,8 @@ class RoundsConfig:
     min_change: float = 0.002  # stop when fewer than this share of pixels changed in a round
     reinit: bool = False  # start every round from the backbone weights instead of the last round's model
     accepted_repeat: int = 1  # accepted (reviewed) images appear this many times per epoch
-    user: str = "dhr-train"
+    user: str = TRAINING_USER
+    relabel_edited: bool = False  # also relabel images a person edited since the last automatic pass
     out_dir: str | None = None
     dhr: DHRConfig = field(default_factory=lambda: DHRConfig(crf=True))  # DHR of the step and the relabelling
     labeling: object = None  # annotate.labeling.LabelingConfig; None = defaults
@@ -85,6 +94,46 @@ class RoundsConfig:
             raise ValueError(f"accepted_repeat must be >= 1, got {self.accepted_repeat}")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError(f"inference scales must be positive, got {self.scales}")
+
+
+def automatic_writers(config: RoundsConfig) -> tuple[str, ...]:
+    """The users whose saves are automatic labels: the bootstrap's and the rounds' own."""
+    from annotate.bootstrap.run import USER as BOOTSTRAP_USER
+
+    return (BOOTSTRAP_USER, config.user)
+
+
+@dataclass(frozen=True)
+class RelabelPlan:
+    """What a round will do to the labels: image ids it relabels, names it skips as edited by hand, and the
+    number of accepted / rejected images it never touches."""
+
+    relabel: tuple[int, ...]
+    skipped_edited: tuple[str, ...]
+    reviewed: int
+
+    def summary(self) -> str:
+        """One line: how many images change, how many are skipped and why."""
+        line = f"relabels {len(self.relabel)} image(s)"
+        if self.skipped_edited:
+            shown = ", ".join(self.skipped_edited[:5]) + (" ..." if len(self.skipped_edited) > 5 else "")
+            line += f", skips {len(self.skipped_edited)} edited by hand ({shown})"
+        return line + f"; {self.reviewed} accepted or rejected image(s) are never touched"
+
+
+def relabel_plan(store, config: RoundsConfig) -> RelabelPlan:
+    """Which images a round of ``config`` relabels now (status new / pseudo / review, not edited by hand
+    unless ``config.relabel_edited``) and which it skips."""
+    from annotate.store import hand_edits
+
+    records = store.list_images(order="name")
+    open_records = [r for r in records if r.status in RELABEL_STATUSES]
+    edited = {} if config.relabel_edited else hand_edits(store, automatic_writers(config), [r.id for r in open_records])
+    return RelabelPlan(
+        relabel=tuple(r.id for r in open_records if r.id not in edited),
+        skipped_edited=tuple(r.file_name for r in open_records if r.id in edited),
+        reviewed=len(records) - len(open_records),
+    )
 
 
 def save_model(model: DeepLabV3Plus, path: str | Path, *, backbone: str, output_stride: int,
@@ -156,19 +205,24 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
 
 
 def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: USSFeatureCache,
-             config: RoundsConfig, ctx: DistContext, segmenter) -> dict[str, float]:
+             config: RoundsConfig, ctx: DistContext, segmenter, on_progress=None) -> dict[str, float]:
     """Relabel this rank's share of ``entries``; returns summed counts (all ranks)."""
     from tqdm.auto import tqdm
 
-    from annotate.store import VersionConflict
+    from annotate.store import VersionConflict, hand_edits
 
     changed = total = relabelled = conflicts = 0
     confidence_sum = 0.0
+    automatic = automatic_writers(config)
     mine = list(entries)[ctx.rank::ctx.world_size]
-    for entry in tqdm(mine, desc="relabel", unit="img", disable=not ctx.is_main):
+    for index, entry in enumerate(tqdm(mine, desc="relabel", unit="img", disable=not ctx.is_main)):
+        if on_progress is not None:
+            on_progress(index / max(1, len(mine)), f"relabelling image {index + 1} of {len(mine)}")
         record = store.image(entry.image_id)
         if record.status not in RELABEL_STATUSES:
             continue  # accepted or rejected since the round started: never touched
+        if not config.relabel_edited and hand_edits(store, automatic, [entry.image_id]):
+            continue  # a person's work in progress: kept (listed in the round's figures)
         features = cache.get(entry.sha256)
         if features is None:
             raise RuntimeError(f"USS features of image {record.file_name} are missing from {cache.root}")
@@ -190,8 +244,10 @@ def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: 
     sums = all_reduce_sum(torch.tensor([changed, total, relabelled, conflicts, confidence_sum], dtype=torch.float64),
                           ctx)
     changed, total, relabelled, conflicts, confidence_sum = sums.tolist()
+    kept = hand_edits(store, automatic, [e.image_id for e in entries])  # every rank's share, after the pass
     return {
         "relabelled": int(relabelled),
+        "kept_edited": sorted(store.image(i).file_name for i in kept),
         "conflicts": int(conflicts),
         "changed_fraction": changed / total if total else 0.0,
         "mean_confidence": confidence_sum / relabelled if relabelled else math.nan,
@@ -219,13 +275,15 @@ def _segmenter(config: RoundsConfig, settings: ModelSettings, store) -> Segmente
 
 def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None = None,
                gt: dict[int, np.ndarray] | None = None, progress: bool = True, *,
-               settings: ModelSettings | None = None, segmenter: Segmenter | None = None) -> list[dict]:
+               settings: ModelSettings | None = None, segmenter: Segmenter | None = None,
+               on_progress=None) -> list[dict]:
     """Run (or continue) the training rounds on the project at ``root``; returns the figures of every round.
 
     ``settings`` give the device, weights folder and segmenter (``ctx``, when given, decides the device of
     a distributed run); ``segmenter`` is a running one to reuse (the GUI's), else one is built from
     ``settings``. ``gt`` (image id -> (H, W) class ids), when given, adds the labels' mIoU / FPR / FNR to each
-    round's figures.
+    round's figures. ``on_progress(fraction, text)``, when given, hears each training step and relabelled
+    image (fraction of the current phase).
     """
     from annotate.store import ProjectStore
 
@@ -285,8 +343,12 @@ def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None =
             augment_config = AugmentConfig(crop_size=config.crop_size, scale_range=config.scale_range, flip=config.flip)
             repeated = [e for e in entries if e.accepted] * (config.accepted_repeat - 1)
             dataset = ProjectDataset(store.root, entries + repeated, num_classes, augment_config, cache)
+            step_done = None
+            if on_progress is not None:
+                def step_done(step: int, steps: int, _round: int = round_index) -> None:
+                    on_progress(step / max(1, steps), f"round {_round}: training step {step} of {steps}")
             trainer = Trainer(model, dataset, config.train, round_dir, dhr_config=config.dhr, ctx=ctx,
-                              progress=progress)
+                              progress=progress, on_step=step_done)
             result = trainer.fit()
             ema = trainer.ema.module
             if ctx.is_main:
@@ -294,7 +356,7 @@ def run_rounds(root: str | Path, config: RoundsConfig, ctx: DistContext | None =
                            classes=classes)
             todo = [e for e in entries if not e.accepted]
             figures = {"round": round_index, "steps": trainer.step, "loss": trainer.mean_loss(result),
-                       **_relabel(store, ema, todo, cache, config, ctx, segmenter)}
+                       **_relabel(store, ema, todo, cache, config, ctx, segmenter, on_progress)}
             barrier(ctx)
             figures["dhr_share"] = result.dhr_seconds / result.step_seconds if result.step_seconds else 0.0
             if ctx.is_main:

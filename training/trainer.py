@@ -16,6 +16,7 @@ import contextlib
 import copy
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -193,12 +194,14 @@ class Trainer:
     """One training run of a :class:`models.deeplab.DeepLabV3Plus` on a :class:`ProjectDataset`.
 
     ``out_dir`` holds ``last.pt``; ``fit()`` resumes from it when present. ``dhr_config`` is the
-    ``dhr.DHRConfig`` of the in-step rebalancing (None = its defaults).
+    ``dhr.DHRConfig`` of the in-step rebalancing (None = its defaults); ``on_step(done, steps)`` hears every step.
     """
 
     def __init__(self, model: nn.Module, dataset: ProjectDataset, config: TrainConfig, out_dir: str | Path,
-                 *, dhr_config=None, ctx: DistContext | None = None, progress: bool = True) -> None:
+                 *, dhr_config=None, ctx: DistContext | None = None, progress: bool = True,
+                 on_step: Callable[[int, int], None] | None = None) -> None:
         self.config = config
+        self.on_step = on_step  # hears (steps done, steps in all) after every step
         self.ctx = ctx or DistContext()
         self.device = self.ctx.device
         self.out_dir = Path(out_dir)
@@ -348,6 +351,8 @@ class Trainer:
                 result.seg_losses.append(seg)
                 result.cls_losses.append(cls)
                 bar.update(1)
+                if self.on_step is not None:
+                    self.on_step(self.step, cfg.steps)
                 bar.set_postfix(loss=f"{loss:.3f}", seg=f"{seg:.3f}", cls=f"{cls:.3f}")
                 if self.step % cfg.log_every == 0:
                     logger.info("step %d/%d loss %.4f (seg %.4f, cls %.4f) lr %.2e", self.step, cfg.steps, loss,

@@ -73,10 +73,9 @@ def profile_for(backbone: str, pretrained: bool) -> ClassifierProfile:
 
 
 def classifier_profile(model: Classifier) -> ClassifierProfile:
-    """The profile matching a built or loaded classifier (pretrained when its backbone has ImageNet weights)."""
-    from models.backbone import BACKBONES
-
-    return profile_for(model.backbone_name, BACKBONES[model.backbone_name].checkpoint is not None)
+    """The profile matching a built or loaded classifier: pretrained when it started from ImageNet weights
+    (``model.pretrained``), not merely when its backbone has such weights."""
+    return profile_for(model.backbone_name, bool(model.pretrained))
 
 
 def resolved_config(config: BootstrapConfig, model: Classifier) -> BootstrapConfig:

@@ -190,11 +190,14 @@ def run_bootstrap(
     segmenter: Any = None,
     uss_provider: USSProvider | nn.Module | None = None,
     on_image_done: Callable[[str], None] | None = None,
+    classifier_trained: bool = False,
 ) -> BootstrapReport:
     """Pseudo-label the dataset (this shard of it) into ``config.out``; resumable. See the module docstring.
 
     ``segmenter`` / ``uss_provider``: objects to use instead of building ``config.segmenter`` / ``config.uss``.
-    ``on_image_done(file_name)`` is called after each image is saved.
+    ``on_image_done(file_name)`` is called after each image is saved. ``classifier_trained``: the caller has
+    just trained ``out/classifier.pt`` for this run (on more images than this dataset's), so ``bootstrap.json``
+    records it as trained by the run, not as loaded from an earlier one.
     """
     from tqdm.auto import tqdm
 
@@ -203,9 +206,10 @@ def run_bootstrap(
     classifier_path = out / CLASSIFIER_FILE
     shard = shard_entries(dataset.entries, config.shard)  # from the whole list: shares never shift
     loaded_from = Path(config.classifier) if config.classifier is not None else None
-    if loaded_from is None and classifier_path.is_file():
+    if loaded_from is None and classifier_path.is_file() and not classifier_trained:
         loaded_from = classifier_path
-    dataset, unreadable = _drop_undecodable(dataset, shard, config, training=loaded_from is None)
+    will_train = config.classifier is None and not classifier_path.is_file()
+    dataset, unreadable = _drop_undecodable(dataset, shard, config, training=will_train)
     if config.train_only:
         model = prepare_classifier(dataset, config, classifier_path)
         summary = classifier_summary(model, loaded_from)["summary"]

@@ -1,4 +1,5 @@
-"""Static assets of the review page: the keyboard-shortcut table, the script that binds the keys, and the CSS.
+"""Static assets of the review page: the first screen's hint, the keyboard-shortcut table, the script that binds the keys,
+and the CSS.
 
 The script clicks the page's buttons (``#btn-*`` element ids) and the click-tool radio (``#tool``), so a key
 does exactly what its button does; keys are ignored while the user types in a text field.
@@ -17,6 +18,15 @@ SHORTCUTS = """
 | **Esc** | deselect |
 | **←** / **→** | previous / next image |
 """
+
+START_HINT = (
+    "**Start here:** pick an image in the queue (least confident first; ⚠ marks automatic labels to check). "
+    "Click the photo with **Add +** to grow an instance of the class chosen on the right, **Remove −** to cut "
+    "a wrong part away, or **Box** for two corners; the brush fixes the last pixels. **A** accepts the image and "
+    "opens the next one. Every edit is saved at once. **Automatic labelling** labels new images in the "
+    "background while you review."
+)
+"""The first screen's short guide (shown above the page)."""
 
 SHORTCUTS_JS = """
 () => {

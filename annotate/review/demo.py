@@ -1,9 +1,11 @@
-"""The bundled demo project: four real photographs with image-level tags, ready to label.
+"""The bundled demo project: four real photographs with image-level tags and labels to review.
 
 :func:`ensure_demo_project` builds it on first use in a writable directory (default
 ``~/.cache/dhr-label/demo-project``) by copying the files under ``assets/demo`` into a new
-:class:`annotate.store.ProjectStore`; the assets themselves are only read. A run stopped half-way is completed
-on the next call, and an existing demo project is opened as it is (with the labels already made in it).
+:class:`annotate.store.ProjectStore`, with the labels of ``assets/demo/labels.json`` (made with the review
+tools, status "review", recorded as user ``demo``: ``scripts/make_demo_labels.py``); the assets themselves are
+only read. A run stopped half-way is completed on the next call, and an existing demo project is opened as it
+is (with the labels already made in it).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from annotate.store import DB_NAME, ProjectStore
 logger = logging.getLogger(__name__)
 
 DEMO_ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo"
-"""Folder holding the demo photographs, ``classes.txt`` (one class a line) and ``tags.json`` (file -> tags)."""
+"""Folder holding the demo photographs, ``classes.txt`` (one class a line), ``tags.json`` (file -> tags) and
+``labels.json`` (COCO, the labels the demo opens with)."""
+LABELS_FILE = "labels.json"
+DEMO_USER = "demo"
+"""The user the demo's bundled labels are recorded as."""
 
 
 
@@ -58,8 +64,13 @@ def demo_tags(assets: Path = DEMO_ASSETS) -> dict[str, list[str]]:
     return {str(k): [str(t) for t in v] for k, v in tags.items()}
 
 
-def ensure_demo_project(root: str | Path | None = None, assets: str | Path = DEMO_ASSETS) -> ProjectStore:
+def ensure_demo_project(
+    root: str | Path | None = None, assets: str | Path = DEMO_ASSETS, *, labels: bool = True
+) -> ProjectStore:
     """Open the demo project at ``root`` (default :func:`default_demo_dir`), creating or completing it first.
+
+    ``labels``: a new project gets the bundled labels (``assets/demo/labels.json``); False leaves every image
+    "new", without labels.
 
     Raises ``ValueError`` when ``root`` is a non-empty directory that holds no project (nothing is written
     there), so a mistyped path never fills an unrelated folder.
@@ -91,4 +102,9 @@ def ensure_demo_project(root: str | Path | None = None, assets: str | Path = DEM
     for name in sorted(tags):
         if name not in present:
             store.add_image(assets / name, tags[name], copy=True)
+    bundled = assets / LABELS_FILE
+    if labels and bundled.is_file() and not any(r.version > 1 for r in store.list_images()):
+        from annotate.coco import import_coco  # only for a project nobody has labelled yet
+
+        import_coco(store, bundled, user=DEMO_USER)
     return store

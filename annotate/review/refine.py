@@ -124,6 +124,13 @@ class SharedSegmenter:
         """A ``Segmenter`` for a job that shares this model (and its lock) with the GUI's sessions."""
         return SegmenterLease(self) if self.segmenter is not None else None
 
+    def replace(self, segmenter: Segmenter) -> None:
+        """Answer every later request with ``segmenter`` instead (the GUI's segmenter switch); the current
+        image is set on it at the next request. Leases made before keep their own image but use the new model."""
+        with self._lock:
+            self.segmenter = segmenter
+            self._key = None
+
     def _set(self, key: str, image: np.ndarray) -> None:
         if self._key != key:
             self.segmenter.set_image(image)

@@ -102,13 +102,19 @@ def merge_options(session: ReviewSession) -> list[tuple[str, int]]:
 
 
 def queue_rows(ui: Ui) -> list[list[Any]]:
-    """Rows of the queue table: [id, file name, status, confidence rounded to 3 places or None]."""
+    """Rows of the queue table: [id, file name, status, confidence rounded to 3 places or None, check], where
+    check warns about automatic labels of low confidence or from rough models
+    (:func:`annotate.review.provenance.review_checks`)."""
+    from annotate.review.provenance import review_checks
+
+    checks = review_checks(ui.session.store)
     return [
         [
             r.image_id,
             Path(r.file_name).name,
             r.status,
             None if r.confidence is None else round(float(r.confidence), 3),
+            checks.get(r.image_id, ""),
         ]
         for r in ui.session.queue(status=ui.status_filter, order=ui.order)
     ]
@@ -153,20 +159,6 @@ def bootstrap_targets(ui: Ui, scope: str) -> list[int] | None:
     if scope == "shown":
         return [r.image_id for r in s.queue(status=ui.status_filter, order=ui.order)]
     return None
-
-
-def bootstrap_summary(report: Any) -> str:
-    """One line about an :class:`annotate.bootstrap.BootstrapReport`."""
-    return (
-        f"automatic labelling: {len(report.processed)} image(s) labelled, "
-        f"{len(report.skipped)} left as they were (already labelled or reviewed)"
-    )
-
-
-def training_summary(figures: dict[str, Any]) -> str:
-    """One line with a training round's numeric figures."""
-    shown = {k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return "training round finished: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
 
 
 def export_summary(root: Path, path: Path, coco: dict[str, Any], report: Any = None) -> str:

@@ -5,6 +5,7 @@
 - :mod:`annotate.store.db`: the connection, transactions, migration on open;
 - :mod:`annotate.store.schema`: the schema and its migrations;
 - :mod:`annotate.store.history`: undo / redo stacks;
+- :mod:`annotate.store.authorship`: which images a person edited since the last automatic pass;
 - :mod:`annotate.store.records`: the records, statuses and input checks;
 - :mod:`annotate.store.paths`: names inside the project root, never outside it;
 - :mod:`annotate.store.layout`: :class:`ProjectLayout`, where caches, outputs and training rounds live;
@@ -14,6 +15,7 @@
 - :mod:`annotate.store.pending`: the journal that removes image copies a killed run never registered.
 """
 
+from annotate.store.authorship import hand_edits
 from annotate.store.catalog import ProjectCatalog
 from annotate.store.layout import ProjectLayout
 from annotate.store.paths import DB_NAME, IMAGES_DIR, check_relative_name
@@ -48,4 +50,5 @@ __all__ = [
     "STATUSES",
     "VersionConflict",
     "check_relative_name",
+    "hand_edits",
 ]

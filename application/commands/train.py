@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--min-change", type=float, default=0.002,
                        help="stop when fewer than this share of pixels changed in a round (default 0.002)")
     train.add_argument("--reinit", action="store_true", help="start every round from the backbone weights")
+    train.add_argument("--relabel-edited", action="store_true",
+                       help="also relabel images a person edited since the last automatic pass (default: keep "
+                            "them as they are)")
     train.add_argument("--gt", help="ground truth (PNG folder or COCO file): log the labels' mIoU per round")
     train.add_argument("--out", help="run folder (default PROJECT/training); a killed run resumes from it")
     train.add_argument("--checkpoint-every", type=int, default=100)
@@ -91,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
     from models.settings import ModelSettings
     from training.distributed import cleanup, init_distributed
     from training.evaluate import load_ground_truth
-    from training.rounds import RoundsConfig, run_rounds
+    from training.rounds import RoundsConfig, relabel_plan, run_rounds
     from training.trainer import TrainConfig
 
     train = TrainConfig(
@@ -104,23 +107,34 @@ def _train(args: argparse.Namespace) -> int:
         rounds=args.rounds, train=train, backbone=args.backbone, output_stride=args.output_stride,
         pretrained=not args.no_pretrained, uss=args.uss, crop_size=args.crop_size,
         scales=args.scales, flip=not args.no_flip, use_segmenter=args.segmenter != "none", min_change=args.min_change,
-        reinit=args.reinit, accepted_repeat=args.accepted_repeat, out_dir=args.out, dhr=DHRConfig(crf=args.crf))
+        reinit=args.reinit, accepted_repeat=args.accepted_repeat, out_dir=args.out, dhr=DHRConfig(crf=args.crf),
+        relabel_edited=args.relabel_edited)
     settings = ModelSettings(device=args.device, weights_dir=args.weights_dir,
                              segmenter="auto" if args.segmenter == "none" else args.segmenter)
     ctx = init_distributed(settings.device)
     try:
-        gt = None
-        if args.gt:
-            from annotate.store import ProjectStore
+        from annotate.store import ProjectStore
 
-            with ProjectStore.open(args.project) as store:
-                gt = load_ground_truth(args.gt, store)
+        with ProjectStore.open(args.project) as store:
+            gt = load_ground_truth(args.gt, store) if args.gt else None
+            if ctx.is_main:
+                print(f"dhr train: the next round {relabel_plan(store, config).summary()}", flush=True)
         history = run_rounds(args.project, config, ctx, gt=gt, progress=not args.quiet, settings=settings)
     finally:
         cleanup(ctx)
     if ctx.is_main:
         print(_rounds_table(history))
+        print(_kept_note(history))
     return 0
+
+
+def _kept_note(history: list[dict]) -> str:
+    """One line naming the images the last round kept because a person had edited them."""
+    kept = next((f["kept_edited"] for f in reversed(history) if "kept_edited" in f), [])
+    if not kept:
+        return "no image was kept as edited by hand"
+    shown = ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else "")
+    return f"kept {len(kept)} image(s) as edited by hand (not relabelled; --relabel-edited relabels them): {shown}"
 
 
 def _rounds_table(history: list[dict]) -> str:

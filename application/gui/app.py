@@ -24,13 +24,14 @@ from application.commands.gui import (
     model_settings,
     open_project,
 )
-from annotate.review.assets import SHORTCUTS
+from annotate.review.assets import SHORTCUTS, START_HINT
 from annotate.review.overlay import class_color
 from annotate.review.refine import SharedSegmenter
 from annotate.review.view import DISPLAY_MIN_SIDE, ORDERS, TOOL_CHOICES, segmenter_banner
 from annotate.store import STATUSES
 from core.errors import UserError
 from application.gui.handlers import Page, ReviewHandlers
+from application.gui import jobs_panel
 from models.settings import ModelSettings
 
 logger = logging.getLogger("dhr.app")
@@ -65,13 +66,16 @@ def build_app(
     # Rendered images and uploads in Gradio's cache are deleted once they are half an hour old.
     with gr.Blocks(title="dhr-label review", fill_width=True, delete_cache=CACHE_CLEANUP) as demo:
         state = gr.State(None)
+        jobs = jobs_panel.JobsPanel()
         with gr.Row(equal_height=False):
             gr.Markdown("### dhr-label · review")
-            gr.Markdown(
+            jobs.banner_md = gr.Markdown(
                 segmenter_banner(shared),
                 elem_id="segmenter-status",
                 elem_classes=["fallback"] if shared.is_fallback else [],
             )
+            jobs_panel.build_segmenter_picker(jobs, shared, (settings or ModelSettings()).weights_dir)
+        gr.Markdown(START_HINT, elem_id="start-hint")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
                 with gr.Row():
@@ -80,24 +84,16 @@ def build_app(
                     )
                     order_radio = gr.Radio(list(ORDERS), value="least confident first", label="Sort")
                 progress_md = gr.Markdown(elem_id="progress")
+                jobs_panel.build_progress_area(jobs)
                 queue_df = gr.Dataframe(
-                    headers=["id", "image", "status", "conf."],
-                    datatype=["number", "str", "str", "number"],
+                    headers=["id", "image", "status", "conf.", "check"],
+                    datatype=["number", "str", "str", "number", "str"],
                     interactive=False,
                     max_height=360,
                     label="Image queue (click a row to open it)",
                     elem_id="queue",
                 )
-                with gr.Accordion("Automatic labelling", open=False):
-                    with gr.Row():
-                        boot_this_btn = gr.Button("This image", size="sm", elem_id="btn-boot-this")
-                        boot_shown_btn = gr.Button("Images shown", size="sm", elem_id="btn-boot-shown")
-                        boot_all_btn = gr.Button("All images", size="sm", elem_id="btn-boot-all")
-                    with gr.Row():
-                        steps_nb = gr.Number(value=2000, precision=0, minimum=1, label="Training steps")
-                        train_btn = gr.Button("Run a training round", size="sm", elem_id="btn-train")
-                    redo_cb = gr.Checkbox(value=False, label="Relabel images still in 'pseudo' status")
-                    job_md = gr.Markdown(elem_id="job")
+                jobs_panel.build_jobs_accordion(jobs)
                 with gr.Accordion("Export COCO", open=True):
                     with gr.Row():
                         accepted_cb = gr.Checkbox(value=False, label="Accepted images only")
@@ -219,7 +215,7 @@ def build_app(
             editor=editor,
             export_file=export_file,
             upload=upload,
-            job_md=job_md,
+            job_md=jobs.job_md,
             remove_box=remove_box,
         )
         h = ReviewHandlers(
@@ -267,11 +263,7 @@ def build_app(
         export_btn.click(h.on_export, [state, accepted_cb, polygons_cb], [export_file, message_md])
         add_btn.click(h.on_add_images, [state, upload, tags_box], [*queue_outputs, message_md, upload])
         remove_btn.click(h.on_remove, [state, remove_box], [*both, remove_box], concurrency_id="edit")
-        job_outputs = [*both, job_md]
-        boot_this_btn.click(h.on_bootstrap_this, [state, redo_cb], job_outputs, concurrency_id="jobs")
-        boot_shown_btn.click(h.on_bootstrap_shown, [state, redo_cb], job_outputs, concurrency_id="jobs")
-        boot_all_btn.click(h.on_bootstrap_all, [state, redo_cb], job_outputs, concurrency_id="jobs")
-        train_btn.click(h.on_train, [state, steps_nb], job_outputs, concurrency_id="jobs")
+        jobs_panel.wire(jobs, jobs_panel.JobHandlers(h, jobs), state, view_outputs, queue_outputs)
     return demo
 
 

@@ -22,15 +22,13 @@ from typing import Any
 import gradio as gr
 
 from annotate.review.brush import strokes_from_layers
-from application.gui.jobs import export_to_project, run_bootstrap, run_training_round
+from application.gui.jobs import export_to_project
 from annotate.review.pool import SessionPool
 from annotate.review.refine import SharedSegmenter
 from annotate.review.session import EditConflict, ReviewSession
 from annotate.review.view import (
     ORDERS,
     Ui,
-    bootstrap_summary,
-    bootstrap_targets,
     display_image,
     export_summary,
     image_info,
@@ -40,7 +38,6 @@ from annotate.review.view import (
     parse_tags,
     progress_text,
     queue_rows,
-    training_summary,
 )
 from core.errors import UserError
 from models.settings import ModelSettings
@@ -109,30 +106,12 @@ def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
     return wrapper
 
 
-def _bootstrap_handler(scope: str) -> Callable[..., dict]:
-    """The handler of an automatic-labelling button for ``scope`` (see :func:`annotate.review.view.bootstrap_targets`).
-
-    Gradio finds the progress tracker by the ``gr.Progress`` default of the handler's last parameter.
-    """
-
-    def handler(
-        self: ReviewHandlers,
-        ui: Ui,
-        redo: bool,
-        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008
-    ) -> dict:
-        return self.bootstrap_job(ui, scope, redo, progress)
-
-    handler.__name__ = handler.__qualname__ = f"on_bootstrap_{scope}"
-    return guarded(handler)
-
-
 class ReviewHandlers:
     """The page's event handlers over an open ``store`` and a shared segmenter.
 
     ``user`` is recorded with edits when the browser has no login; ``settings`` (device, weights folder,
     segmenter) go to the jobs, which run on ``shared``; ``bootstrap_options`` / ``training_options`` are :class:`annotate.bootstrap.BootstrapConfig` / :class:`training.rounds.RoundsConfig`
-    fields used by the automatic-labelling and training buttons.
+    fields used by the automatic-labelling and training buttons (their events: :mod:`application.gui.jobs_panel`).
     """
 
     def __init__(
@@ -431,44 +410,3 @@ class ReviewHandlers:
                 except (ValueError, OSError) as error:
                     message += " · " + self._open_failed(rows[0].file_name, error)
         return {**self.view(ui, message), **self.queue_view(ui), self.page.remove_box: ""}
-
-    def bootstrap_job(self, ui: Ui, scope: str, redo: bool, progress: gr.Progress) -> dict:
-        s = ui.session
-        report = run_bootstrap(
-            self.store,
-            bootstrap_targets(ui, scope),
-            on_progress=lambda fraction, text: progress(float(fraction), desc=text),
-            settings=self.settings,
-            segmenter=self.shared,
-            redo_pseudo=bool(redo),
-            user=s.user,
-            **(self.bootstrap_options or {}),
-        )
-        text = bootstrap_summary(report)
-        if s.image_id is not None:
-            s.reload()
-        return {**self.view(ui, text), **self.queue_view(ui), self.page.job_md: text}
-
-    on_bootstrap_this = _bootstrap_handler("this")
-    on_bootstrap_shown = _bootstrap_handler("shown")
-    on_bootstrap_all = _bootstrap_handler("all")
-
-    @guarded
-    def on_train(self, ui: Ui, steps: float, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> dict:  # noqa: B008
-        from training.trainer import TrainConfig
-
-        s = ui.session
-        options = dict(self.training_options or {})
-        if steps:
-            options["train"] = TrainConfig(steps=int(steps))
-        figures = run_training_round(
-            self.store,
-            settings=self.settings,
-            segmenter=self.shared,
-            on_progress=lambda fraction, text: progress(float(fraction), desc=text),
-            **options,
-        )
-        text = training_summary(figures)
-        if s.image_id is not None:
-            s.reload()
-        return {**self.view(ui, text), **self.queue_view(ui), self.page.job_md: text}
