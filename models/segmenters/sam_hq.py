@@ -9,7 +9,7 @@ Geometry: as SAM (v1), a longest-side resize to 1024 padded to a square, 256 x 2
 frame (:class:`~models.segmenters.frame.LongestSideFrame`). The HQ decoder reads the image embedding and the
 first intermediate encoder feature map (after the first global-attention block of the ViT, after the second
 stage of the TinyViT), so the embedding cache holds both: (1, 256, 64, 64) and (1, 64, 64, D) with D = 160
-(tiny), 768 (B), 1024 (L), 1280 (H): 5 to 25 MiB per image. The decoder returns one mask whatever
+(tiny), 768 (B), 1024 (L), 1280 (H): 6.5 to 24 MiB per image. The decoder returns one mask whatever
 ``multimask`` (the best of SAM's three, refined by the HQ token).
 """
 
