@@ -2,12 +2,14 @@
 
 Each :class:`ModelEntry` names its family, the builder that makes it (an import path, so that listing the
 registry imports no torch), the checkpoint it loads (a :data:`models.weights.CHECKPOINTS` name, or None) and
-its capabilities. Adding a model (a SAM 2, a light CPU segmenter, another USS provider) is one builder module
-and one entry here.
+its capabilities, and a short ``label`` for menus. Adding a model is one builder module and one entry here.
+
+Segmenters: Segment Anything ViT-B / L / H (``segment-anything``), SAM 2.1 Hiera-T / S / B+ / L (``sam2``),
+HQ-SAM ViT-B / L / H and Light HQ-SAM (``segment-anything-hq``), and GrabCut (OpenCV, no weights).
 
 Capabilities:
 
-- ``"embedding"``: a segmenter whose image embedding doubles as USS features (SAM);
+- ``"embedding"``: a segmenter whose image embedding doubles as USS features (the Segment Anything family);
 - ``"mask_prompt"``: a segmenter that takes a mask prompt;
 - ``"from_segmenter"``: a USS provider that reads the segmenter's embedding instead of running a model;
 - ``"imagenet"``: a backbone with ImageNet weights.
@@ -35,6 +37,7 @@ class ModelEntry:
     checkpoint: str | None = None
     capabilities: frozenset[str] = frozenset()
     options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -57,12 +60,24 @@ _SAM = frozenset({"embedding", "mask_prompt"})
 _DINO = {"dino_vits8": "vit_small_patch8_224", "dino_vits16": "vit_small_patch16_224",
          "dino_vitb8": "vit_base_patch8_224", "dino_vitb16": "vit_base_patch16_224"}
 
+_SEGMENTERS = {  # registry name = checkpoint name -> (builder, label)
+    "sam_vit_b": ("models.segmenters.sam:build_sam_segmenter", "SAM ViT-B"),
+    "sam_vit_l": ("models.segmenters.sam:build_sam_segmenter", "SAM ViT-L"),
+    "sam_vit_h": ("models.segmenters.sam:build_sam_segmenter", "SAM ViT-H"),
+    "sam2.1_hiera_tiny": ("models.segmenters.sam2:build_sam2_segmenter", "SAM 2.1 Hiera-T"),
+    "sam2.1_hiera_small": ("models.segmenters.sam2:build_sam2_segmenter", "SAM 2.1 Hiera-S"),
+    "sam2.1_hiera_base_plus": ("models.segmenters.sam2:build_sam2_segmenter", "SAM 2.1 Hiera-B+"),
+    "sam2.1_hiera_large": ("models.segmenters.sam2:build_sam2_segmenter", "SAM 2.1 Hiera-L"),
+    "sam_hq_vit_tiny": ("models.segmenters.sam_hq:build_sam_hq_segmenter", "Light HQ-SAM (TinyViT)"),
+    "sam_hq_vit_b": ("models.segmenters.sam_hq:build_sam_hq_segmenter", "HQ-SAM ViT-B"),
+    "sam_hq_vit_l": ("models.segmenters.sam_hq:build_sam_hq_segmenter", "HQ-SAM ViT-L"),
+    "sam_hq_vit_h": ("models.segmenters.sam_hq:build_sam_hq_segmenter", "HQ-SAM ViT-H"),
+}
+
 REGISTRY: dict[str, ModelEntry] = _entries(
-    ModelEntry("sam_vit_b", "segmenter", "models.segmenters.sam:build_sam_segmenter", "sam_vit_b", _SAM),
-    ModelEntry("sam_vit_l", "segmenter", "models.segmenters.sam:build_sam_segmenter", "sam_vit_l", _SAM),
-    ModelEntry("sam_vit_h", "segmenter", "models.segmenters.sam:build_sam_segmenter", "sam_vit_h", _SAM),
+    *(ModelEntry(name, "segmenter", builder, name, _SAM, label=label) for name, (builder, label) in _SEGMENTERS.items()),
     ModelEntry("grabcut", "segmenter", "models.segmenters.grabcut:build_grabcut_segmenter", None,
-               frozenset({"mask_prompt"})),
+               frozenset({"mask_prompt"}), label="GrabCut (no model)"),
     ModelEntry("color", "uss", "dhr.uss.color:ColorTextureFeatures"),
     ModelEntry("sam", "uss", "", None, frozenset({"from_segmenter"})),
     *(ModelEntry(name, "uss", "models.dino:build_dino", name, options={"arch": arch}) for name, arch in _DINO.items()),

@@ -7,11 +7,12 @@ chosen by ``default_weights_dir``: the ``--weights-dir`` option, else ``$DHR_WEI
 
 How the hash is verified depends on what the publisher released (``Checkpoint.sha256``):
 
-- a full 64-hex SHA-256 (the three Segment Anything checkpoints): the file's digest must equal it;
+- a full 64-hex SHA-256 (the three Segment Anything v1 checkpoints): the file's digest must equal it;
 - a hex prefix (torchvision's ImageNet ResNets, whose file names carry the first 8 hex digits of the
   SHA-256, the rule ``torch.hub`` itself checks): the file's digest must start with it;
-- ``None`` (the DINO checkpoints: their publisher gives no hash): nothing to compare, so the file is accepted
-  and its digest is logged; ``verify_checkpoint`` warns that the file could not be checked.
+- ``None`` (DINO, SAM 2.1 and HQ-SAM: their publishers give no hash): nothing to compare, so the file is
+  accepted; ``verify_checkpoint`` warns that the file could not be checked and names its digest, and
+  ``dhr weights download`` / ``verify`` print it. Models built from such a file carry the digest in their id.
 
 A file is hashed on its first use in a process; later uses in the same process skip re-hashing gigabytes
 while the file keeps its device, inode, size, mtime and ctime (the ctime cannot be set back by whoever can
@@ -50,6 +51,8 @@ class Checkpoint:
     """One downloadable checkpoint.
 
     ``sha256`` is the published SHA-256 (lowercase hex), a known prefix of it, or None when none is published.
+    ``size_bytes`` is the exact file size where known; ``parameters`` the parameter count of the architecture
+    the file fits (counted on the package's own builder), from which :meth:`approx_bytes` estimates the size.
     """
 
     name: str
@@ -58,6 +61,13 @@ class Checkpoint:
     filename: str
     description: str = ""
     size_bytes: int | None = None
+    parameters: int | None = None
+
+    def approx_bytes(self) -> int | None:
+        """The file size: exact when known, else 4 bytes per parameter (float32 weights), else None."""
+        if self.size_bytes is not None:
+            return self.size_bytes
+        return 4 * self.parameters if self.parameters is not None else None
 
 
 def _entries(*items: Checkpoint) -> dict[str, Checkpoint]:
@@ -67,6 +77,8 @@ def _entries(*items: Checkpoint) -> dict[str, Checkpoint]:
 _SAM = "https://dl.fbaipublicfiles.com/segment_anything/"
 _TORCHVISION = "https://download.pytorch.org/models/"
 _DINO = "https://dl.fbaipublicfiles.com/dino/"
+_SAM2 = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+_HQ = "https://huggingface.co/lkeab/hq-sam/resolve/main/"  # the publisher's download page for every HQ-SAM
 
 CHECKPOINTS: dict[str, Checkpoint] = _entries(
     # Segment Anything (Kirillov et al., 2023), Apache-2.0; full SHA-256 of the released files.
@@ -93,6 +105,24 @@ CHECKPOINTS: dict[str, Checkpoint] = _entries(
         "Segment Anything ViT-H (636M parameters)",
         2_564_550_879,
     ),
+    # SAM 2.1 (Ravi et al., 2024), Apache-2.0; released 2024-09-29 without a published hash.
+    Checkpoint("sam2.1_hiera_tiny", _SAM2 + "sam2.1_hiera_tiny.pt", None, "sam2.1_hiera_tiny.pt",
+               "SAM 2.1 Hiera-T", parameters=38_962_754),
+    Checkpoint("sam2.1_hiera_small", _SAM2 + "sam2.1_hiera_small.pt", None, "sam2.1_hiera_small.pt",
+               "SAM 2.1 Hiera-S", parameters=46_060_610),
+    Checkpoint("sam2.1_hiera_base_plus", _SAM2 + "sam2.1_hiera_base_plus.pt", None, "sam2.1_hiera_base_plus.pt",
+               "SAM 2.1 Hiera-B+", parameters=80_850_434),
+    Checkpoint("sam2.1_hiera_large", _SAM2 + "sam2.1_hiera_large.pt", None, "sam2.1_hiera_large.pt",
+               "SAM 2.1 Hiera-L", parameters=224_446_898),
+    # HQ-SAM (Ke et al., 2023), Apache-2.0; no published hash. vit_tiny is Light HQ-SAM (MobileSAM's TinyViT).
+    Checkpoint("sam_hq_vit_tiny", _HQ + "sam_hq_vit_tiny.pth", None, "sam_hq_vit_tiny.pth",
+               "Light HQ-SAM TinyViT", parameters=10_588_743),
+    Checkpoint("sam_hq_vit_b", _HQ + "sam_hq_vit_b.pth", None, "sam_hq_vit_b.pth", "HQ-SAM ViT-B",
+               parameters=94_806_832),
+    Checkpoint("sam_hq_vit_l", _HQ + "sam_hq_vit_l.pth", None, "sam_hq_vit_l.pth", "HQ-SAM ViT-L",
+               parameters=313_676_336),
+    Checkpoint("sam_hq_vit_h", _HQ + "sam_hq_vit_h.pth", None, "sam_hq_vit_h.pth", "HQ-SAM ViT-H",
+               parameters=642_686_256),
     # torchvision ImageNet ResNets; the file name carries the SHA-256 prefix (checked as a prefix).
     Checkpoint(
         "resnet50",
@@ -348,12 +378,25 @@ def checkpoint_path(
     return download_checkpoint(ckpt, folder, downloader=downloader)
 
 
-def sam_fallback_message(weights_dir: str | Path | None = None, name: str = "sam_vit_b") -> str:
-    """The sentence shown when SAM's checkpoint is missing and GrabCut runs instead."""
+def checkpoint_with_id(
+    name: str | Checkpoint, weights_dir: str | Path | None = None, download: bool = True
+) -> tuple[Path, str]:
+    """The verified checkpoint file (see :func:`checkpoint_path`) and the id of a model built from it,
+    ``"<name>@<first 12 hex digits of the file's SHA-256>"`` (the file's own digest: a checkpoint without a
+    published hash is named by what was downloaded)."""
+    ckpt = get_checkpoint(name)
+    path = checkpoint_path(ckpt, weights_dir, download)
+    return path, f"{ckpt.name}@{verify_checkpoint(ckpt, path)[:12]}"
+
+
+def sam_fallback_message(weights_dir: str | Path | None = None, name: str = "sam_vit_b", detail: str = "") -> str:
+    """The sentence shown when checkpoint ``name`` (the one ``auto`` wants) is missing and GrabCut runs instead;
+    ``detail`` (e.g. why downloading failed) follows the folder."""
     ckpt = CHECKPOINTS[name]
     folder = default_weights_dir(weights_dir)
+    detail = f" ({detail})" if detail else ""
     return (
-        f"Segment Anything checkpoint {ckpt.filename} not found in {folder}: using the GrabCut fallback "
+        f"Segment Anything checkpoint {ckpt.filename} not found in {folder}{detail}: using the GrabCut fallback "
         f"(lower quality). Run `dhr weights download {name}` or put the file from {ckpt.url} in that folder."
     )
 

@@ -2,8 +2,7 @@
 # Install everything the tests need into .venv and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/pip install -q -r requirements-dev.txt -e .
+bash scripts/install.sh requirements-dev.txt
 # Browser tests drive Debian's Chromium through Playwright (Playwright's own browser download is not used).
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then

@@ -148,7 +148,8 @@ class SegmenterLease(Segmenter):
         super().__init__()
         inner = shared.segmenter
         self.shared = shared
-        self.model_id, self.source, self.is_fallback = inner.model_id, inner.source, inner.is_fallback
+        self.name, self.model_id, self.source = inner.name, inner.model_id, inner.source
+        self.is_fallback = inner.is_fallback
         self.message, self.long_side, self.mask_input_size = inner.message, inner.long_side, inner.mask_input_size
         self._image: np.ndarray | None = None
         self._key: str | None = None
@@ -171,6 +172,10 @@ class SegmenterLease(Segmenter):
     @property
     def uss_id(self) -> str:
         return self.shared.segmenter.uss_id
+
+    @property
+    def frame(self):
+        return self.shared.segmenter.frame
 
     @property
     def embedding(self):

@@ -42,16 +42,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=run_verify)
 
 
+def _size(ckpt: weights.Checkpoint, path) -> str:
+    """The file's size when present, else its known or estimated size (``~``: 4 bytes per parameter)."""
+    if path.is_file():
+        return f"{path.stat().st_size / 1e6:.0f} MB"
+    if ckpt.size_bytes is not None:
+        return f"{ckpt.size_bytes / 1e6:.0f} MB"
+    estimate = ckpt.approx_bytes()
+    return f"~{estimate / 1e6:.0f} MB" if estimate is not None else "?"
+
+
 def run_list(args: argparse.Namespace) -> int:
-    """Print a table of the checkpoints and what segmenting will use."""
+    """Print a table of the checkpoints (size, presence, file, URL) and which segmenter ``auto`` picks."""
+    from application.commands.choices import SEGMENTER_NAMES
+
     folder = weights.default_weights_dir(args.weights_dir)
     print(f"weights folder: {folder}")
-    print(f"{'name':<14} {'present':<8} {'file':<32} url")
+    print(f"{'name':<23} {'present':<8} {'size':>8}  {'file':<30} url")
     for name, ckpt in weights.CHECKPOINTS.items():
-        present = "yes" if weights.is_present(name, folder) else "no"
-        print(f"{name:<14} {present:<8} {ckpt.filename:<32} {ckpt.url}")
-    if not weights.is_present("sam_vit_b", folder):
-        print(f"\nnote: {weights.sam_fallback_message(folder)}")
+        path = folder / ckpt.filename
+        present = "yes" if path.is_file() else "no"
+        print(f"{name:<23} {present:<8} {_size(ckpt, path):>8}  {ckpt.filename:<30} {ckpt.url}")
+    segmenters = [name for name in SEGMENTER_NAMES if name in weights.CHECKPOINTS]
+    if not any(weights.is_present(name, folder) for name in segmenters):
+        print(f"\nnote: {weights.sam_fallback_message(folder, 'sam_hq_vit_tiny')}")
+    print("\n`--segmenter auto` runs Light HQ-SAM (sam_hq_vit_tiny) on the CPU and SAM 2.1 Hiera-L or B+ on CUDA, "
+          "downloading it when missing; offline, another checkpoint present here, else GrabCut.")
     return 0
 
 
@@ -59,7 +75,11 @@ def run_download(args: argparse.Namespace) -> int:
     """Download (or install from ``--from``) one checkpoint into the weights folder."""
     downloader = functools.partial(_copy_from, args.source) if args.source else None
     path = weights.download_checkpoint(args.name, args.weights_dir, downloader=downloader, force=args.force)
-    print(f"{args.name}: {path} (verified)")
+    digest = weights.verify_checkpoint(args.name, path)
+    if weights.get_checkpoint(args.name).sha256 is None:
+        print(f"{args.name}: {path} (no published SHA-256 to compare; its SHA-256 is {digest})")
+    else:
+        print(f"{args.name}: {path} (verified, SHA-256 {digest})")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The one small interface every promptable segmenter follows (Segment Anything and its GrabCut stand-in)."""
+"""The one small interface every promptable segmenter follows (the Segment Anything family and GrabCut)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.segmenters.frame import LongestSideFrame
+from models.segmenters.frame import Frame, LongestSideFrame
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -34,8 +34,9 @@ class SegmenterOutput:
 class Segmenter(ABC):
     """A promptable segmenter: ``set_image`` once, then ``predict`` from points / box / mask prompts.
 
-    Attributes: ``model_id`` (names model and weights; keys the embedding cache), ``source`` (the instance
-    source it produces: "sam" or "grabcut"), ``is_fallback`` and ``message`` (a sentence for the CLI and
+    Attributes: ``name`` (the registry name it was built from, e.g. ``"sam2.1_hiera_tiny"``; empty for a
+    segmenter made by hand), ``model_id`` (names model and weights; keys the embedding cache), ``source`` (the
+    instance source it produces: "sam" for the Segment Anything family, or "grabcut"), ``is_fallback`` and ``message`` (a sentence for the CLI and
     GUI saying what runs and why), ``long_side`` and ``mask_input_size`` (the geometry of mask prompts).
 
     The segmenter owns that geometry: callers turn a mask into a prompt with :meth:`mask_prompt`, logits back
@@ -43,6 +44,7 @@ class Segmenter(ABC):
     :meth:`uss_features`; none of them needs to know the frame (``frame``) these live in.
     """
 
+    name: str = ""
     model_id: str = ""
     source: str = ""
     is_fallback: bool = False
@@ -54,8 +56,9 @@ class Segmenter(ABC):
         self._image_size: tuple[int, int] | None = None
 
     @property
-    def frame(self) -> LongestSideFrame:
-        """The frame of this segmenter's mask prompts, low-resolution logits and embedding grid."""
+    def frame(self) -> Frame:
+        """The frame of this segmenter's mask prompts, low-resolution logits and embedding grid (Segment
+        Anything's longest-side frame; a segmenter with another geometry overrides this)."""
         return LongestSideFrame(int(self.long_side), int(self.mask_input_size))
 
     def mask_prompt(self, mask: np.ndarray) -> np.ndarray:
@@ -80,7 +83,9 @@ class Segmenter(ABC):
         return f"{self.model_id}:cells{self.long_side}"
 
     def uss_features(self) -> torch.Tensor | None:
-        """(C, h, w) embedding cells covering the current image (its padding cut off), or None without one."""
+        """(C, h, w) embedding cells covering the current image (the frame's padding cut off), or None without
+        one: (256, h, w) with max(h, w) = 64 in Segment Anything's longest-side frame, (256, 64, 64) for SAM 2's
+        square frame."""
         embedding = self.embedding
         if embedding is None or self._image_size is None:
             return None

@@ -3,8 +3,10 @@
 Segment Anything (v1) resizes an image so that its longest side is ``long_side`` (1024), pads the bottom and
 right to a square and encodes it to a grid of ``long_side / 16`` cells; mask prompts and its low-resolution
 logits are ``mask_input_size`` (256) squares of that padded frame. :class:`LongestSideFrame` maps masks,
-logits and embeddings between that frame and the image, so a caller never needs to know it: a segmenter with
-another geometry (SAM 2 resizes to a square without padding) brings its own frame.
+logits and embeddings between that frame and the image, so a caller never needs to know it. SAM 2 resizes
+the image to a ``long_side`` square (both sides scaled, no padding); its mask prompts and logits are
+``mask_input_size`` squares of that stretched image: :class:`SquareFrame`. Each segmenter names its frame
+(``Segmenter.frame``); both follow the :class:`Frame` protocol.
 
 Conventions: masks (H, W) bool; logits (1, L, L) float32; embeddings (C, g, g) on the encoder's grid.
 """
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
-__all__ = ["LongestSideFrame", "resized_size"]
+__all__ = ["Frame", "LongestSideFrame", "SquareFrame", "resized_size"]
 
 MASK_LOGIT = 8.0
 """Logit magnitude of a fully covered (or fully empty) cell in a mask prompt."""
@@ -27,6 +30,30 @@ def resized_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     """(h', w') of an (H, W) image resized so its longest side is ``long_side`` (SAM's rounding)."""
     scale = long_side / max(height, width)
     return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+class Frame(Protocol):
+    """What a segmenter's frame does: masks <-> mask-prompt logits, and the embedding cells of an image."""
+
+    long_side: int
+    mask_input_size: int
+
+    def mask_to_logits(self, mask: np.ndarray, mask_logit: float = MASK_LOGIT) -> np.ndarray:
+        """(H, W) bool -> (1, L, L) float32 logits."""
+
+    def logits_to_mask(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """(1, L, L) or (L, L) logits -> (H, W) bool at ``size``."""
+
+    def embedding_cells(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(C, g, g) embedding of an (H, W) image -> (C, h, w) cells that cover the image."""
+
+
+def _as_chw(embedding: torch.Tensor) -> torch.Tensor:
+    if embedding.ndim == 4 and embedding.shape[0] == 1:
+        embedding = embedding[0]
+    if embedding.ndim != 3:
+        raise ValueError(f"embedding must be (C, h, w), got shape {tuple(embedding.shape)}")
+    return embedding
 
 
 @dataclass(frozen=True)
@@ -61,13 +88,42 @@ class LongestSideFrame:
 
     def embedding_cells(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(C, g, g) embedding of an (H, W) image -> (C, h, w): the cells that cover the image, not the padding."""
-        if embedding.ndim == 4 and embedding.shape[0] == 1:
-            embedding = embedding[0]
-        if embedding.ndim != 3:
-            raise ValueError(f"embedding must be (C, h, w), got shape {tuple(embedding.shape)}")
+        embedding = _as_chw(embedding)
         grid = embedding.shape[-1]
         stride = self.long_side / grid
         rh, rw = resized_size(*size, self.long_side)
         h = min(grid, max(1, math.ceil(rh / stride)))
         w = min(grid, max(1, math.ceil(rw / stride)))
         return embedding[:, :h, :w]
+
+
+@dataclass(frozen=True)
+class SquareFrame:
+    """Resize of both sides to ``long_side`` (no padding), ``mask_input_size`` logit squares: SAM 2's frame.
+
+    A low-resolution logit cell covers ``W / L`` x ``H / L`` image pixels; SAM 2's predictor brings logits back
+    to the image by a bilinear resize (``align_corners=False``), which :meth:`logits_to_mask` repeats.
+    """
+
+    long_side: int = 1024
+    mask_input_size: int = 256
+
+    def mask_to_logits(self, mask: np.ndarray, mask_logit: float = MASK_LOGIT) -> np.ndarray:
+        """(H, W) bool -> (1, L, L) float32 logits ``(2 f - 1) * mask_logit`` (f: covered share of a cell)."""
+        import cv2
+
+        side = self.mask_input_size
+        low = cv2.resize(mask.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
+        return ((2.0 * np.clip(low, 0.0, 1.0) - 1.0) * mask_logit)[None].astype(np.float32)
+
+    def logits_to_mask(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """(1, L, L) or (L, L) logits -> (H, W) bool at ``size`` (the stretch undone by a bilinear resize)."""
+        import cv2
+
+        logits = np.asarray(logits, np.float32).reshape(logits.shape[-2], logits.shape[-1])
+        height, width = size
+        return cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0.0
+
+    def embedding_cells(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(C, g, g) embedding -> (C, g, g): every cell covers the (stretched) image, none is padding."""
+        return _as_chw(embedding)

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from core.files import load_torch
-from models.embedding_cache import EmbeddingCache, image_hash
-from models.segmenters.base import Segmenter, SegmenterOutput
+from models.embedding_cache import EmbeddingCache
+from models.segmenters.base import SegmenterOutput
+from models.segmenters.encoded import EncodedImageSegmenter
 
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam
@@ -123,34 +124,26 @@ def build_sam_segmenter(
     return SamSegmenter(model, model_id, cache=cache)
 
 
-class SamSegmenter(Segmenter):
+class SamSegmenter(EncodedImageSegmenter):
     """A SAM model behind the ``Segmenter`` interface, running its parts itself (no ``SamPredictor``).
 
     ``model_id`` must name the model *and its weights* (it keys the embedding cache; ``load_sam`` builds one
     from the checkpoint hash). The model's device is the device of every tensor it computes. The image is
     resized with SAM's ``ResizeLongestSide``, normalised and padded by ``Sam.preprocess``, and masks come back
-    at the image's size through ``Sam.postprocess_masks``, as in the package's own predictor.
-    ``encoder_calls`` counts the images this object encoded (cache hits are not counted).
+    at the image's size through ``Sam.postprocess_masks``, as in the package's own predictor. The cache entry
+    is ``{"features": (1, C, g, g), "original_size": (H, W), "input_size": (h', w')}``.
     """
-
-    source = "sam"
 
     def __init__(
         self, model: Sam, model_id: str, cache: EmbeddingCache | None = None, message: str = ""
     ) -> None:
         from segment_anything.utils.transforms import ResizeLongestSide
 
-        super().__init__()
+        super().__init__(model_id, cache, message or f"Segment Anything ({model_id})")
         self.model = model.eval()
-        self.model_id = model_id
-        self.cache = cache
         self.long_side = int(model.image_encoder.img_size)
         self.mask_input_size = int(model.prompt_encoder.mask_input_size[0])
         self.transform = ResizeLongestSide(self.long_side)
-        self.message = message or f"Segment Anything ({model_id})"
-        self.encoder_calls = 0
-        self.last_from_cache = False
-        self._hash: str | None = None
         self._features: torch.Tensor | None = None  # (1, C, g, g)
         self._input_size: tuple[int, int] | None = None  # (h', w') after the longest-side resize
 
@@ -170,35 +163,17 @@ class SamSegmenter(Segmenter):
         )
 
     @torch.no_grad()
-    def _encode(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(H, W, 3) uint8 -> ((1, C, g, g) embedding, (h', w') resized size)."""
+    def _encode(self, image: np.ndarray) -> dict:
+        """(H, W, 3) uint8 -> the cache entry: (1, C, g, g) embedding, original and resized sizes."""
         resized = self.transform.apply_image(image)
         x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         input_size = (int(x.shape[-2]), int(x.shape[-1]))
-        self.encoder_calls += 1
-        return self.model.image_encoder(self.model.preprocess(x)), input_size
+        features = self.model.image_encoder(self.model.preprocess(x))
+        return {"features": features, "original_size": tuple(image.shape[:2]), "input_size": input_size}
 
-    def set_image(self, image: np.ndarray) -> None:
-        """Encode ``image`` (H, W, 3) uint8 RGB, or load its embedding from the cache; same image -> no work."""
-        image = self.check_image(image)
-        digest = image_hash(image)
-        if digest == self._hash and self._features is not None:
-            return
-        entry = self.cache.get(digest, self.model_id, map_location=self.device) if self.cache is not None else None
-        if entry is not None and self._entry_fits(entry, image):
-            features = entry["features"].to(self.device)
-            input_size = tuple(int(v) for v in entry["input_size"])
-            self.last_from_cache = True
-            logger.debug("embedding of %s loaded from cache", digest[:12])
-        else:
-            features, input_size = self._encode(image)
-            self.last_from_cache = False
-            if self.cache is not None:
-                entry = {"features": features, "original_size": tuple(image.shape[:2]), "input_size": input_size}
-                self.cache.put(digest, self.model_id, entry)
-        self._features, self._input_size = features, input_size
-        self._hash = digest
-        self._image_size = (int(image.shape[0]), int(image.shape[1]))
+    def _load(self, entry: dict) -> None:
+        self._features = entry["features"]
+        self._input_size = tuple(int(v) for v in entry["input_size"])
 
     @property
     def embedding(self) -> torch.Tensor | None:
