@@ -76,6 +76,8 @@ _SEGMENTERS = {  # registry name = checkpoint name -> (builder, label)
 
 REGISTRY: dict[str, ModelEntry] = _entries(
     *(ModelEntry(name, "segmenter", builder, name, _SAM, label=label) for name, (builder, label) in _SEGMENTERS.items()),
+    ModelEntry("light_sam", "segmenter", "models.segmenters.light_sam:build_light_sam_segmenter", "sam_hq_vit_tiny",
+               _SAM, label="Light SAM (TinyViT + SAM decoder, fast on CPU)"),
     ModelEntry("grabcut", "segmenter", "models.segmenters.grabcut:build_grabcut_segmenter", None,
                frozenset({"mask_prompt"}), label="GrabCut (no model)"),
     ModelEntry("color", "uss", "dhr.uss.color:ColorTextureFeatures"),

@@ -34,6 +34,7 @@ from models.segmenters.auto import AutoStep
 from models.segmenters.base import mask_iou
 from models.segmenters.frame import LongestSideFrame, SquareFrame
 from models.segmenters.sam2 import TINY_SAM2_OVERRIDES
+from models.segmenters.sam import SamSegmenter
 from models.uss import build_uss_provider
 from models.weights import Checkpoint, WeightsNotFoundError
 
@@ -259,22 +260,53 @@ def light_hq_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[P
     return folder, digest, saved
 
 
-def test_auto_on_the_cpu_runs_light_hq_sam(light_hq_present) -> None:
+def test_auto_on_the_cpu_runs_light_sam_from_the_light_hq_checkpoint(light_hq_present) -> None:
     folder, digest, saved = light_hq_present
     settings = ModelSettings(device="cpu", weights_dir=folder)
-    assert auto_plan("cpu", folder, download=True) == [AutoStep("sam_hq_vit_tiny")]
+    assert auto_plan("cpu", folder, download=True) == [AutoStep("light_sam"), AutoStep("sam_hq_vit_tiny")]
     with pytest.warns(UserWarning, match="no published SHA-256"):
         segmenter = build_segmenter("auto", weights_dir=folder, device="cpu")
-    assert isinstance(segmenter, HqSamSegmenter) and not segmenter.is_fallback
-    assert segmenter.name == "sam_hq_vit_tiny" and segmenter.model_id == f"sam_hq_vit_tiny@{digest[:12]}"
+    assert isinstance(segmenter, SamSegmenter) and not segmenter.is_fallback
+    assert segmenter.name == "light_sam" and segmenter.model_id == f"light_sam:sam_hq_vit_tiny@{digest[:12]}"
     assert "chosen automatically" in segmenter.message
     loaded = segmenter.model.state_dict()
-    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    renamed = {k.replace("image_encoder.encoder.", "image_encoder."): v for k, v in loaded.items()}
+    assert renamed.keys() < saved.keys()  # every weight comes from the checkpoint; the HQ branch is left out
+    assert all(torch.equal(v, saved[k]) for k, v in renamed.items())
+    assert not any(k.startswith(("mask_decoder.hf_", "mask_decoder.compress", "mask_decoder.embedding_"))
+                   for k in renamed)
     choices = segmenter_choices(settings)
     assert [c.name for c in choices] == ["auto", *SEGMENTERS]
-    assert choices[0].label == "Automatic (Light HQ-SAM (TinyViT))"
+    assert choices[0].label == "Automatic (Light SAM (TinyViT + SAM decoder, fast on CPU))"
     present = {c.name for c in choices if c.present}
-    assert present == {"auto", "sam_hq_vit_tiny", "grabcut"}
+    assert present == {"auto", "light_sam", "sam_hq_vit_tiny", "grabcut"}
+
+
+def test_light_sam_masks_are_sams_on_the_hq_encoder(light_hq_present) -> None:
+    """Light SAM's masks on a non-square image equal segment-anything's own predictor on the same network, and its
+    embedding is the HQ encoder's."""
+    from segment_anything import SamPredictor
+
+    from models.segmenters.light_sam import light_sam_from_hq
+
+    hq = build_tiny_sam_hq("vit", seed=3)
+    model = light_sam_from_hq(hq)
+    segmenter = SamSegmenter(model, "light-test")
+    image = np.random.default_rng(0).integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    segmenter.set_image(image)
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    with torch.no_grad():
+        reference = hq.image_encoder(hq.preprocess(torch.from_numpy(predictor.transform.apply_image(image))
+                                                   .permute(2, 0, 1)[None].float()))[0]
+    assert torch.allclose(segmenter.embedding, reference[0], atol=1e-5)
+    prompts = [dict(point_coords=np.array([[40.0, 30.0]]), point_labels=np.array([1])),
+               dict(box=np.array([10.0, 8.0, 120.0, 70.0]))]
+    for prompt in prompts:
+        ours = segmenter.predict(**prompt, multimask=True)
+        theirs, scores, logits = predictor.predict(**prompt, multimask_output=True)
+        assert np.mean(ours.masks == theirs) >= 0.999
+        assert np.allclose(ours.low_res_logits, logits, atol=1e-4)
 
 
 def test_auto_plan_by_device(tmp_path: Path) -> None:
@@ -284,14 +316,14 @@ def test_auto_plan_by_device(tmp_path: Path) -> None:
 
     assert auto_plan("cpu", tmp_path, download=False) == []
     assert auto_plan("cuda", tmp_path, download=True) == [AutoStep("sam2.1_hiera_base_plus", download=True)]
-    assert auto_plan("cpu", tmp_path, download=True) == [AutoStep("sam_hq_vit_tiny", download=True)]
+    assert auto_plan("cpu", tmp_path, download=True) == [AutoStep("light_sam", download=True)]
     touch("sam_vit_b", "sam2.1_hiera_small")
     assert auto_plan("cuda:1", tmp_path, download=False) == [AutoStep("sam2.1_hiera_small"), AutoStep("sam_vit_b")]
     assert auto_plan("cpu", tmp_path, download=False) == [AutoStep("sam2.1_hiera_small"), AutoStep("sam_vit_b")]
     touch("sam2.1_hiera_large", "sam2.1_hiera_base_plus", "sam_hq_vit_tiny")
     assert auto_plan("cuda", tmp_path, download=True)[:2] == [AutoStep("sam2.1_hiera_large"),
                                                               AutoStep("sam2.1_hiera_base_plus")]
-    assert auto_plan("cpu", tmp_path, download=True)[0] == AutoStep("sam_hq_vit_tiny")
+    assert auto_plan("cpu", tmp_path, download=True)[:2] == [AutoStep("light_sam"), AutoStep("sam_hq_vit_tiny")]
 
 
 def test_auto_offline_falls_back_past_a_failed_download(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -320,3 +352,21 @@ def test_a_lease_keeps_the_name_and_the_frame() -> None:
     assert lease.name == "square" and lease.frame == SquareFrame(1024, 256)
     _, mask = scene()
     np.testing.assert_array_equal(lease.mask_prompt(mask), SquareFrame().mask_to_logits(mask))
+
+
+def test_hq_features_kept_for_the_image_are_dropped_with_it() -> None:
+    """HQ-SAM's per-image HQ features are computed once per image: a second image gets its own masks, equal to
+    those of a segmenter that never saw the first one."""
+    rng = np.random.default_rng(5)
+    first, second = (rng.integers(0, 255, (96, 160, 3), dtype=np.uint8) for _ in range(2))
+    point = dict(point_coords=np.array([[60.0, 40.0]]), point_labels=np.array([1]))
+    reused = HqSamSegmenter(build_tiny_sam_hq("vit", seed=2), "hq-a")
+    reused.set_image(first)
+    on_first = reused.predict(**point)
+    reused.set_image(second)
+    on_second = reused.predict(**point)
+    fresh = HqSamSegmenter(build_tiny_sam_hq("vit", seed=2), "hq-b")
+    fresh.set_image(second)
+    expected = fresh.predict(**point)
+    assert np.allclose(on_second.low_res_logits, expected.low_res_logits, atol=1e-5)
+    assert not np.allclose(on_first.low_res_logits, on_second.low_res_logits, atol=1e-3)

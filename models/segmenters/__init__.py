@@ -1,11 +1,11 @@
 """Promptable segmenters: ``build_segmenter(name)`` for the registry's segmenters.
 
 Segment Anything ViT-B / L / H (:mod:`.sam`), SAM 2.1 Hiera-T / S / B+ / L (:mod:`.sam2`), HQ-SAM ViT-B / L / H
-and Light HQ-SAM (:mod:`.sam_hq`), GrabCut (:mod:`.grabcut`). Each segmenter owns its geometry
+and Light HQ-SAM (:mod:`.sam_hq`), Light SAM (:mod:`.light_sam`), GrabCut (:mod:`.grabcut`). Each segmenter owns its geometry
 (:mod:`models.segmenters.frame`): callers ask it for mask prompts, for masks from its logits and for its
 embedding as USS features. A new segmenter is one module and one entry in :mod:`models.registry`.
 
-``"auto"`` picks by device (:mod:`.auto`): Light HQ-SAM on the CPU, SAM 2.1 Hiera-L / B+ on CUDA, present or
+``"auto"`` picks by device (:mod:`.auto`): Light SAM on the CPU, SAM 2.1 Hiera-L / B+ on CUDA, present or
 downloaded, else another present checkpoint, else GrabCut with a warning; the returned segmenter's ``name``
 (its registry name), ``is_fallback`` and ``message`` tell the CLI and GUI what runs and why.
 :func:`segmenter_choices` lists every segmenter with whether its checkpoint is present, for menus.
@@ -127,7 +127,7 @@ def _build_auto(
             continue
         segmenter.message = f"{segmenter.message}, chosen automatically for {device}"
         return segmenter
-    message = fallback_message(weights_dir, preferred_download(device), detail)
+    message = fallback_message(weights_dir, entries("segmenter")[preferred_download(device)].checkpoint, detail)
     logger.warning("%s", message)
     fallback = GrabCutSegmenter(message=message)
     fallback.name = "grabcut"

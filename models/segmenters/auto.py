@@ -3,7 +3,8 @@
 ``auto`` takes, in order (:func:`auto_plan`):
 
 1. the device's preferred model when its checkpoint is in the weights folder: on CUDA SAM 2.1 Hiera-L, else
-   Hiera-B+; on the CPU Light HQ-SAM (``sam_hq_vit_tiny``, 42 MB, the fastest encoder of the family);
+   Hiera-B+; on the CPU Light SAM (``light_sam``: the 42 MB Light HQ-SAM checkpoint, its TinyViT encoder with
+   SAM's own decoder, :mod:`.light_sam`: the fastest encoder and click of the family);
 2. when downloading is on: that preferred model downloaded (Hiera-B+ on CUDA, Light HQ-SAM on the CPU);
 3. any other Segment Anything checkpoint already in the folder, fastest first on the CPU, best first on CUDA;
 4. GrabCut, with a message naming the checkpoint to fetch.
@@ -31,10 +32,10 @@ _CUDA_PREFERRED = ("sam2.1_hiera_large", "sam2.1_hiera_base_plus")
 _CUDA_DOWNLOAD = "sam2.1_hiera_base_plus"
 _CUDA_OTHERS = ("sam2.1_hiera_small", "sam2.1_hiera_tiny", "sam_hq_vit_h", "sam_vit_h", "sam_hq_vit_l",
                 "sam_vit_l", "sam_hq_vit_b", "sam_vit_b", "sam_hq_vit_tiny")
-_CPU_PREFERRED = ("sam_hq_vit_tiny",)
-_CPU_DOWNLOAD = "sam_hq_vit_tiny"
-_CPU_OTHERS = ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam_vit_b", "sam_hq_vit_b", "sam2.1_hiera_base_plus",
-               "sam_vit_l", "sam_hq_vit_l", "sam2.1_hiera_large", "sam_vit_h", "sam_hq_vit_h")
+_CPU_PREFERRED = ("light_sam",)
+_CPU_DOWNLOAD = "light_sam"
+_CPU_OTHERS = ("sam_hq_vit_tiny", "sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam_vit_b", "sam_hq_vit_b",
+               "sam2.1_hiera_base_plus", "sam_vit_l", "sam_hq_vit_l", "sam2.1_hiera_large", "sam_vit_h", "sam_hq_vit_h")
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,16 @@ def _on_cuda(device: object) -> bool:
 
 
 def preferred_download(device: object) -> str:
-    """The checkpoint ``auto`` downloads on ``device`` (and names when it falls back to GrabCut)."""
+    """The segmenter whose checkpoint ``auto`` downloads on ``device`` (and names when it falls back to GrabCut)."""
     return _CUDA_DOWNLOAD if _on_cuda(device) else _CPU_DOWNLOAD
 
 
 def auto_plan(device: object = "cpu", weights_dir: str | Path | None = None, download: bool = True) -> list[AutoStep]:
     """The segmenters ``auto`` tries on ``device``, in order (GrabCut after the last one); see the module notes."""
-    from models.weights import is_present
+    def is_present(name: str, folder: str | Path | None) -> bool:  # a segmenter's checkpoint, by registry name
+        from models.weights import is_present as checkpoint_present
+
+        return checkpoint_present(entries("segmenter")[name].checkpoint, folder)
 
     cuda = _on_cuda(device)
     preferred, others = (_CUDA_PREFERRED, _CUDA_OTHERS) if cuda else (_CPU_PREFERRED, _CPU_OTHERS)

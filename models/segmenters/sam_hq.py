@@ -30,6 +30,31 @@ from models.segmenters.encoded import EncodedImageSegmenter
 if TYPE_CHECKING:
     from segment_anything_hq.modeling import Sam
 
+class _PerImageMemo:
+    """Keeps the output of one decoder sub-network for the current image, so that a click does not recompute it.
+
+    The HQ decoder turns the image embedding and the encoder's intermediate features into (1, 32, 256, 256) HQ
+    features at every call, though they depend on the image alone: most of a click's time on a CPU. Wrapped
+    around a module's ``forward`` (its parameters and state-dict keys stay as they are); ``clear()`` whenever the
+    image changes.
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self._forward = module.forward
+        self._key: tuple | None = None
+        self._out: torch.Tensor | None = None
+        module.forward = self  # an instance attribute: nn.Module.__call__ finds it before the class's forward
+
+    def clear(self) -> None:
+        self._key, self._out = None, None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.data_ptr(), tuple(x.shape), x._version, x.device)
+        if key != self._key or self._out is None:
+            self._out, self._key = self._forward(x), key
+        return self._out
+
+
 __all__ = ["HQ_VARIANTS", "HqSamSegmenter", "build_sam_hq", "build_sam_hq_segmenter", "build_tiny_sam_hq"]
 
 HQ_VARIANTS: dict[str, str] = {
@@ -158,6 +183,8 @@ class HqSamSegmenter(EncodedImageSegmenter):
         self.hq_token_only = bool(hq_token_only)
         self.long_side = int(model.image_encoder.img_size)
         self.mask_input_size = int(model.prompt_encoder.mask_input_size[0])
+        decoder = self.model.mask_decoder
+        self._memos = [_PerImageMemo(decoder.embedding_encoder), _PerImageMemo(decoder.compress_vit_feat)]
 
     @property
     def device(self) -> torch.device:
@@ -178,6 +205,8 @@ class HqSamSegmenter(EncodedImageSegmenter):
         )
 
     def _encode(self, image: np.ndarray) -> dict[str, Any]:
+        for memo in self._memos:
+            memo.clear()
         predictor = self.predictor
         predictor.set_image(image)
         return {
@@ -188,6 +217,8 @@ class HqSamSegmenter(EncodedImageSegmenter):
         }
 
     def _load(self, entry: dict[str, Any]) -> None:
+        for memo in self._memos:
+            memo.clear()
         predictor = self.predictor
         predictor.reset_image()
         predictor.features = entry["features"]
