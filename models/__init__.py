@@ -5,7 +5,7 @@
 - :mod:`models.settings`: :class:`ModelSettings` (device, weights folder, segmenter, download), built by the
   CLI or the GUI and handed to every job;
 - :mod:`models.weights`: the official checkpoints, their SHA-256 checks, the download folder, safe loading;
-- :mod:`models.segmenters`: promptable segmenters (SAM, SAM 2.1, HQ-SAM / Light HQ-SAM, GrabCut), each owning
+- :mod:`models.segmenters`: promptable segmenters (SAM, SAM 2.1, HQ-SAM / Light HQ-SAM, Light SAM, GrabCut), each owning
   its prompt geometry (:mod:`models.segmenters.frame`); ``segmenter_choices(settings)`` lists them for a menu;
 - :mod:`models.embedding_cache`: the on-disk cache of embeddings and features, keyed by image hash and model id;
 - :mod:`models.uss`: USS feature providers (colour, the segmenter's embedding, DINO in :mod:`models.dino`);

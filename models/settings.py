@@ -14,7 +14,7 @@ class ModelSettings:
 
     ``device``: torch device of every model (``"cpu"``, ``"cuda"``, ``"cuda:1"``); ``weights_dir``: checkpoint
     folder (None: ``$DHR_WEIGHTS_DIR`` or ``~/.cache/dhr-label/weights``); ``segmenter``: registry name of the
-    prompted segmenter (``"auto"``: chosen by device, see :mod:`models.segmenters.auto`: Light HQ-SAM on the
+    prompted segmenter (``"auto"``: chosen by device, see :mod:`models.segmenters.auto`: Light SAM on the
     CPU, SAM 2.1 on CUDA, else GrabCut); ``download``: fetch missing checkpoints from their official URLs.
     """
 

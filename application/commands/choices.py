@@ -18,6 +18,7 @@ SEGMENTER_NAMES = (
     "sam_hq_vit_b",
     "sam_hq_vit_l",
     "sam_hq_vit_h",
+    "light_sam",
     "grabcut",
 )
 """``models.segmenters.SEGMENTERS``, in its order."""

@@ -66,7 +66,7 @@ def run_list(args: argparse.Namespace) -> int:
     segmenters = [name for name in SEGMENTER_NAMES if name in weights.CHECKPOINTS]
     if not any(weights.is_present(name, folder) for name in segmenters):
         print(f"\nnote: {weights.sam_fallback_message(folder, 'sam_hq_vit_tiny')}")
-    print("\n`--segmenter auto` runs Light HQ-SAM (sam_hq_vit_tiny) on the CPU and SAM 2.1 Hiera-L or B+ on CUDA, "
+    print("\n`--segmenter auto` runs Light SAM (light_sam, from the sam_hq_vit_tiny file) on the CPU and SAM 2.1 Hiera-L or B+ on CUDA, "
           "downloading it when missing; offline, another checkpoint present here, else GrabCut.")
     return 0
 
