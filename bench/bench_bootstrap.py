@@ -1,11 +1,13 @@
 """Throughput of `dhr bootstrap`'s per-image pipeline with real-size models (random weights), split by stage.
 
 Models: the classifier is a dilated ResNet-50 (output stride 16, CAMs at scales 1, 0.5, 1.5, 2 with flips),
-the segmenter Segment Anything ViT-B, the USS features SAM's own embedding (or --uss color). Timing does not
+the segmenter Segment Anything ViT-B (or any registry segmenter: --segmenter light_sam is the CPU default), the USS
+features the segmenter's own embedding (or --uss color). Timing does not
 depend on the weights, so random ones are used (nothing is downloaded). Images: synthetic scenes
 (tests/synthetic_dataset.py) at --size px with 2-3 tags each. Classifier training is not included.
 
     .venv/bin/python bench/bench_bootstrap.py [--images 3] [--size 512] [--cam-scales 1,0.5,1.5,2] [--device cpu]
+        [--segmenter sam_vit_b] [--no-flip]
 
 Prints a markdown table: seconds per image for each stage, its share, and images per hour for the whole run.
 """
@@ -21,11 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STAGES = (
-    ("cams", "CAMs (classifier, multi-scale + flip) + base mask"),
-    ("sam_encoder", "SAM ViT-B image encoder"),
-    ("uss", "USS features (SAM: reuses the embedding)"),
+    ("cams", "CAMs (classifier at the CAM scales) + base mask"),
+    ("sam_encoder", "segmenter image encoder"),
+    ("uss", "USS features (the segmenter's embedding, reused)"),
     ("dhr", "DHR rebalance"),
-    ("prompting", "SAM prompting + merge (label_image)"),
+    ("prompting", "segmenter prompting + merge (label_image)"),
 )
 
 
@@ -37,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--uss", default="sam", choices=["sam", "color"])
     parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--cam-scales", default="1,0.5,1.5,2", help="CAM inference scales (flip always on)")
+    parser.add_argument("--cam-scales", default="1,0.5,1.5,2", help="CAM inference scales")
+    parser.add_argument("--no-flip", action="store_true", help="CAMs without the flipped pass")
+    parser.add_argument("--segmenter", default="sam_vit_b", help="registry segmenter, real size, random weights")
     args = parser.parse_args(argv)
 
     import torch
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.settings import ModelSettings
     from models.uss import build_uss_provider
     from models.classifier import build_classifier
-    from models.segmenters import SamSegmenter, build_sam
+    from bench_segmenters import _segmenter as random_segmenter
     from tests.synthetic_dataset import CLASSES, make_samples
 
     if args.threads:
@@ -56,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     samples = [s for s in samples if len(s.tags) >= 2][: args.images]
     scales = tuple(float(v) for v in args.cam_scales.split(","))
     config = BootstrapConfig(
-        out=Path("unused"), models=ModelSettings(device=args.device), uss=args.uss, cam_scales=scales, progress=False
+        out=Path("unused"), models=ModelSettings(device=args.device), uss=args.uss, cam_scales=scales,
+        cam_flip=not args.no_flip, progress=False
     )
     model = build_classifier(args.backbone, len(CLASSES), pretrained=False).to(args.device).eval()
-    segmenter = SamSegmenter(build_sam("sam_vit_b", device=args.device), "sam_vit_b-random")
+    segmenter = random_segmenter(args.segmenter, args.device)
     provider = build_uss_provider(args.uss, config.models, segmenter)
 
     # warm-up on a small image (allocator, lazy inits), not timed
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device if args.device != "cpu" else f"CPU ({torch.get_num_threads()} torch threads)"
     print(
         f"bootstrap per-image pipeline, {n} images of {args.size}x{args.size} px, {len(CLASSES)} classes, "
-        f"2-3 tags each; {args.backbone} (CAM scales {args.cam_scales}, flip) + SAM ViT-B (random weights), "
+        f"2-3 tags each; {args.backbone} (CAM scales {args.cam_scales}, {'no flip' if args.no_flip else 'flip'}) + "
+        f"{args.segmenter} (random weights), "
         f"USS {args.uss}; {device}; "
         f"torch {torch.__version__}, {platform.machine()}"
     )

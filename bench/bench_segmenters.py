@@ -57,7 +57,7 @@ def _images():
     return square, wide
 
 
-def _segmenter(name: str):
+def _segmenter(name: str, device: str = "cpu"):
     """The real-size architecture ``name`` with random weights, in its wrapper."""
     from models.segmenters import (
         HqSamSegmenter,
@@ -73,12 +73,12 @@ def _segmenter(name: str):
     if name == "light_sam":
         from models.segmenters.light_sam import LIGHT_SAM_CHECKPOINT, light_sam_from_hq
 
-        return SamSegmenter(light_sam_from_hq(build_sam_hq(LIGHT_SAM_CHECKPOINT)), f"{name}@random")
+        return SamSegmenter(light_sam_from_hq(build_sam_hq(LIGHT_SAM_CHECKPOINT, device=device)), f"{name}@random")
     if name in SAM_VARIANTS:
-        return SamSegmenter(build_sam(name), f"{name}@random")
+        return SamSegmenter(build_sam(name, device=device), f"{name}@random")
     if name in SAM2_VARIANTS:
-        return Sam2Segmenter(build_sam2_model(name), f"{name}@random")
-    return HqSamSegmenter(build_sam_hq(name), f"{name}@random")
+        return Sam2Segmenter(build_sam2_model(name, device=device), f"{name}@random")
+    return HqSamSegmenter(build_sam_hq(name, device=device), f"{name}@random")
 
 
 def measure(name: str, clicks: int, threads: int) -> dict:
