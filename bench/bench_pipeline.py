@@ -108,10 +108,12 @@ def project_config(project: Path):
     """The bootstrap settings and classifier of the CLI run that wrote ``project`` -> (config, model)."""
     from annotate.bootstrap import BootstrapConfig, resolved_config
     from models.classifier import load_classifier
+    from models.settings import ModelSettings
 
     model, _ = load_classifier(project / "classifier.pt")
     settings = json.loads((project / "bootstrap.json").read_text())["settings"]
-    config = BootstrapConfig(out=project, models=ModelSettings(weights_dir=settings["weights_dir"], download=False),
+    weights_dir = settings["models"]["weights_dir"] if "models" in settings else settings["weights_dir"]
+    config = BootstrapConfig(out=project, models=ModelSettings(weights_dir=weights_dir, download=False),
                              progress=False)
     return resolved_config(config, model), model
 

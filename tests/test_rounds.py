@@ -158,3 +158,20 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert "| mIoU |" in capsys.readouterr().out
     # a missing ground truth is a clear error, not a traceback
     assert cli.main(["eval", root, "--gt", str(tmp_path / "nowhere")]) == 2
+
+
+def test_cli_train_no_download_never_fetches_weights(tmp_path, monkeypatch, caplog):
+    """`dhr train --no-download`, as `dhr bootstrap`'s: a missing checkpoint is reported, never downloaded."""
+    import models.weights
+
+    store, _ = make_project(tmp_path, n=2)
+    fetched = []
+    monkeypatch.setattr(models.weights, "download_checkpoint", lambda ckpt, *a, **k: fetched.append(ckpt) or 1 / 0)
+    common = ["train", str(store.root), "--rounds", "1", "--steps", "1", "--batch-size", "2", "--crop-size", "64",
+              "--backbone", "resnet_tiny", "--no-pretrained", "--segmenter", "sam_vit_b", "--scales", "1",
+              "--workers", "0", "--quiet", "--weights-dir", str(tmp_path / "no-weights")]
+    assert cli.main([*common, "--no-download"]) == 2
+    assert fetched == [] and "downloading is off" in caplog.text
+    with pytest.raises(ZeroDivisionError):  # without the flag the missing checkpoint is fetched
+        cli.main(common)
+    assert len(fetched) == 1
