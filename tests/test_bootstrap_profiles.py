@@ -24,6 +24,7 @@ def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):
     with pytest.warns(UserWarning, match="from scratch"):
         model = build_bootstrap_classifier(config, 3)
     assert (model.backbone_name, model.output_stride, model.pretrained) == (SCRATCH.backbone, SCRATCH.output_stride, False)
+    assert model.top_share == SCRATCH.top_share < 1.0  # logits from the top CAM cells, not the global average
     resolved = resolved_config(config, model)
     assert resolved.backbone == SCRATCH.backbone
     for name in ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold"):
@@ -43,6 +44,7 @@ def test_explicit_options_win_over_the_profile(tmp_path):
 
 def test_profile_follows_the_weights_the_classifier_started_from():
     assert classifier_profile(Classifier("resnet50", 2, pretrained=True)) == PRETRAINED
+    assert PRETRAINED.top_share == 1.0  # ImageNet classifiers keep global average pooling
     scratch_tiny = classifier_profile(Classifier("resnet_tiny", 2))
     assert scratch_tiny == dataclasses.replace(SCRATCH, backbone="resnet_tiny")
     with pytest.raises(ValueError, match="background_threshold"):

@@ -39,6 +39,7 @@ class ClassifierProfile:
     scale_range: tuple[float, float]  # random rescale of the training images
     cam_scales: tuple[float, ...]
     background_threshold: float  # base mask: background where the highest CAM is below this
+    top_share: float = 1.0  # logits: mean of each class's top share of CAM cells (1.0: global average pooling)
 
 
 PRETRAINED = ClassifierProfile(
@@ -63,6 +64,7 @@ SCRATCH = ClassifierProfile(
     scale_range=(0.6, 1.0),
     cam_scales=(1.0, 0.5, 1.5),
     background_threshold=0.3,
+    top_share=0.15,
 )
 
 
