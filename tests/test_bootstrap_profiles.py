@@ -24,7 +24,7 @@ def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):
     with pytest.warns(UserWarning, match="from scratch"):
         model = build_bootstrap_classifier(config, 3)
     assert (model.backbone_name, model.output_stride, model.pretrained) == (SCRATCH.backbone, SCRATCH.output_stride, False)
-    assert model.top_share == SCRATCH.top_share < 1.0  # logits from the top CAM cells, not the global average
+    assert model.top_share == SCRATCH.top_share == 1.0  # global average pooling (top_share: see the README)
     resolved = resolved_config(config, model)
     assert resolved.backbone == SCRATCH.backbone
     for name in ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold"):
@@ -34,8 +34,9 @@ def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):
 
 def test_explicit_options_win_over_the_profile(tmp_path):
     config = BootstrapConfig(out=tmp_path, backbone="resnet_tiny", pretrained=False, epochs=2,
-                             background_threshold=0.45, cam_scales=(1.0,))
+                             background_threshold=0.45, cam_scales=(1.0,), top_share=0.15)
     model = build_bootstrap_classifier(config, 2)
+    assert model.top_share == 0.15
     resolved = resolved_config(config, model)
     assert (resolved.backbone, resolved.epochs, resolved.background_threshold, resolved.cam_scales) == (
         "resnet_tiny", 2, 0.45, (1.0,))
