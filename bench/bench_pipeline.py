@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-TRAIN_ARGS = "--backbone resnet_small --no-pretrained --steps 150 --batch-size 4 --crop-size 192 --workers 0"
+TRAIN_ARGS = "--backbone resnet_small --no-pretrained --steps 150 --batch-size 4 --crop-size 192 --lr 0.01 --workers 0"
 
 
 class RecordingSegmenter:
@@ -108,10 +108,12 @@ def project_config(project: Path):
     """The bootstrap settings and classifier of the CLI run that wrote ``project`` -> (config, model)."""
     from annotate.bootstrap import BootstrapConfig, resolved_config
     from models.classifier import load_classifier
+    from models.settings import ModelSettings
 
     model, _ = load_classifier(project / "classifier.pt")
     settings = json.loads((project / "bootstrap.json").read_text())["settings"]
-    config = BootstrapConfig(out=project, models=ModelSettings(weights_dir=settings["weights_dir"], download=False),
+    weights_dir = settings["models"]["weights_dir"] if "models" in settings else settings["weights_dir"]
+    config = BootstrapConfig(out=project, models=ModelSettings(weights_dir=weights_dir, download=False),
                              progress=False)
     return resolved_config(config, model), model
 
@@ -133,26 +135,26 @@ def stage_figures(
 
     classes = list(classes)
     n = len(classes) + 1
-    segmenter = RecordingSegmenter(build_bootstrap_segmenter(config.segmenter, config))
+    segmenter = RecordingSegmenter(build_bootstrap_segmenter(config.models.segmenter, config))
     provider = build_uss_provider(config.uss, config.models, segmenter.inner)
     stages = ("CAM argmax, background 0.3", "base mask", "DHR balanced mask", "segmenter masks", "final labels")
     confusion = {name: torch.zeros(n, n + 1, dtype=torch.int64) for name in stages}
     share = float(np.mean([(s.gt > 0).mean() for s in samples]))
     confusion["all background"] = torch.zeros(n, n + 1, dtype=torch.int64)
     confusion["centre disc, first tag"] = torch.zeros(n, n + 1, dtype=torch.int64)
-    correct = total = hits = peaks = same = kept = prompted = 0
+    same = kept = prompted = 0
+    correct, hits, peaks = np.zeros(len(classes)), np.zeros(len(classes)), np.zeros(len(classes))
     for sample in samples:
         tags = [classes.index(t) + 1 for t in sample.tags]
         with torch.no_grad():
             logits = model(image_to_tensor(sample.image)[None])[0]
         truth = torch.tensor([i + 1 in tags for i in range(len(classes))])
-        correct += int(((logits > 0) == truth).sum())
-        total += len(classes)
+        correct += ((logits > 0) == truth).numpy()
         cams, _ = compute_cams(model, sample.image, [t - 1 for t in tags], config.cam_scales, config.cam_flip)
         for row, tag in enumerate(tags):
             r, c = np.unravel_index(int(cams[row].argmax()), cams[row].shape)
-            hits += int(sample.gt[r, c] == tag)
-            peaks += 1
+            hits[tag - 1] += int(sample.gt[r, c] == tag)
+            peaks[tag - 1] += 1
         confusion[stages[0]] += _confusion(cams_to_mask(cams, tags, 0.3), sample.gt, n)
         segmenter.outputs.clear()
         outcome = process_image(sample.image, tags, model, provider, segmenter, config)
@@ -172,8 +174,10 @@ def stage_figures(
         confusion["all background"] += _confusion(np.zeros_like(sample.gt, np.int64), sample.gt, n)
         confusion["centre disc, first tag"] += _confusion(centre_disc(sample.gt.shape, share, tags[0]), sample.gt, n)
     figures = {
-        "tag accuracy": correct / total,
-        "CAM pointing": hits / max(1, peaks),
+        "tag accuracy": float(correct.sum() / (len(samples) * len(classes))),
+        "CAM pointing": float(hits.sum() / max(1, peaks.sum())),
+        "tag accuracy by class": (correct / len(samples)).tolist(),
+        "CAM pointing by class": (hits / np.maximum(1, peaks)).tolist(),
         "same as CLI": same / len(samples),
         "segmenter masks kept": kept / max(1, prompted),
         "background threshold": config.background_threshold,
@@ -195,8 +199,12 @@ def table_lines(confusion: dict[str, torch.Tensor], figures: dict[str, float], c
     header = " | ".join(f"IoU {c}" for c in ("background", *classes))
     lines = [f"| stage | mIoU | {header} | predicted foreground % | |",
              "|---|---:|" + "---:|" * (len(classes) + 1) + "---:|---|",
-             "| classifier | |" + " |" * (len(classes) + 2) + f" tag accuracy (training images) {100 * figures['tag accuracy']:.1f} %, "
-             f"CAM pointing {100 * figures['CAM pointing']:.1f} % |"]
+             "| classifier: tag accuracy on its training images % | "
+             f"{100 * figures['tag accuracy']:.1f} | |"
+             + " | ".join(f"{100 * v:.1f}" for v in figures["tag accuracy by class"]) + " | | |",
+             "| classifier: CAM peak on the tagged class (pointing) % | "
+             f"{100 * figures['CAM pointing']:.1f} | |"
+             + " | ".join(f"{100 * v:.1f}" for v in figures["CAM pointing by class"]) + " | | |"]
     notes = {"base mask": f"background below {figures['background threshold']:g}",
              "segmenter masks": f"{100 * figures['segmenter masks kept']:.0f} % of the prompts keep them as instances",
              "final labels": f"`dhr bootstrap`; {100 * figures['same as CLI']:.0f} % of images equal to the "
@@ -249,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         train_s = None
         if args.rounds > 0:
             train_s = _cli(["train", str(project), "--rounds", str(args.rounds), "--gt", str(data.root / "gt"),
-                            "--seed", str(args.seed), "--quiet", "--weights-dir", str(weights), *args.train_args.split()])
+                            "--seed", str(args.seed), "--quiet", *offline, *args.train_args.split()])
         if args.rounds > 0:
             print("\n".join(round_rows(project)))
         gt_fg = np.mean([(s.gt > 0).mean() for s in data.samples])

@@ -38,16 +38,24 @@ class Classifier(nn.Module):
 
     ``forward(x)`` -> logits (B, N); ``cams_and_features(x)`` -> (CAMs (B, N, h, w) before ReLU, dict C4/C5).
     ``pretrained`` says whether the backbone started from ImageNet weights (``state_dict``) or from scratch.
+    ``top_share``: each class's logit is the mean of the highest ``top_share`` of its CAM cells (at least one);
+    1.0 is global average pooling. A small share lets an object covering a few cells decide its class, so its
+    CAM has to fire on it: with global averaging a from-scratch network can score a small object that always
+    sits beside a big one from the big one's cells.
     """
 
     def __init__(
-        self, backbone: str, num_classes: int, output_stride: int = 16, state_dict=None, pretrained: bool | None = None
+        self, backbone: str, num_classes: int, output_stride: int = 16, state_dict=None, pretrained: bool | None = None,
+        top_share: float = 1.0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not 0.0 < top_share <= 1.0:
+            raise ValueError(f"top_share must be in (0, 1], got {top_share}")
         self.backbone_name = backbone
         self.num_classes = int(num_classes)
+        self.top_share = float(top_share)
         self.pretrained = state_dict is not None if pretrained is None else bool(pretrained)
         self.backbone = build_resnet(backbone, state_dict=state_dict, output_stride=output_stride)
         self.head = nn.Conv2d(self.backbone.channels["C5"], self.num_classes, kernel_size=1, bias=False)
@@ -63,10 +71,19 @@ class Classifier(nn.Module):
         return self.head(feats["C5"]), {"C4": feats["C4"], "C5": feats["C5"]}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> multi-label logits (B, N) (global average of the CAMs)."""
+        """(B, 3, H, W) -> multi-label logits (B, N): the mean of each class's top ``top_share`` CAM cells."""
         feats = self.backbone(x)
-        pooled = F.adaptive_avg_pool2d(feats["C5"], 1)
-        return self.head(pooled).flatten(1)
+        if self.top_share >= 1.0:  # global average pooling (the head is linear: pool first, cheaper)
+            pooled = F.adaptive_avg_pool2d(feats["C5"], 1)
+            return self.head(pooled).flatten(1)
+        return top_share_pool(self.head(feats["C5"]), self.top_share)
+
+
+def top_share_pool(maps: torch.Tensor, share: float) -> torch.Tensor:
+    """(B, N, h, w) -> (B, N): the mean of the ``ceil(share * h * w)`` highest values of each map."""
+    flat = maps.flatten(2)
+    k = max(1, math.ceil(share * flat.shape[-1]))
+    return flat.topk(k, dim=-1).values.mean(-1)
 
 
 def build_classifier(
@@ -95,6 +112,7 @@ def save_classifier(model: Classifier, path: str | Path, classes: Sequence[str] 
         "num_classes": model.num_classes,
         "output_stride": model.output_stride,
         "pretrained": model.pretrained,
+        "top_share": model.top_share,
         "classes": list(classes) if classes is not None else [],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -108,7 +126,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise ValueError(f"{path} is not a dhr-label classifier checkpoint")
     pretrained = payload.get("pretrained", BACKBONES[payload["backbone"]].checkpoint is not None)
     model = Classifier(
-        payload["backbone"], int(payload["num_classes"]), int(payload["output_stride"]), pretrained=pretrained
+        payload["backbone"], int(payload["num_classes"]), int(payload["output_stride"]), pretrained=pretrained,
+        top_share=float(payload.get("top_share", 1.0)),
     )
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), list(payload["classes"])

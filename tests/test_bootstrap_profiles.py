@@ -24,6 +24,7 @@ def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):
     with pytest.warns(UserWarning, match="from scratch"):
         model = build_bootstrap_classifier(config, 3)
     assert (model.backbone_name, model.output_stride, model.pretrained) == (SCRATCH.backbone, SCRATCH.output_stride, False)
+    assert model.top_share == SCRATCH.top_share == 1.0  # global average pooling (top_share: see the README)
     resolved = resolved_config(config, model)
     assert resolved.backbone == SCRATCH.backbone
     for name in ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold"):
@@ -33,8 +34,9 @@ def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):
 
 def test_explicit_options_win_over_the_profile(tmp_path):
     config = BootstrapConfig(out=tmp_path, backbone="resnet_tiny", pretrained=False, epochs=2,
-                             background_threshold=0.45, cam_scales=(1.0,))
+                             background_threshold=0.45, cam_scales=(1.0,), top_share=0.15)
     model = build_bootstrap_classifier(config, 2)
+    assert model.top_share == 0.15
     resolved = resolved_config(config, model)
     assert (resolved.backbone, resolved.epochs, resolved.background_threshold, resolved.cam_scales) == (
         "resnet_tiny", 2, 0.45, (1.0,))
@@ -45,6 +47,7 @@ def test_profile_follows_the_weights_the_classifier_started_from():
     assert classifier_profile(Classifier("resnet50", 2, pretrained=True)) == PRETRAINED
     # a ResNet-50 without ImageNet weights trains and is recorded with the from-scratch schedule
     assert classifier_profile(Classifier("resnet50", 2)) == dataclasses.replace(SCRATCH, backbone="resnet50")
+    assert PRETRAINED.top_share == 1.0  # ImageNet classifiers keep global average pooling
     scratch_tiny = classifier_profile(Classifier("resnet_tiny", 2))
     assert scratch_tiny == dataclasses.replace(SCRATCH, backbone="resnet_tiny")
     with pytest.raises(ValueError, match="background_threshold"):

@@ -15,6 +15,7 @@ from models.classifier import (
     compute_cams,
     load_classifier,
     save_classifier,
+    top_share_pool,
     train_classifier,
 )
 from tests.synthetic_dataset import CLASSES, make_samples
@@ -110,6 +111,28 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_top_share_pooling_known_answer_and_checkpoint(tmp_path):
+    maps = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)  # cells 0..15
+    assert top_share_pool(maps, 0.25).item() == pytest.approx((15 + 14 + 13 + 12) / 4)
+    assert top_share_pool(maps, 0.01).item() == 15.0  # at least one cell
+    assert top_share_pool(maps, 1.0).item() == pytest.approx(7.5)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        average = Classifier("resnet_tiny", 3).eval()
+        top = Classifier("resnet_tiny", 3, top_share=0.1).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        cams, _ = top.cams_and_features(x)  # (2, 3, 4, 4): 16 cells, the top 2 averaged
+        torch.testing.assert_close(top(x), cams.flatten(2).topk(2, -1).values.mean(-1))
+        cams, _ = average.cams_and_features(x)
+        torch.testing.assert_close(average(x), cams.mean((2, 3)), atol=1e-5, rtol=1e-5)  # global average pooling
+    save_classifier(top, tmp_path / "c.pt", CLASSES)
+    loaded, _ = load_classifier(tmp_path / "c.pt")
+    assert loaded.top_share == 0.1
+    with pytest.raises(ValueError, match="top_share"):
+        Classifier("resnet_tiny", 3, top_share=0.0)
 
 
 @pytest.mark.parametrize("seed", [0, 3])

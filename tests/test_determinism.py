@@ -17,7 +17,7 @@ BOOTSTRAP = ["--backbone", "resnet_tiny", "--no-pretrained", "--epochs", "3", "-
              "--segmenter", "grabcut", "--uss", "color", "--no-progress", "--check-images", "header",
              "--no-download"]
 TRAIN = ["--rounds", "1", "--steps", "4", "--batch-size", "2", "--crop-size", "64", "--backbone", "resnet_tiny",
-         "--no-pretrained", "--segmenter", "grabcut", "--scales", "1", "--workers", "0", "--quiet"]
+         "--no-pretrained", "--segmenter", "grabcut", "--scales", "1", "--workers", "0", "--quiet", "--no-download"]
 
 
 def _masks(project: Path) -> dict[str, np.ndarray]:

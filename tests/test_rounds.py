@@ -200,3 +200,52 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert "| mIoU |" in capsys.readouterr().out
     # a missing ground truth is a clear error, not a traceback
     assert cli.main(["eval", root, "--gt", str(tmp_path / "nowhere")]) == 2
+
+
+def test_cli_train_no_download_never_fetches_weights(tmp_path, monkeypatch, caplog):
+    """`dhr train --no-download`, as `dhr bootstrap`'s: a missing checkpoint is reported, never downloaded."""
+    import models.weights
+
+    store, _ = make_project(tmp_path, n=2)
+    fetched = []
+    monkeypatch.setattr(models.weights, "download_checkpoint", lambda ckpt, *a, **k: fetched.append(ckpt) or 1 / 0)
+    common = ["train", str(store.root), "--rounds", "1", "--steps", "1", "--batch-size", "2", "--crop-size", "64",
+              "--backbone", "resnet_tiny", "--no-pretrained", "--segmenter", "sam_vit_b", "--scales", "1",
+              "--workers", "0", "--quiet", "--weights-dir", str(tmp_path / "no-weights")]
+    assert cli.main([*common, "--no-download"]) == 2
+    assert fetched == [] and "downloading is off" in caplog.text
+    with pytest.raises(ZeroDivisionError):  # without the flag the missing checkpoint is fetched
+        cli.main(common)
+    assert len(fetched) == 1
+
+
+def test_relabel_prompts_only_components_with_cam_evidence(monkeypatch):
+    """As in the bootstrap, a predicted region the network's CAM never points at gets no prompt: two red squares
+    are predicted as class 1, its CAM lights only the first, so only the first is relabelled as class 1."""
+    import training.rounds as rounds
+    from dhr.uss import ColorTextureFeatures, image_to_tensor
+    from models.segmenters.grabcut import GrabCutSegmenter
+    from training.data import ImageEntry
+    from training.evaluate import Prediction
+
+    image = np.full((64, 64, 3), 90, np.uint8)
+    image[8:24, 8:24] = image[40:56, 40:56] = (220, 30, 30)
+    squares = torch.zeros(64, 64, dtype=torch.bool)
+    squares[8:24, 8:24] = squares[40:56, 40:56] = True
+    probs = torch.stack([(~squares).float(), squares.float()]) * 0.9 + 0.05
+    cams = torch.zeros(1, 4, 4)
+    cams[0, 0:2, 0:2] = 1.0  # the first square's cells only
+    features = {"C4": torch.rand(8, 4, 4, generator=torch.Generator().manual_seed(0)), "C5": torch.rand(
+        8, 4, 4, generator=torch.Generator().manual_seed(1))}
+    monkeypatch.setattr(rounds, "predict_image", lambda *a, **k: Prediction(probs, cams, features))
+
+    class Store:
+        def load_image(self, image_id):
+            return image
+
+    uss = ColorTextureFeatures()(image_to_tensor(image))
+    config = RoundsConfig(rounds=1, scales=(1.0,), dhr=rounds.DHRConfig(crf=False))
+    semantic, _, _ = rounds.relabel_image(Store(), None, ImageEntry(1, "0" * 64, (1,), False, True), uss, config,
+                                          GrabCutSegmenter())
+    first, second = semantic[8:24, 8:24] == 1, semantic[40:56, 40:56] == 1
+    assert first.mean() > 0.8 and second.mean() < 0.05

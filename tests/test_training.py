@@ -177,6 +177,22 @@ def test_ema_and_poly_schedule():
         net.weight.add_(1.0)
     ema.update(net)
     torch.testing.assert_close(ema.module.weight, 0.9 * before + 0.1 * net.weight)
+    warm = ModelEMA(net, decay=0.999)  # with the step the decay warms up: (1 + step) / (10 + step)
+    start = warm.module.weight.clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    warm.update(net, step=0)
+    torch.testing.assert_close(warm.module.weight, 0.1 * start + 0.9 * net.weight)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    for name, steps in (("plain", [None] * 150), ("warm", list(range(150)))):  # 150 updates towards fixed weights
+        ema = ModelEMA(net, decay=0.999)
+        with torch.no_grad():
+            ema.module.weight.zero_()
+        for step in steps:
+            ema.update(net, step)
+        left = 1 - float(ema.module.weight.mean())  # share of the (zero) start still in the average
+        assert left == (pytest.approx(0.999**150, rel=1e-4) if name == "plain" else pytest.approx(0, abs=1e-6)), name
     factor = poly_lambda(100, 0.9)
     assert factor(0) == 1.0 and factor(100) == 0.0
     assert factor(50) == pytest.approx(0.5 ** 0.9)

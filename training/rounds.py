@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from annotate.store.authorship import TRAINING_USER
 from core.files import atomic_write_text, load_torch, save_torch
@@ -177,6 +178,9 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
                   segmenter=None) -> tuple[np.ndarray, list, float]:
     """New labels of one image: prediction -> tag-restricted base mask -> DHR -> SAM prompting.
 
+    As in ``dhr bootstrap``, the network's CAMs of the tags are the labelling's evidence: components of the
+    balanced mask whose CAM peak stays below ``LabelingConfig.min_evidence`` get no prompt.
+
     Returns (semantic mask (H, W) int64, list of ``NewInstance``, the image's confidence in [0, 1]
     (:func:`annotate.confidence.image_confidence`)). Without a segmenter the instances are the DHR mask's
     classes, each scored with the network's mean peak probability.
@@ -199,7 +203,8 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
     from annotate.labeling import LabelingConfig, label_image
     from annotate.store import NewInstance
 
-    labeled = label_image(image, result, tags, segmenter, config=config.labeling or LabelingConfig())
+    evidence = F.interpolate(cams[None], image.shape[:2], mode="bilinear", align_corners=False)[0]
+    labeled = label_image(image, result, tags, segmenter, config=config.labeling or LabelingConfig(), evidence=evidence)
     instances = [NewInstance.from_instance(i) for i in labeled.instances]
     return np.asarray(labeled.semantic, np.int64), instances, image_confidence(result.heatmaps, instances, tags)
 

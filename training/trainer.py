@@ -93,7 +93,13 @@ class TrainResult:
 
 
 class ModelEMA:
-    """Exponential moving average of a model's parameters (buffers copied): ema = d * ema + (1 - d) * w."""
+    """Exponential moving average of a model's parameters (buffers copied): ema = d * ema + (1 - d) * w.
+
+    Given the optimisation ``step`` (0 for the first update), the decay warms up as
+    ``d = min(decay, (1 + step) / (10 + step))``: the average follows the trained weights early on instead of
+    keeping the initial ones (at decay 0.999 a 150-step run would otherwise leave 86 % of the random start in
+    the average, whose BatchNorm statistics are those of the trained network).
+    """
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         self.decay = float(decay)
@@ -102,11 +108,12 @@ class ModelEMA:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
         model = unwrap(model)
+        decay = self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         for ema_buffer, buffer in zip(self.module.buffers(), model.buffers(), strict=True):
             ema_buffer.copy_(buffer)
 
@@ -317,7 +324,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        self.ema.update(self.model)
+        self.ema.update(self.model, self.step)
         self.step += 1
         return float(loss.detach()), float(seg.detach()), float(cls.detach()), dhr_seconds
 

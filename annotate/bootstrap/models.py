@@ -92,7 +92,8 @@ def build_bootstrap_classifier(config: BootstrapConfig, num_classes: int) -> Cla
     profile = profile_for(backbone, state is not None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = Classifier(backbone, num_classes, profile.output_stride, state_dict=state)
+        top_share = profile.top_share if config.top_share is None else config.top_share
+        model = Classifier(backbone, num_classes, profile.output_stride, state_dict=state, top_share=top_share)
     return model.to(config.models.device)
 
 

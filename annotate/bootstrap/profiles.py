@@ -7,8 +7,9 @@ asked for ``backbone="auto"`` and found no ImageNet weights gets the from-scratc
 
 - ``PRETRAINED``: a dilated ResNet-50 fine-tuned from ImageNet for a few epochs at 320 px crops.
 - ``SCRATCH``: the offline default, a width-reduced ResNet (``resnet_small``, 0.6 M parameters) trained from
-  random weights for many short epochs on small crops, which learns from tens of images on a CPU; its CAMs
-  come at output stride 8 and are thresholded higher, since a from-scratch network's CAMs spread wider.
+  random weights for many short epochs on small crops, which learns from tens of images on a CPU. Its logits
+  average all CAM cells, as the pretrained profile's do (``Classifier(top_share=...)`` averages only the top
+  cells instead, `dhr bootstrap --top-share`; measured in the README, not the default).
   The figures behind these values are in ``bench/bench_pipeline.py`` and the README ("Offline defaults").
 """
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from models.classifier import Classifier
 
 AUTO_BACKBONE = "auto"
-_FIELDS = ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold")
+_FIELDS = ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold", "top_share")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ClassifierProfile:
     scale_range: tuple[float, float]  # random rescale of the training images
     cam_scales: tuple[float, ...]
     background_threshold: float  # base mask: background where the highest CAM is below this
+    top_share: float = 1.0  # logits: mean of each class's top share of CAM cells (1.0: global average pooling)
 
 
 PRETRAINED = ClassifierProfile(

@@ -98,6 +98,7 @@ class BootstrapConfig:
     cam_scales: tuple[float, ...] | None = None
     cam_flip: bool = True
     background_threshold: float | None = None  # base mask: background where the highest CAM is below this
+    top_share: float | None = None  # classifier logits: mean of each class's top share of CAM cells (1.0: average)
     base_masks: str | Path | None = (
         None  # folder of base masks (PNG class ids, <name>.png) from another method
     )

@@ -101,6 +101,12 @@ def register(subparsers) -> None:
         type=float,
         help="base mask: background below this CAM value " + _profiles("background_threshold"),
     )
+    p.add_argument(
+        "--top-share",
+        type=float,
+        help="classifier logits: mean of each class's top share of CAM cells, 1 = global average "
+        + _profiles("top_share"),
+    )
     p.add_argument("--base-masks", help="folder of base masks (<name>.png class ids) instead of CAM masks")
     p.add_argument("--segmenter", default="auto", choices=["auto", *SEGMENTER_NAMES], help="prompted segmenter")
     p.add_argument(
@@ -178,6 +184,7 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
         workers=args.workers,
         cam_scales=args.cam_scales,
         background_threshold=args.bg_threshold,
+        top_share=args.top_share,
         base_masks=args.base_masks,
         uss=args.uss,
         models=ModelSettings(device=args.device, weights_dir=args.weights_dir, segmenter=args.segmenter,

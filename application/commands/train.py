@@ -75,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     train.add_argument("--weights-dir", help="model weights folder (default $DHR_WEIGHTS_DIR or ~/.cache)")
+    train.add_argument("--no-download", action="store_true", help="never download weights")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)
 
@@ -110,7 +111,8 @@ def _train(args: argparse.Namespace) -> int:
         reinit=args.reinit, accepted_repeat=args.accepted_repeat, out_dir=args.out, dhr=DHRConfig(crf=args.crf),
         relabel_edited=args.relabel_edited)
     settings = ModelSettings(device=args.device, weights_dir=args.weights_dir,
-                             segmenter="auto" if args.segmenter == "none" else args.segmenter)
+                             segmenter="auto" if args.segmenter == "none" else args.segmenter,
+                             download=not args.no_download)
     ctx = init_distributed(settings.device)
     try:
         from annotate.store import ProjectStore
