@@ -169,12 +169,13 @@ def training_summary(figures: dict[str, Any]) -> str:
     return "training round finished: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items())
 
 
-def export_summary(root: Path, path: Path, coco: dict[str, Any], report: Any = None) -> str:
-    """One line about a COCO export written to ``path`` inside the project folder ``root`` (and, given the
-    export's :class:`annotate.coco.ExportReport`, how many instances lost holes to polygons)."""
+def export_summary(root: Path, path: Path, coco: dict[str, Any], report: Any = None, scope: str = "") -> str:
+    """One line about a COCO export written to ``path`` inside the project folder ``root``: which images it took
+    (``scope``, from :func:`annotate.coco.scope_summary`) and, given the export's
+    :class:`annotate.coco.ExportReport`, how many instances with holes a polygon export wrote as RLE."""
     line = (
         f"exported {len(coco.get('images', []))} images and {len(coco.get('annotations', []))} "
         f"instances to {path.relative_to(root)}"
     )
-    note = report.polygon_note('untick "Polygons instead of RLE" (RLE is lossless)') if report else ""
-    return f"{line}; {note}" if note else line
+    parts = [line, scope, report.polygon_note() if report else ""]
+    return "; ".join(p for p in parts if p)
