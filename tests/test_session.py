@@ -337,11 +337,11 @@ def test_render_overlay_colours_opacity_and_hidden_classes(session):
 
 def test_project_folders_never_escape(project, tmp_path):
     """The GUI's exports and caches go through the store's path check: nothing is written outside the root."""
-    from application.gui.jobs import export_to_project
+    from annotate.coco import export_into_project
 
     store, _, _, _ = project
-    path, coco = export_to_project(store, accepted_only=True)
-    assert path.parent == store.root / "exports" and path.name.startswith("coco-accepted-")
+    path, coco = export_into_project(store, statuses=["accepted"])
+    assert path.parent == store.root / "exports" and path.name.startswith("coco-accepted-rle-")
     assert json.loads(path.read_text())["images"] == coco["images"] == []
     for bad in ("../x.json", "exports/../../x", str(tmp_path / "abs.json")):
         with pytest.raises(ValueError):
@@ -353,7 +353,7 @@ def test_project_folders_never_escape(project, tmp_path):
     (store.root / "exports").rmdir()
     (store.root / "exports").symlink_to(outside)
     with pytest.raises(ValueError, match="outside"):
-        export_to_project(store)
+        export_into_project(store)
     assert list(outside.iterdir()) == []
 
 
@@ -377,7 +377,10 @@ def test_grabcut_repeats_on_the_demo_photo(segmenter):
         masks.append(segmenter.predict(box=box).masks[0])
         cv2.randu(np.zeros(16), 0, 1)  # advance the generator between calls
     assert all(np.array_equal(masks[0], m) for m in masks[1:])
-    assert 40_000 < masks[0].sum() < 48_000  # 44 020 px measured (35 980 inside the box, the rest in its band)
+    assert 30_000 < masks[0].sum() < 37_000  # 33 578 px measured
+    # 0.3 px further, the first k-means start splits off the visor alone (11 589 px measured): restarted
+    shifted = segmenter.predict(box=box + 0.3).masks[0]
+    assert 30_000 < shifted.sum() < 37_000  # 33 585 px measured
 
 
 def test_demo_project_created_once_from_untouched_assets(tmp_path):
@@ -711,6 +714,6 @@ def test_grabcut_works_on_a_bounded_region_of_a_large_photo():
     segmenter.set_image(image)
     box = np.array([1000, 500, 3000, 2500], np.float32)
     region, trimap, _ = segmenter._trimap(None, None, box, None)
-    assert max(trimap.shape) == 512 and (region.top, region.left) == (0, 500)
+    assert max(trimap.shape) == segmenter.work_side == 384 and (region.top, region.left) == (0, 500)
     mask = segmenter.predict(box=box).masks[0]
     assert mask.shape == (3000, 4000) and _iou(mask, disc) > 0.97

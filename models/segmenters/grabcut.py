@@ -2,24 +2,26 @@
 
 GrabCut works on a bounded region at a bounded resolution, so a click costs about the same on a 12 MP photo as on
 a small one: the region of interest is the prompt's extent (the box, the mask prompt's bounding box, discs around
-positive points) grown by a margin (``box_slack`` x its size, at least ``min_slack`` pixels); it is cut out,
+positive points off it; the whole image for points alone) grown by a margin (``box_slack`` x its size, at least ``min_slack`` pixels); it is cut out,
 scaled down so that its long side is at most ``work_side`` pixels, segmented there, and the mask is scaled back
 up into the region (the rest of the image stays background).
 
 Prompts become GrabCut's trimap:
 
 - a mask prompt (SAM low-res logits, mapped back to the image) marks probable foreground;
-- a box: pixels farther than the margin outside it are sure background, the band just outside it probable
-  background (prompt boxes from a seed mask may be a little tight; an instance the annotator drew as a box is cut
-  to its box by :func:`annotate.review.refine.refine_instance`); without a mask prompt the inside of the box is
-  probable foreground;
+- a box: the margin around it is background: with a mask prompt all of it probable background (prompt boxes
+  from a seed mask may be a little tight), for a box alone only a band of ``min_slack`` pixels, the rest sure
+  background; an instance the annotator drew as a box is cut to its box by
+  :func:`annotate.review.refine.refine_instance`; without a mask prompt the inside of the box is probable
+  foreground;
 - positive points mark discs of sure foreground (radius ``point_radius``); one off the mask prompt also a disc of
   probable foreground (``click_radius`` x the image's long side) around it, the part it adds;
 - negative points act on their region: the connected part of the mask prompt that holds a negative point (and no
   positive point) becomes sure background, and a disc of ``negative_radius`` x the square root of the object's
   area (at least ``point_radius``) around each negative point is sure background too;
 - points alone: probable foreground in a disc of ``click_radius`` x the image's long side around each
-  positive point (the work region reaches three such radii around it).
+  positive point; the work region is then the whole image (at the bounded resolution: later clicks, with the
+  first mask as their prompt, work on its region at a finer one).
 
 Connected pieces of the result that touch no positive point and no prior pixel are dropped. GrabCut has no quality
 head: the score is the IoU of the result with its prior region (the mask prompt, else the box), so a result that
@@ -28,6 +30,9 @@ strays far from its prompt scores low. One mask is returned whatever ``multimask
 GrabCut initialises its colour models with k-means, which draws from OpenCV's random number generator; the
 generator of the calling thread is reset with ``cv2.setRNGSeed(seed)`` before every GrabCut call, so the same
 image and prompts always give the same mask (other OpenCV random draws in that thread restart from the seed too).
+A k-means start can settle on a poor split: a box alone whose answer agrees poorly with the box (IoU below
+``RESTART_BELOW``) is run again from ``seed + 1``, then ``seed + 2`` (``RESTARTS``), and the answer agreeing best
+is kept.
 """
 
 from __future__ import annotations
@@ -45,8 +50,10 @@ logger = logging.getLogger(__name__)
 
 PRIOR_SIDE = 1024
 """Long side (px) at which a mask prompt is first mapped back to the image, to find its extent."""
-SEARCH_RADII = 3.0
-"""Points alone: the work region reaches this many ``click_radius`` discs around each positive point."""
+RESTART_BELOW = 0.5
+"""A box alone whose GrabCut answer has an IoU with the box below this gets another start (the next seed)..."""
+RESTARTS = 2
+"""... at most this many times."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +139,7 @@ class GrabCutSegmenter(Segmenter):
         long_side: int = 1024,
         mask_input_size: int = 256,
         seed: int = 0,
-        work_side: int = 512,
+        work_side: int = 384,
         negative_radius: float = 0.15,
     ) -> None:
         super().__init__()
@@ -180,8 +187,10 @@ class GrabCutSegmenter(Segmenter):
             for (x, y), label in zip(point_coords, point_labels, strict=True):
                 if label != 1:
                     continue
-                if not extents or (box is None and not has_prior):
-                    radius = SEARCH_RADII * click  # points alone: the object may reach well beyond the disc
+                if box is None and not has_prior:
+                    # points alone: the object may reach far beyond the disc, and GrabCut needs the image's
+                    # background colours to tell it apart; the whole image, at the bounded resolution
+                    radius = float(max(height, width))
                 elif has_prior and coarse[min(int(y * coarse.shape[0] / height), coarse.shape[0] - 1),
                                           min(int(x * coarse.shape[1] / width), coarse.shape[1] - 1)]:
                     radius = 0.0
@@ -221,7 +230,10 @@ class GrabCutSegmenter(Segmenter):
         if box is not None:
             inside = region.box_mask(box)
             x0, y0, x1, y1 = (float(v) for v in box)
-            sx, sy = self._slack(x1 - x0), self._slack(y1 - y0)
+            # With a mask prompt the box may be a little tight (a seed's box): the whole margin is probable
+            # background. A box alone frames the object: only a thin band outside it stays probable, the rest
+            # of the margin is sure background (stable colour models to learn from).
+            sx, sy = (self._slack(x1 - x0), self._slack(y1 - y0)) if coarse is not None else (self.min_slack,) * 2
             near = region.box_mask(np.array([x0 - sx, y0 - sy, x1 + sx, y1 + sy]))
             trimap[~near] = cv2.GC_BGD
             prior = prior & near if coarse is not None else inside
@@ -289,7 +301,17 @@ class GrabCutSegmenter(Segmenter):
             point_coords, point_labels, box, mask_input
         )
         region, trimap, prior = self._trimap(point_coords, point_labels, box, mask_input)
-        result = self._grabcut(region, trimap)
+        result = self._grabcut(region, trimap, self.seed)
+        if box is not None and mask_input is None:
+            # GrabCut's k-means start can settle on a poor split of a box (e.g. a helmet's visor alone): up to
+            # RESTARTS more starts, and the answer that agrees best with the box is kept
+            agreement = mask_iou(result, prior)
+            for restart in range(1, RESTARTS + 1):
+                if agreement >= RESTART_BELOW:
+                    break
+                again = self._grabcut(region, trimap, self.seed + restart)
+                if mask_iou(again, prior) > agreement:
+                    result, agreement = again, mask_iou(again, prior)
         if result.any():
             count, labels = cv2.connectedComponents(result.astype(np.uint8), connectivity=8)
             keep = np.zeros(count, bool)
@@ -303,7 +325,7 @@ class GrabCutSegmenter(Segmenter):
         logits = self.mask_prompt(full)
         return SegmenterOutput(masks=full[None], scores=np.array([score], np.float32), low_res_logits=logits)
 
-    def _grabcut(self, region: WorkRegion, trimap: np.ndarray) -> np.ndarray:
+    def _grabcut(self, region: WorkRegion, trimap: np.ndarray, seed: int) -> np.ndarray:
         """Run GrabCut on the region's crop (scaled to the trimap's size); (h, w) bool foreground."""
         import cv2
 
@@ -320,7 +342,7 @@ class GrabCutSegmenter(Segmenter):
         crop = trimap.copy()
         background_model = np.zeros((1, 65), np.float64)
         foreground_model = np.zeros((1, 65), np.float64)
-        cv2.setRNGSeed(self.seed)  # k-means initialisation of the colour models: same prompts, same mask
+        cv2.setRNGSeed(seed)  # k-means initialisation of the colour models: same prompts, same mask
         try:
             cv2.grabCut(
                 image, crop, None, background_model, foreground_model, self.iterations, cv2.GC_INIT_WITH_MASK
