@@ -714,6 +714,6 @@ def test_grabcut_works_on_a_bounded_region_of_a_large_photo():
     segmenter.set_image(image)
     box = np.array([1000, 500, 3000, 2500], np.float32)
     region, trimap, _ = segmenter._trimap(None, None, box, None)
-    assert max(trimap.shape) == segmenter.work_side == 384 and (region.top, region.left) == (0, 500)
+    assert max(trimap.shape) == segmenter.work_side == 320 and (region.top, region.left) == (0, 500)
     mask = segmenter.predict(box=box).masks[0]
     assert mask.shape == (3000, 4000) and _iou(mask, disc) > 0.97

@@ -101,6 +101,7 @@ class ReviewSession:
         self.confidence: float | None = None
         self.tag_ids: list[int] = []
         self._saved: list[SavedLabel] = []  # the instances as last saved, for the confidence
+        self._drawn: dict = {}  # the overlay's resized image and masks (render_overlay's cache)
 
     # ------------------------------------------------------------------ images
     @property
@@ -141,6 +142,7 @@ class ReviewSession:
         if self.image_id is None or self.released:
             return
         self.released = True
+        self._drawn = {}
         self.image = None
         self.instances = []
         self.selected = None
@@ -695,4 +697,5 @@ class ReviewSession:
             hidden_classes=hidden_classes,
             show_points=show_points,
             scale=scale,
+            cache=self._drawn,
         )

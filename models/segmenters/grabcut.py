@@ -139,7 +139,7 @@ class GrabCutSegmenter(Segmenter):
         long_side: int = 1024,
         mask_input_size: int = 256,
         seed: int = 0,
-        work_side: int = 384,
+        work_side: int = 320,
         negative_radius: float = 0.15,
     ) -> None:
         super().__init__()
