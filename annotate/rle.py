@@ -29,7 +29,13 @@ def encode_mask(mask: np.ndarray) -> RLE:
     array = np.asarray(mask)
     if array.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {array.shape}")
-    rle = mask_utils.encode(np.asfortranarray(array.astype(bool, copy=False).astype(np.uint8)))
+    import cv2
+
+    # pycocotools reads column-major memory: OpenCV's blocked transpose makes it (numpy's copy is several
+    # times slower on a 12 MP mask)
+    array = np.ascontiguousarray(array.astype(bool, copy=False)).view(np.uint8)
+    fortran = cv2.transpose(array).T if min(array.shape) > 1 else np.asfortranarray(array)
+    rle = mask_utils.encode(fortran)
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 

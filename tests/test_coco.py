@@ -148,25 +148,44 @@ def test_polygon_export_matches_masks(source_project: ProjectStore, tmp_path: Pa
 
     report = ExportReport()
     coco = export_coco(source_project, tmp_path / "poly.json", polygons=True, report=report)
-    assert report.holes_filled == 1 and "1 instance lost its holes" in report.polygon_note()
-    assert "RLE" in report.polygon_note()
+    assert report.holes_as_rle == 1 and report.polygon_note().startswith("1 instance with holes written as RLE")
     records = [r for image in (1, 2) for r in source_project.instances(image)]
     for annotation, record in zip(coco["annotations"], records, strict=True):
+        if record.class_id == 1:  # the ring: RLE, exactly as stored (a polygon would fill its hole)
+            assert annotation["segmentation"]["counts"] == record.rle["counts"]
+            assert annotation["area"] == float(record.area)
+            continue
         assert isinstance(annotation["segmentation"], list)
         h, w = record.rle["size"]
         rle = mask_utils.merge(mask_utils.frPyObjects(annotation["segmentation"], h, w))
         back = mask_utils.decode(rle).astype(bool)
         truth = decode_rle(record.rle)
-        filled = truth.copy()
-        if record.class_id == 1:  # the ring: polygons fill its hole
-            filled |= _disk(48, 64, 20, 20, 5)
-        iou = (back & filled).sum() / (back | filled).sum()
+        iou = (back & truth).sum() / (back | truth).sum()
         assert iou > 0.99
         # area and bbox are those of the polygon written, as a COCO reader decodes it
         assert annotation["area"] == float(back.sum())
         assert annotation["bbox"] == [float(v) for v in mask_utils.toBbox(rle)]
-        if record.class_id == 1:
-            assert annotation["area"] > float(truth.sum())  # the hole is counted: it is inside the polygon
+
+
+def test_a_ring_round_trips_exactly_in_a_polygon_export(tmp_path: Path) -> None:
+    """pycocotools reads the ring of a polygon export back with IoU 1.0: its hole is kept (as RLE)."""
+    from pycocotools.coco import COCO
+
+    from annotate.coco import ExportReport
+
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "a.png")
+    with ProjectStore.create(tmp_path / "p", CLASSES) as store:
+        image_id = store.add_image(tmp_path / "a.png", ["cat"])
+        ring, disk = _ring(48, 64), _disk(48, 64, 30, 50, 6)
+        store.save_labels(image_id, [NewInstance(1, ring), NewInstance(2, disk)], user="t", status="accepted")
+        report = ExportReport()
+        export_coco(store, tmp_path / "poly.json", polygons=True, report=report)
+    coco = COCO(str(tmp_path / "poly.json"))
+    back = [coco.annToMask(a).astype(bool) for a in coco.loadAnns(coco.getAnnIds())]
+    assert (back[0] & ring).sum() / (back[0] | ring).sum() == 1.0 and (back[0] & ~ring).sum() == 0
+    assert (back[1] & disk).sum() / (back[1] | disk).sum() > 0.95  # a plain polygon
+    assert isinstance(coco.loadAnns(coco.getAnnIds())[1]["segmentation"], list)
+    assert report.holes_as_rle == 1
 
 
 def test_import_foreign_file_maps_categories_by_name(tmp_path: Path) -> None:
@@ -411,7 +430,11 @@ def test_cli_init_import_export_status(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "| pseudo | 1 |" in out and "| new | 1 |" in out and "| total | 2 |" in out
     out_json = tmp_path / "exp" / "coco.json"
-    assert cli.main(["export", str(project), str(out_json), "--semantic", str(tmp_path / "sem")]) == 0
+    assert cli.main(["export", str(project), str(out_json)]) == 0  # by default only reviewed work
+    assert capsys.readouterr().out.startswith("included 0 images (review 0, accepted 0); left out new 1, pseudo 1")
+    assert json.loads(out_json.read_text())["images"] == []
+    assert cli.main(["export", str(project), str(out_json), "--all", "--semantic", str(tmp_path / "sem")]) == 0
+    assert capsys.readouterr().out.startswith("included 2 images (new 1, pseudo 1")
     exported = json.loads(out_json.read_text())
     assert len(exported["images"]) == 2 and exported["annotations"][0]["category_id"] == 1
     semantic = np.asarray(Image.open(tmp_path / "sem" / "images" / "a.png"))
@@ -488,7 +511,7 @@ def test_polygons_follow_pixel_edges() -> None:
         polygons_to_rle([[1, 2, 3, 4]], 10, 10)
 
 
-def test_holes_lost_to_polygons_are_reported_by_the_cli_and_the_gui(
+def test_holes_kept_as_rle_by_polygon_exports_are_reported_by_the_cli_and_the_gui(
     source_project: ProjectStore, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from application import cli
@@ -499,9 +522,9 @@ def test_holes_lost_to_polygons_are_reported_by_the_cli_and_the_gui(
     source_project.close()
     assert cli.main(["export", str(root), str(tmp_path / "poly.json"), "--polygons"]) == 0
     out = capsys.readouterr().out
-    assert "note: 1 instance lost its holes as polygons" in out and "leave out --polygons" in out
+    assert "note: 1 instance with holes written as RLE, exactly (COCO polygons cannot hold holes)" in out
     assert cli.main(["export", str(root), str(tmp_path / "rle.json")]) == 0
     assert "note:" not in capsys.readouterr().out
-    report = ExportReport(holes_filled=2)
+    report = ExportReport(holes_as_rle=2)
     line = export_summary(root, root / "exports" / "x.json", {"images": [], "annotations": []}, report)
-    assert "2 instances lost their holes" in line and "Polygons instead of RLE" in line
+    assert "2 instances with holes written as RLE" in line

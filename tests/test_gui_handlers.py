@@ -120,3 +120,72 @@ def test_a_busy_project_gives_a_clear_message(tmp_path: Path) -> None:
         release.set()
         holder.join(60)
         store.close()
+
+
+def test_the_brush_editor_is_bounded_keeps_strokes_and_red_erases(tmp_path: Path) -> None:
+    """A 2400 x 1800 photo goes to the editor at 1024 px; reopening the tab keeps unapplied strokes; green strokes
+    add pixels, red ones erase them, mapped back to full size."""
+    import gradio as gr
+
+    from application.gui.handlers import Page, ReviewHandlers
+    from annotate.store import NewInstance
+
+    big = tmp_path / "in" / "big.png"
+    big.parent.mkdir(parents=True)
+    Image.fromarray(np.full((1800, 2400, 3), 90, np.uint8)).save(big)
+    store = ProjectStore.create(tmp_path / "proj", ["cat"])
+    image_id = store.add_image(big, ["cat"])
+    square = np.zeros((1800, 2400), bool)
+    square[400:1400, 600:1600] = True
+    store.save_labels(image_id, [NewInstance(1, square)], user="bootstrap")
+    page = Page(**{f.name: f.name for f in dataclasses.fields(Page)})
+    handlers = ReviewHandlers(page, store, None, user="tester")
+    try:
+        ui = handlers.on_load(None)["state"]
+        ui.session.select(0)
+        sent = handlers.on_brush_open(ui)["editor"]
+        assert sent["background"].shape == (768, 1024, 3)  # 1024 px long side, not 2400
+        again = handlers.on_brush_open(ui)["editor"]
+        assert isinstance(again, type(gr.skip()))  # the same picture: the strokes painted on it stay
+        layer = np.zeros((768, 1024, 4), np.uint8)
+        layer[100:200, 700:800] = (40, 200, 40, 255)  # green, outside the square: +100 x 100 editor px
+        out = handlers.on_brush_apply(ui, {"background": sent["background"], "layers": [layer], "composite": None})
+        added = int(out["message_md"].split("+")[1].split()[0])
+        assert abs(added - 100 * 100 * (2400 / 1024) ** 2) < 0.02 * added
+        layer[:] = 0
+        layer[300:400, 300:400] = (230, 30, 30, 255)  # red, inside the square: erased
+        out = handlers.on_brush_apply(ui, {"background": None, "layers": [layer], "composite": None})
+        erased = -int(out["message_md"].split(": ")[1].split()[0])
+        assert abs(erased - 100 * 100 * (2400 / 1024) ** 2) < 0.02 * erased
+        mask = store.instance_mask(store.instances(image_id)[0])
+        assert not mask[300 * 1800 // 768 + 20, 300 * 2400 // 1024 + 20] and mask[1000, 1000]
+        assert mask.sum() == square.sum() + added - erased
+    finally:
+        store.close()
+
+
+def test_typed_opacity_is_used_and_clamped(handlers) -> None:
+    ui = handlers.on_load(None)["state"]
+    good = handlers.store.find_image("images/b.png")
+    ui.session.open_image(good.id)
+    out = handlers.on_display(ui, 0.8, [1, 2])
+    assert ui.opacity == 0.8 and out["canvas"] is not None and out["message_md"] == ""
+    out = handlers.on_display(ui, 7, [1])
+    assert ui.opacity == 1.0 and ui.hidden == {2} and "outside 0-1" in out["message_md"]
+    assert "must be a number" in handlers.on_display(ui, "x", [1])["message_md"]
+
+
+def test_export_defaults_to_reviewed_images_and_says_what_it_took(handlers) -> None:
+    import json
+
+    ui = handlers.on_load(None)["state"]
+    good = handlers.store.find_image("images/b.png")
+    handlers.store.set_status(good.id, "accepted", user="t")
+    out = handlers.on_export(ui, ["accepted", "review"], True)
+    message = out["message_md"]
+    assert "exported 1 images" in message and "included 1 image (review 0, accepted 1); left out new 1" in message
+    path = handlers.store.root / message.split(" to ")[1].split(";")[0]
+    assert path.name.startswith("coco-accepted-review-polygons-") and json.loads(path.read_text())["images"]
+    rle = handlers.on_export(ui, ["new"], False)["message_md"]
+    assert "coco-new-rle-" in rle and "left out accepted 1" in rle
+    assert "tick at least one status" in handlers.on_export(ui, [], False)["message_md"]

@@ -9,12 +9,25 @@
 
 from __future__ import annotations
 
-from annotate.coco.exporter import EXTRA_KEY, ExportReport, coco_dict, export_coco
+from annotate.coco.exporter import (
+    DEFAULT_STATUSES,
+    EXTRA_KEY,
+    ExportReport,
+    chosen_statuses,
+    coco_dict,
+    export_coco,
+    export_into_project,
+    scope_summary,
+)
 from annotate.coco.importer import import_coco
 from annotate.coco.semantic import IGNORE_INDEX, export_semantic_masks, semantic_png_path, voc_palette
 
 __all__ = [
+    "DEFAULT_STATUSES",
     "EXTRA_KEY",
+    "chosen_statuses",
+    "export_into_project",
+    "scope_summary",
     "ExportReport",
     "IGNORE_INDEX",
     "export_coco",

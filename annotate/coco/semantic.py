@@ -58,11 +58,13 @@ def export_semantic_masks(
     *,
     accepted_only: bool = False,
     ignore_review: bool = False,
+    statuses: Sequence[str] | None = None,
 ) -> list[Path]:
     """Write one palette PNG of class ids per image; returns the paths written.
 
     Masks are (H, W) uint8: 0 background, class id where an instance is (highest score on top); with
-    ``ignore_review`` the pixels of instances flagged ``needs_review`` are 255 (ignore). Each PNG is written
+    ``ignore_review`` the pixels of instances flagged ``needs_review`` are 255 (ignore). ``statuses``: the images'
+    statuses to include (None: all; ``accepted_only`` means ``("accepted",)``). Each PNG is written
     to a temporary file and moved into place. An ``out_dir`` that is the project folder, or where any mask
     would land on one of the project's own files (its images, database, cache), is refused before anything
     is written (:class:`annotate.store.protect.ProtectedPath`).
@@ -70,7 +72,9 @@ def export_semantic_masks(
     from PIL import Image
     from tqdm import tqdm
 
-    images, instances = store.snapshot("accepted" if accepted_only else None)
+    from annotate.coco.exporter import chosen_statuses
+
+    images, instances = store.snapshot(chosen_statuses(statuses, accepted_only))
     targets = check_semantic_folder(store, out_dir, images)
     for folder in {target.parent for target in targets}:
         remove_stale_temporaries(folder)  # left by an export that was killed

@@ -32,7 +32,8 @@ def strokes_from_layers(
     """Brush strokes painted on RGBA layers -> (add, remove) (H, W) bool masks at ``shape``.
 
     A painted pixel (alpha > 127) adds to the instance where its colour is greener than red (the green brush)
-    and removes otherwise (the red brush). Layers of another size are resized (nearest) to ``shape``.
+    and erases otherwise (the red brush). Layers of another size (the editor gets a scaled-down image) are
+    read at their own size and the two masks resized (nearest) to ``shape``.
     """
     import cv2
 
@@ -42,10 +43,12 @@ def strokes_from_layers(
         layer = np.asarray(layer)
         if layer.ndim != 3 or layer.shape[2] != 4:
             raise ValueError(f"a brush layer must be (H, W, 4) RGBA, got shape {layer.shape}")
-        if layer.shape[:2] != tuple(shape):
-            layer = cv2.resize(layer, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
         painted = layer[..., 3] > 127
         green = layer[..., 1].astype(np.int16) > layer[..., 0].astype(np.int16)
-        add |= painted & green
-        remove |= painted & ~green
+        for target, stroke in ((add, painted & green), (remove, painted & ~green)):
+            if not stroke.any():
+                continue
+            if stroke.shape != tuple(shape):
+                stroke = cv2.resize(stroke.view(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+            target |= stroke
     return add, remove

@@ -52,6 +52,7 @@ def render_overlay(
     hidden_classes: Iterable[int] = (),
     show_points: bool = True,
     scale: float = 1.0,
+    cache: dict[int, tuple[np.ndarray, float, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """``image`` (HWC uint8 RGB) with instance overlays: HWC uint8 RGB, the image's size times ``scale``.
 
@@ -64,6 +65,10 @@ def render_overlay(
     ``opacity`` in [0, 1] (where instances overlap, the smaller one's colour) and outlined; the selected one
     gets a white outline and its clicks (green positive, red negative); a ``pending_corner`` (XY) of a box
     being drawn is marked with a cross.
+
+    ``cache`` (a dict the caller keeps between calls) holds the resized image and masks by array, so that
+    redrawing a large photo after an edit resizes only the masks that changed; entries of arrays no longer
+    drawn are dropped.
     """
     import cv2
 
@@ -71,16 +76,29 @@ def render_overlay(
         raise ValueError(f"opacity must lie in [0, 1], got {opacity}")
     hidden = set(int(c) for c in hidden_classes)
     full = image.shape[:2]
+    size = (int(round(full[1] * scale)), int(round(full[0] * scale)))
+    used: dict[int, tuple[np.ndarray, float, np.ndarray]] = {}
+
+    def resized(array: np.ndarray, interpolation: int) -> np.ndarray:
+        hit = cache.get(id(array)) if cache is not None else None
+        if hit is not None and hit[0] is array and hit[1] == scale:
+            out = hit[2]
+        else:
+            source = np.ascontiguousarray(array)
+            if source.dtype == bool:
+                out = cv2.resize(source.view(np.uint8), size, interpolation=interpolation).view(bool)
+            else:
+                out = cv2.resize(source, size, interpolation=interpolation)
+        used[id(array)] = (array, scale, out)
+        return out
+
     if scale != 1.0:
-        size = (int(round(full[1] * scale)), int(round(full[0] * scale)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        image = resized(image, cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     sy, sx = h / full[0], w / full[1]
 
     def shown(mask: np.ndarray) -> np.ndarray:
-        if scale == 1.0:
-            return mask
-        return cv2.resize(np.ascontiguousarray(mask).view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
+        return mask if scale == 1.0 else resized(mask, cv2.INTER_NEAREST)
 
     def at(x: float, y: float) -> tuple[int, int]:
         return int(round((x + 0.5) * sx - 0.5)), int(round((y + 0.5) * sy - 0.5))
@@ -90,15 +108,27 @@ def render_overlay(
     # Paint large instances first so small ones stay visible on top; one blend for all of them.
     visible.sort(key=lambda item: -item[1].area)
     masks = {i: shown(inst.mask) for i, inst in visible}
-    colors = image.copy()
-    covered = np.zeros((h, w), bool)
-    for i, inst in visible:
-        colors[masks[i]] = class_color(inst.class_id)
-        covered |= masks[i]
+    if cache is not None:
+        cache.clear()
+        cache.update(used)
+    # One label map (the last drawn, smallest, instance wins), one colour lookup, one blend.
+    # OpenCV's table lookup and masked copy: numpy's fancy indexing is ten times slower at display size.
     canvas = image.copy()
     if visible and opacity > 0:
+        colors = image.copy()
+        covered = np.zeros((h, w), np.uint8)
+        for start in range(0, len(visible), 255):  # 255 instances per label map (0 is "none")
+            label = np.zeros((h, w), np.uint8)
+            lut = np.zeros((256, 3), np.uint8)
+            for k, (i, inst) in enumerate(visible[start : start + 255], 1):
+                np.copyto(label, np.uint8(k), where=masks[i])
+                lut[k] = class_color(inst.class_id)
+            painted = cv2.merge([cv2.LUT(label, lut[:, c].copy()) for c in range(3)])
+            hit = (label > 0).view(np.uint8)
+            cv2.copyTo(painted, hit, colors)
+            covered |= hit
         blended = cv2.addWeighted(image, 1.0 - opacity, colors, opacity, 0.0)
-        canvas[covered] = blended[covered]
+        cv2.copyTo(blended, covered, canvas)
     for i, inst in visible:
         contours, _ = cv2.findContours(masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         if i == selected:

@@ -204,13 +204,27 @@ class SegmenterLease(Segmenter):
             return self._current().predict(point_coords, point_labels, box, mask_input, multimask)
 
 
+def box_mask(shape: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    """(H, W) bool: the pixels whose centre lies inside the XYXY ``box`` (pixel edges at integers)."""
+    import math
+
+    x0, y0, x1, y1 = (float(v) for v in box)
+    inside = np.zeros(shape, bool)
+    top, left = max(0, math.ceil(y0 - 0.5)), max(0, math.ceil(x0 - 0.5))
+    bottom, right = max(top, math.floor(y1 - 0.5) + 1), max(left, math.floor(x1 - 0.5) + 1)
+    inside[top:bottom, left:right] = True
+    return inside
+
+
 def refine_instance(segmenter: SharedSegmenter, key: str, image: np.ndarray, inst: EditableInstance) -> None:
     """Run ``segmenter`` on ``image`` (HWC uint8 RGB, named ``key``) with the instance's prompts; replace its
     mask, score and logits in place.
 
     The prompts are all the instance's clicks, its box and its previous low-res logits (``mask_input``); a
     mask that did not come from the segmenter is turned into a mask prompt instead. A single click asks for
-    several masks (the best scoring one is kept). ValueError when the answer is empty or of the wrong shape.
+    several masks (the best scoring one is kept). An instance drawn as a box stays inside it: the mask is cut
+    to the box (no pixel outside it, whatever the segmenter answered). ValueError when the answer is empty or of
+    the wrong shape.
     """
     prompts: dict[str, Any] = {}
     if len(inst.points):
@@ -235,7 +249,12 @@ def refine_instance(segmenter: SharedSegmenter, key: str, image: np.ndarray, ins
     best = int(np.argmax(scores)) if len(scores) else 0
     if len(masks) == 0 or not masks[best].any():
         raise ValueError("the segmenter found no object for these prompts; try another point or a box")
-    inst.mask = masks[best].copy()
+    mask = masks[best].copy()
+    if box is not None:
+        mask &= box_mask(image.shape[:2], box)
+        if not mask.any():
+            raise ValueError("the segmenter found nothing inside the box; draw it around the object")
+    inst.mask = mask
     inst.predicted_iou = float(scores[best]) if len(scores) else None
     inst.score = inst.predicted_iou if inst.predicted_iou is not None else 1.0  # no seed here: the rating is it
     inst.logits = np.asarray(out.low_res_logits[best], np.float32).copy()

@@ -22,11 +22,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from annotate.confidence import edited_confidence
 from annotate.review.brush import stroke_mask
+from annotate.review.cleanup import largest_piece, without_fragments
 from annotate.review.overlay import render_overlay
 from annotate.review.refine import EditableInstance, SharedSegmenter, refine_instance
 from annotate.store import STATUSES, ProjectStore, VersionConflict
@@ -35,8 +38,20 @@ from models.segmenters import Segmenter
 
 logger = logging.getLogger(__name__)
 
-TOOLS = ("select", "positive", "negative", "box")
-"""Click tools: pick an instance, add a positive / negative point, or two clicks for a box (new instance)."""
+TOOLS = ("select", "positive", "negative", "box", "merge")
+"""Click tools: pick an instance, add a positive / negative point, two clicks for a box (new instance), or pick
+the instance to merge into the selected one."""
+UNDO_KINDS = ("labels",)
+"""What undo and redo move: label edits only. A status (accepted, rejected) is set by its own buttons and never
+undone by Z; undoing a label edit leaves the status as it is."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedLabel:
+    """What the confidence reads of a saved instance (:func:`annotate.confidence.edited_confidence`)."""
+
+    class_id: int
+    needs_review: bool
 
 
 class EditConflict(UserError, RuntimeError):
@@ -83,6 +98,10 @@ class ReviewSession:
         self.new_class: int = 1
         self.pending_corner: tuple[float, float] | None = None
         self.released = False
+        self.confidence: float | None = None
+        self.tag_ids: list[int] = []
+        self._saved: list[SavedLabel] = []  # the instances as last saved, for the confidence
+        self._drawn: dict = {}  # the overlay's resized image and masks (render_overlay's cache)
 
     # ------------------------------------------------------------------ images
     @property
@@ -123,6 +142,7 @@ class ReviewSession:
         if self.image_id is None or self.released:
             return
         self.released = True
+        self._drawn = {}
         self.image = None
         self.instances = []
         self.selected = None
@@ -154,6 +174,8 @@ class ReviewSession:
     def _load_instances(self, record: Any) -> None:
         self.version = record.version
         self.status = record.status
+        self.confidence = record.confidence
+        self.tag_ids = [self.classes.index(t) + 1 for t in record.tags if t in self.classes]
         self.instances = []
         for r in self.store.instances(record.id):
             mask = np.asarray(self.store.instance_mask(r), bool)
@@ -172,6 +194,10 @@ class ReviewSession:
             )
         self.selected = None
         self.pending_corner = None
+        self._saved = self._labels()
+
+    def _labels(self) -> list[SavedLabel]:
+        return [SavedLabel(inst.class_id, bool(inst.needs_review)) for inst in self.instances]
 
     def require_image(self) -> np.ndarray:
         """The open image (H, W, 3) uint8 RGB; ValueError when none is open."""
@@ -188,7 +214,8 @@ class ReviewSession:
         """Save all instances as the image's new version; on a stale version reload and raise EditConflict.
 
         The first edit of a "new" or "pseudo" image puts it in "review" (work in progress: the bootstrap leaves
-        it alone from then on).
+        it alone from then on). The image's confidence (the queue's order) follows the edit
+        (:func:`annotate.confidence.edited_confidence`).
         """
         self.require_image()
         status = "review" if self.status in ("new", "pseudo") else None
@@ -198,6 +225,8 @@ class ReviewSession:
             chosen = self.instances[self.selected] if self.selected is not None else None
             self.instances = kept
             self.selected = next((i for i, inst in enumerate(kept) if inst is chosen), None)
+        after = self._labels()
+        confidence = edited_confidence(self.confidence, self._saved, after, self.tag_ids)
         try:
             self.version = self.store.save_labels(
                 self.image_id,
@@ -205,16 +234,27 @@ class ReviewSession:
                 user=self.user,
                 expected_version=self.version,
                 status=status,
+                confidence=confidence,
             )
         except VersionConflict as error:
-            self.reload()
-            raise EditConflict(
-                f"image {self.image_id} was changed by someone else since you opened it; the latest labels "
-                f"(version {self.version}) are now shown and your last edit was not saved ({error})"
-            ) from error
+            raise self._conflict(error, "your last edit was not saved") from error
         if status is not None:
             self.status = status
+        self.confidence, self._saved = confidence, after
         return self.version
+
+    def _conflict(self, error: VersionConflict, outcome: str) -> EditConflict:
+        """Reload the newer labels and say who changed the image (this user's other tab, or whom) and when."""
+        self.reload()
+        when = error.changed_at.replace("T", " ")[:19] + " UTC" if error.changed_at else "meanwhile"
+        if error.changed_by == self.user:
+            who = f"you ({self.user}) in another tab or window"
+        else:
+            who = repr(error.changed_by)
+        return EditConflict(
+            f"{Path(error.file_name).name} was changed by {who} at {when}, after you opened it; its latest "
+            f"labels (version {self.version}) are now shown and {outcome}"
+        )
 
     def _edit(self, save: Callable[[], Any], restore: Callable[[], Any]) -> None:
         """Run ``save`` (an edit's last steps, ending in :meth:`_commit`); if it fails, ``restore`` the in-memory
@@ -238,13 +278,16 @@ class ReviewSession:
             self.instances[index] = previous
 
     # ------------------------------------------------------------------ selection
-    def instance_at(self, x: float, y: float) -> int | None:
-        """Index of the smallest instance covering pixel (x, y), None if none does."""
+    def instance_at(self, x: float, y: float, *, exclude: int | None = None) -> int | None:
+        """Index of the topmost instance covering pixel (x, y) (the smallest: the overlay draws small ones on
+        top), leaving out instance ``exclude``; None if none does."""
         image = self.require_image()
         xi, yi = int(x), int(y)
         if not (0 <= xi < image.shape[1] and 0 <= yi < image.shape[0]):
             return None
-        hits = [(inst.area, i) for i, inst in enumerate(self.instances) if inst.mask[yi, xi]]
+        hits = [
+            (inst.area, i) for i, inst in enumerate(self.instances) if i != exclude and inst.mask[yi, xi]
+        ]
         return min(hits)[1] if hits else None
 
     def select(self, index: int | None) -> None:
@@ -277,6 +320,15 @@ class ReviewSession:
                 raise ValueError("a negative point needs a selected instance")
             index = self.add_point(x, y, positive=positive)
             return f"instance #{index + 1}: {self.instances[index].area} px"
+        if self.tool == "merge":
+            if self.selected is None:
+                raise ValueError("select the instance to keep first, then click the one to merge into it")
+            other = self.instance_at(x, y, exclude=self.selected)
+            if other is None:
+                return "no other instance here: click inside the instance to merge in"
+            keep, gone = self.selected + 1, other + 1
+            index = self.merge(self.selected, other)
+            return f"merged instance #{gone} into #{keep} (now #{index + 1}: {self.instances[index].area} px)"
         if self.tool == "box":
             if self.pending_corner is None:
                 self.pending_corner = (float(x), float(y))
@@ -384,6 +436,93 @@ class ReviewSession:
         self._edit(self._commit, restore)
         return index
 
+    # ------------------------------------------------------------------ bulk clean-up (one undo step each)
+    def _bulk(self, change: Callable[[], str | None]) -> str:
+        """Run ``change`` (edits :attr:`instances` in place; returns what it did, or None when nothing changed)
+        and save it as one version (one undo step); nothing is saved when nothing changed."""
+        self.require_image()
+        saved, selected = list(self.instances), self.selected
+        chosen = self.instances[selected] if selected is not None else None
+        done = change()
+        if done is None:
+            return "nothing to change"
+        self.selected = next((i for i, inst in enumerate(self.instances) if inst is chosen), None)
+
+        def restore() -> None:
+            self.instances, self.selected = saved, selected
+
+        self._edit(self._commit, restore)
+        self.selected = next((i for i, inst in enumerate(self.instances) if inst is chosen), None)
+        return done
+
+    def delete_class(self, class_id: int | str) -> str:
+        """Delete every instance of a class; one undo step. Returns what was done."""
+        cid = self.class_id(class_id)
+        name = self.classes[cid - 1]
+
+        def change() -> str | None:
+            kept = [inst for inst in self.instances if inst.class_id != cid]
+            removed = len(self.instances) - len(kept)
+            if not removed:
+                return None
+            self.instances = kept
+            return f"deleted {removed} {name} instance{'s' if removed != 1 else ''}"
+
+        out = self._bulk(change)
+        return out if out != "nothing to change" else f"no {name} instance to delete"
+
+    def drop_fragments(self, min_area: int) -> str:
+        """Remove every connected piece smaller than ``min_area`` px from every instance (an instance made only of
+        such pieces is deleted); one undo step. Returns what was done."""
+        min_area = int(min_area)
+
+        def change() -> str | None:
+            pieces, emptied = 0, 0
+            for inst in self.instances:
+                mask, removed = without_fragments(inst.mask, min_area)
+                if removed:
+                    self._reshaped(inst, mask)
+                    pieces += removed
+                    emptied += int(not mask.any())
+            if not pieces:
+                return None
+            self.instances = [inst for inst in self.instances if inst.mask.any()]
+            return (
+                f"removed {pieces} piece{'s' if pieces != 1 else ''} under {min_area} px"
+                + (f" ({emptied} instance{'s' if emptied != 1 else ''} deleted)" if emptied else "")
+            )
+
+        out = self._bulk(change)
+        return out if out != "nothing to change" else f"no piece under {min_area} px"
+
+    def keep_largest(self, index: int | None = None, *, every: bool = False) -> str:
+        """Keep only the largest connected piece of the selected (or given) instance, or of every instance
+        (``every``); one undo step. Returns what was done."""
+        targets = range(len(self.instances)) if every else [self._target(index)]
+
+        def change() -> str | None:
+            removed, changed = 0, 0
+            for i in targets:
+                inst = self.instances[i]
+                mask = largest_piece(inst.mask)
+                if mask is not inst.mask:
+                    removed += inst.area - int(np.count_nonzero(mask))
+                    changed += 1
+                    self._reshaped(inst, mask)
+            if not changed:
+                return None
+            return f"kept the largest piece of {changed} instance{'s' if changed != 1 else ''} ({removed} px removed)"
+
+        out = self._bulk(change)
+        return out if out != "nothing to change" else "every instance is one piece already"
+
+    @staticmethod
+    def _reshaped(inst: EditableInstance, mask: np.ndarray) -> None:
+        """Give ``inst`` a cleaned-up mask: it no longer is the segmenter's answer (no logits, no predicted IoU)."""
+        inst.mask = mask
+        inst.logits = None
+        inst.predicted_iou = None
+
     def paint(
         self, add: np.ndarray | None = None, remove: np.ndarray | None = None, index: int | None = None
     ) -> int:
@@ -427,27 +566,29 @@ class ReviewSession:
         return self.paint(remove=stroke) if erase else self.paint(add=stroke)
 
     # ------------------------------------------------------------------ history and status
-    def undo(self) -> None:
-        """Go back to the image's previous saved version (through the store's history)."""
+    def undo(self) -> str:
+        """Undo the image's last label edit (through the store's history; see :data:`UNDO_KINDS`: the status
+        stays). Returns what was undone."""
         self.require_image()
-        self._history("undo")
+        return self._history("undo")
 
-    def _history(self, direction: str) -> None:
+    def _history(self, direction: str) -> str:
         move = self.store.undo if direction == "undo" else self.store.redo
+        before = len(self.instances)
         try:
-            move(self.image_id, user=self.user, expected_version=self.version)
+            move(self.image_id, user=self.user, expected_version=self.version, kinds=UNDO_KINDS)
         except VersionConflict as error:
-            self.reload()
-            raise EditConflict(
-                f"image {self.image_id} was changed by someone else; the latest labels are shown and nothing "
-                f"was {direction}ne ({error})"
-            ) from error
+            raise self._conflict(error, f"nothing was {direction}ne") from error
         self.reload()
+        text = f"{direction}ne: the last label edit ({before} → {len(self.instances)} instances)"
+        if self.status in ("accepted", "rejected"):
+            text += f"; the image stays {self.status}"
+        return text
 
-    def redo(self) -> None:
-        """Re-apply the version undone last."""
+    def redo(self) -> str:
+        """Re-apply the label edit undone last (the status stays); returns what was redone."""
         self.require_image()
-        self._history("redo")
+        return self._history("redo")
 
     def set_status(self, status: str) -> None:
         """Set the image's status (one of ``STATUSES``), saving at once."""
@@ -459,27 +600,34 @@ class ReviewSession:
                 self.image_id, status, user=self.user, expected_version=self.version
             )
         except VersionConflict as error:
-            self.reload()
-            raise EditConflict(
-                f"image {self.image_id} was changed by someone else; the latest labels are shown, "
-                f"status not changed ({error})"
-            ) from error
+            raise self._conflict(error, "the status was not changed") from error
         self.status = status
 
     def accept_and_next(self, *, status_filter: str | None = None, order: str = "confidence") -> int | None:
-        """Mark the current image accepted, then open the next one in the queue that is not accepted.
+        """Mark the current image accepted, then open the next one in the queue not yet accepted or rejected.
 
-        Returns the id of the image opened, or None when every image in the queue is accepted (the current
+        Returns the id of the image opened, or None when every image in the queue is decided (the current
         image stays open).
         """
+        return self.decide_and_next("accepted", status_filter=status_filter, order=order)
+
+    def reject_and_next(self, *, status_filter: str | None = None, order: str = "confidence") -> int | None:
+        """Mark the current image rejected, then open the next undecided one (as :meth:`accept_and_next`)."""
+        return self.decide_and_next("rejected", status_filter=status_filter, order=order)
+
+    def decide_and_next(
+        self, status: str, *, status_filter: str | None = None, order: str = "confidence"
+    ) -> int | None:
+        """Set the current image's ``status`` ("accepted" or "rejected"), then open the next image of the queue
+        that is neither; returns its id, or None when there is none (the current image stays open)."""
         self.require_image()
         current = self.image_id
-        self.set_status("accepted")
+        self.set_status(status)
         rows = self.queue(status=status_filter, order=order)
         ids = [r.image_id for r in rows]
         start = ids.index(current) + 1 if current in ids else 0
         for row in rows[start:] + rows[:start]:
-            if row.status != "accepted" and row.image_id != current:
+            if row.status not in ("accepted", "rejected") and row.image_id != current:
                 self.open_image(row.image_id)
                 return row.image_id
         return None
@@ -549,4 +697,5 @@ class ReviewSession:
             hidden_classes=hidden_classes,
             show_points=show_points,
             scale=scale,
+            cache=self._drawn,
         )

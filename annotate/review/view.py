@@ -20,6 +20,13 @@ DISPLAY_MAX_SIDE = 1600
 """Images larger than this (longest side, px) are sent scaled down; clicks are mapped back to full size."""
 DISPLAY_MIN_SIDE = 640
 """Images smaller than this (longest side, px) are sent scaled up, to fill the canvas."""
+CANVAS_HEIGHT = 460
+"""Height (px) of the canvas and the brush editor: with the action row above it, the first screen of a
+1366 x 768 window holds every action button and the message line."""
+EDITOR_MAX_SIDE = 1024
+"""The brush editor gets the image at most this large (longest side, px); strokes are mapped back to full size."""
+ADD_COLOR, ERASE_COLOR = "rgb(40, 200, 40)", "rgb(230, 30, 30)"
+"""Brush colours of the editor: green adds pixels to the instance, red erases them."""
 
 ORDERS = {"least confident first": "confidence", "name": "name"}
 """Queue sort choices: label shown -> ``ReviewSession.queue`` order."""
@@ -28,6 +35,7 @@ TOOL_CHOICES = [
     ("Add + (P)", "positive"),
     ("Remove − (N)", "negative"),
     ("Box (B)", "box"),
+    ("Merge pick (G)", "merge"),
 ]
 """Click tools: label shown -> ``ReviewSession.tool``."""
 
@@ -41,6 +49,7 @@ class Ui:
     hidden: set[int] = dataclasses.field(default_factory=set)
     status_filter: str | None = None
     order: str = "confidence"
+    editor_key: tuple | None = None  # what the brush editor shows (image, version, selection): kept strokes
 
 
 def segmenter_banner(segmenter: SharedSegmenter) -> str:
@@ -92,13 +101,33 @@ def image_info(session: ReviewSession) -> str:
 
 
 def merge_options(session: ReviewSession) -> list[tuple[str, int]]:
-    """Choices of the "Merge with" list: (label "#n class", instance index), the selected instance left out."""
+    """Choices of the "Merge with" list, the selected instance left out: (label, instance index), the label
+    "#n class · area px · source" as in the instance list, so instances of one class are told apart."""
     classes = session.classes
     return [
-        (f"#{i + 1} {classes[inst.class_id - 1]}", i)
+        (f"#{i + 1} {classes[inst.class_id - 1]} · {inst.area:,} px · {inst.source}", i)
         for i, inst in enumerate(session.instances)
         if i != session.selected and 1 <= inst.class_id <= len(classes)
     ]
+
+
+def editor_scale(image: np.ndarray) -> float:
+    """Factor from full-size pixels to the brush editor's (at most EDITOR_MAX_SIDE on the long side)."""
+    return min(1.0, EDITOR_MAX_SIDE / max(image.shape[:2]))
+
+
+def editor_background(ui: Ui) -> np.ndarray:
+    """The brush editor's background: the overlay without clicks, drawn at :func:`editor_scale` (HWC uint8)."""
+    s = ui.session
+    return s.render(
+        opacity=ui.opacity, hidden_classes=ui.hidden, show_points=False, scale=editor_scale(s.require_image())
+    )
+
+
+def editor_key(ui: Ui) -> tuple:
+    """What the editor's picture depends on: strokes painted on it stay valid while this is unchanged."""
+    s = ui.session
+    return (s.image_id, s.version, s.selected, ui.opacity, tuple(sorted(ui.hidden)))
 
 
 def queue_rows(ui: Ui) -> list[list[Any]]:
@@ -161,12 +190,13 @@ def bootstrap_targets(ui: Ui, scope: str) -> list[int] | None:
     return None
 
 
-def export_summary(root: Path, path: Path, coco: dict[str, Any], report: Any = None) -> str:
-    """One line about a COCO export written to ``path`` inside the project folder ``root`` (and, given the
-    export's :class:`annotate.coco.ExportReport`, how many instances lost holes to polygons)."""
+def export_summary(root: Path, path: Path, coco: dict[str, Any], report: Any = None, scope: str = "") -> str:
+    """One line about a COCO export written to ``path`` inside the project folder ``root``: which images it took
+    (``scope``, from :func:`annotate.coco.scope_summary`) and, given the export's
+    :class:`annotate.coco.ExportReport`, how many instances with holes a polygon export wrote as RLE."""
     line = (
         f"exported {len(coco.get('images', []))} images and {len(coco.get('annotations', []))} "
         f"instances to {path.relative_to(root)}"
     )
-    note = report.polygon_note('untick "Polygons instead of RLE" (RLE is lossless)') if report else ""
-    return f"{line}; {note}" if note else line
+    parts = [line, scope, report.polygon_note() if report else ""]
+    return "; ".join(p for p in parts if p)

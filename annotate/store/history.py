@@ -4,7 +4,9 @@ A *state* is what an edit replaces, as a JSON-able dict: ``{"kind", "status", "c
 ``"instances"`` (rows of the ``instances`` table without ids) for kind "labels", or ``"tags"`` (class ids) for
 kind "tags"; kind "status" holds status and confidence only. Each image has two stacks, "undo" and "redo";
 an edit pushes the state it replaces onto "undo" and clears "redo"; undo and redo pop one stack and push the
-current state onto the other. The undo stack keeps the newest ``limit`` states per image.
+current state onto the other. The undo stack keeps the newest ``limit`` states per image. Undo and redo may be
+limited to some kinds (the review GUI undoes label edits only): the newest state of those kinds moves, the others
+stay on their stack.
 
 The functions run SQL on an open connection and never commit: callers wrap them in a transaction.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Collection
 from typing import Any
 
 from annotate.store.records import utc_now
@@ -82,16 +85,19 @@ def push_state(db: sqlite3.Connection, image_id: int, stack: str, state: dict[st
         )
 
 
-def pop_state(db: sqlite3.Connection, image_id: int, stack: str) -> dict[str, Any] | None:
-    """Remove and return the newest state of a stack of an image (None when the stack is empty)."""
-    entry = db.execute(
-        "SELECT id, state FROM history WHERE image_id = ? AND stack = ? ORDER BY id DESC LIMIT 1",
-        (image_id, stack),
-    ).fetchone()
-    if entry is None:
-        return None
-    db.execute("DELETE FROM history WHERE id = ?", (entry[0],))
-    return json.loads(entry[1])
+def pop_state(
+    db: sqlite3.Connection, image_id: int, stack: str, kinds: Collection[str] | None = None
+) -> dict[str, Any] | None:
+    """Remove and return the newest state of a stack of an image (None when the stack is empty); with ``kinds``,
+    the newest state of one of those kinds (states of other kinds stay where they are)."""
+    for entry_id, text in db.execute(
+        "SELECT id, state FROM history WHERE image_id = ? AND stack = ? ORDER BY id DESC", (image_id, stack)
+    ).fetchall():
+        state = json.loads(text)
+        if kinds is None or state["kind"] in kinds:
+            db.execute("DELETE FROM history WHERE id = ?", (entry_id,))
+            return state
+    return None
 
 
 def record_edit(
@@ -102,9 +108,9 @@ def record_edit(
     db.execute("DELETE FROM history WHERE image_id = ? AND stack = 'redo'", (image_id,))
 
 
-def has_state(db: sqlite3.Connection, image_id: int, stack: str) -> bool:
-    """Whether a stack of an image holds at least one state."""
-    row = db.execute(
-        "SELECT 1 FROM history WHERE image_id = ? AND stack = ? LIMIT 1", (int(image_id), stack)
-    ).fetchone()
-    return row is not None
+def has_state(db: sqlite3.Connection, image_id: int, stack: str, kinds: Collection[str] | None = None) -> bool:
+    """Whether a stack of an image holds at least one state (of one of ``kinds``, when given)."""
+    rows = db.execute(
+        "SELECT state FROM history WHERE image_id = ? AND stack = ?", (int(image_id), stack)
+    ).fetchall()
+    return any(kinds is None or json.loads(text)["kind"] in kinds for (text,) in rows)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from annotate.store.catalog import ProjectCatalog
 from annotate.store.history import apply_state, capture_state, has_state, pop_state, push_state, record_edit
@@ -182,14 +182,24 @@ class ProjectStore(ProjectCatalog):
             return self._bump(row, user, "set_tags", {"tags": tag_ids})
 
     # ------------------------------------------------------------------ undo / redo
-    def _move(self, image_id: int, source: str, target: str, user: str, expected_version: int | None) -> int:
-        """Pop the newest state of stack ``source``, push the current one onto ``target``, apply the popped."""
+    def _move(
+        self,
+        image_id: int,
+        source: str,
+        target: str,
+        user: str,
+        expected_version: int | None,
+        kinds: Collection[str] | None = None,
+    ) -> int:
+        """Pop the newest state of stack ``source`` (of one of ``kinds``), push the current one onto ``target``,
+        apply the popped. With ``kinds`` the image keeps its current status (only that kind of edit moves)."""
         user = check_user(user)
         with self.transaction():
             row = self._check_version(image_id, expected_version)
-            state = pop_state(self._db, row[0], source)
+            state = pop_state(self._db, row[0], source, kinds)
             if state is None:
-                raise HistoryEmpty(f"image {row[0]} ({row[1]}): nothing to {source}")
+                what = f" (no {' or '.join(sorted(kinds))} edit)" if kinds else ""
+                raise HistoryEmpty(f"image {row[0]} ({row[1]}): nothing to {source}{what}")
             push_state(
                 self._db,
                 row[0],
@@ -197,24 +207,43 @@ class ProjectStore(ProjectCatalog):
                 capture_state(self._db, row[0], row[5], row[6], state["kind"]),
                 self.history_limit,
             )
+            if kinds is not None:
+                state = {**state, "status": row[5]}
             apply_state(self._db, row[0], state)
             return self._bump(row, user, source, {"kind": state["kind"], "status": state["status"]})
 
-    def undo(self, image_id: int, *, user: str, expected_version: int | None = None) -> int:
-        """Restore the state before the last edit (as a new version); HistoryEmpty if there is none."""
-        return self._move(image_id, "undo", "redo", user, expected_version)
+    def undo(
+        self,
+        image_id: int,
+        *,
+        user: str,
+        expected_version: int | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> int:
+        """Restore the state before the last edit (as a new version); HistoryEmpty if there is none.
 
-    def redo(self, image_id: int, *, user: str, expected_version: int | None = None) -> int:
-        """Re-apply the last undone edit (as a new version); HistoryEmpty if there is none."""
-        return self._move(image_id, "redo", "undo", user, expected_version)
+        ``kinds`` (e.g. ``("labels",)``): undo the last edit of those kinds only, keeping the image's status.
+        """
+        return self._move(image_id, "undo", "redo", user, expected_version, kinds)
 
-    def can_undo(self, image_id: int) -> bool:
+    def redo(
+        self,
+        image_id: int,
+        *,
+        user: str,
+        expected_version: int | None = None,
+        kinds: Collection[str] | None = None,
+    ) -> int:
+        """Re-apply the last undone edit (as a new version; of ``kinds`` only, when given); HistoryEmpty if none."""
+        return self._move(image_id, "redo", "undo", user, expected_version, kinds)
+
+    def can_undo(self, image_id: int, kinds: Collection[str] | None = None) -> bool:
         with self._lock:
-            return has_state(self._db, image_id, "undo")
+            return has_state(self._db, image_id, "undo", kinds)
 
-    def can_redo(self, image_id: int) -> bool:
+    def can_redo(self, image_id: int, kinds: Collection[str] | None = None) -> bool:
         with self._lock:
-            return has_state(self._db, image_id, "redo")
+            return has_state(self._db, image_id, "redo", kinds)
 
 
 __all__ = ["ProjectStore"]

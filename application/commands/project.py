@@ -6,7 +6,9 @@
   or unreadable images are listed once and those entries left out; with ``--strict`` nothing is created
   instead; with ``--allow-new-classes`` unknown tags become new classes.
 - ``dhr import-coco PROJECT FILE [--map old=new ...] [--images DIR]``: labels from a COCO file.
-- ``dhr export PROJECT OUT.json [--accepted-only] [--polygons] [--semantic DIR]``: COCO (and PNG masks).
+- ``dhr export PROJECT OUT.json [--status accepted,review | --accepted-only | --all] [--polygons]
+  [--semantic DIR]``: COCO (and PNG masks) of the accepted and in-review images unless told otherwise; the
+  first line says which images were included and which left out.
 - ``dhr status PROJECT``: images per status.
 - ``dhr remove PROJECT IMAGE...``: take images out of the project (by id or name; their files go to
   ``removed/``, their labels stay in the change log).
@@ -62,12 +64,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exp = subparsers.add_parser("export", help="export labels as COCO json (and semantic PNG masks)")
     exp.add_argument("project", help="project folder")
     exp.add_argument("out", help="output COCO json file (written atomically)")
-    exp.add_argument("--accepted-only", action="store_true", help="only images with status 'accepted'")
+    which = exp.add_mutually_exclusive_group()
+    which.add_argument(
+        "--status",
+        help="comma-separated statuses of the images to export (default: accepted,review, the images a "
+        "person accepted or worked on; others: new, pseudo, rejected)",
+    )
+    which.add_argument("--accepted-only", action="store_true", help="only images with status 'accepted'")
+    which.add_argument("--all", action="store_true", help="every image, pseudo-labelled and rejected ones too")
     exp.add_argument(
         "--polygons",
         action="store_true",
-        help="polygons instead of RLE: holes are filled (counted in a note), area and bbox follow the polygons; "
-        "crowd regions stay RLE",
+        help="polygons instead of RLE; area and bbox follow the polygons; instances with holes and crowd "
+        "regions stay RLE (polygons cannot hold holes; a note counts them)",
     )
     exp.add_argument(
         "--polygon-tolerance",
@@ -200,30 +209,46 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export COCO (and semantic masks); every target is checked against the project's own files first."""
-    from annotate.coco import ExportReport, export_coco, export_semantic_masks
+    from annotate.coco import (
+        DEFAULT_STATUSES,
+        ExportReport,
+        chosen_statuses,
+        export_coco,
+        export_semantic_masks,
+        scope_summary,
+    )
     from annotate.coco.semantic import check_semantic_folder
     from annotate.store import ProjectStore
 
+    if args.all:
+        statuses = None
+    elif args.accepted_only:
+        statuses = ["accepted"]
+    else:
+        chosen = DEFAULT_STATUSES if args.status is None else args.status.split(",")
+        statuses = chosen_statuses([s.strip() for s in chosen if s.strip()])
     with ProjectStore.open(args.project) as store:
         store.own_files().check_file(args.out, "COCO export")
         if args.semantic:
-            images, _ = store.snapshot("accepted" if args.accepted_only else None)
+            images, _ = store.snapshot(statuses)
             check_semantic_folder(store, args.semantic, images)
         coco = export_coco(
             store,
             args.out,
-            accepted_only=args.accepted_only,
+            statuses=statuses,
             polygons=args.polygons,
             polygon_tolerance=args.polygon_tolerance,
             verify_images=not args.no_image_check,
             report=(report := ExportReport()),
         )
+        scope = scope_summary(store.status_counts(), statuses)
+        print(f"{scope}{'' if statuses is None else ' (choose with --status or --all)'}")
         print(f"wrote {args.out}: {len(coco['images'])} images, {len(coco['annotations'])} annotations")
         if report.polygon_note():
-            print(f"note: {report.polygon_note('export RLE instead (leave out --polygons)')}")
+            print(f"note: {report.polygon_note()}")
         if args.semantic:
             written = export_semantic_masks(
-                store, args.semantic, accepted_only=args.accepted_only, ignore_review=args.ignore_review
+                store, args.semantic, statuses=statuses, ignore_review=args.ignore_review
             )
             print(f"wrote {len(written)} semantic masks to {args.semantic}")
     return 0

@@ -27,7 +27,8 @@ from application.commands.gui import (
 from annotate.review.assets import SHORTCUTS, START_HINT
 from annotate.review.overlay import class_color
 from annotate.review.refine import SharedSegmenter
-from annotate.review.view import DISPLAY_MIN_SIDE, ORDERS, TOOL_CHOICES, segmenter_banner
+from annotate.coco.exporter import DEFAULT_STATUSES
+from annotate.review.view import ADD_COLOR, CANVAS_HEIGHT, ERASE_COLOR, ORDERS, TOOL_CHOICES, segmenter_banner
 from annotate.store import STATUSES
 from core.errors import UserError
 from application.gui.handlers import Page, ReviewHandlers
@@ -64,10 +65,11 @@ def build_app(
 
     # ------------------------------------------------------------------ layout
     # Rendered images and uploads in Gradio's cache are deleted once they are half an hour old.
+    # At 1366 x 768 the action buttons and the message line sit above the canvas, inside the first screen.
     with gr.Blocks(title="dhr-label review", fill_width=True, delete_cache=CACHE_CLEANUP) as demo:
         state = gr.State(None)
         jobs = jobs_panel.JobsPanel()
-        with gr.Row(equal_height=False):
+        with gr.Row(equal_height=False, elem_id="header"):
             gr.Markdown("### dhr-label · review")
             jobs.banner_md = gr.Markdown(
                 segmenter_banner(shared),
@@ -77,7 +79,7 @@ def build_app(
             jobs_panel.build_segmenter_picker(jobs, shared, (settings or ModelSettings()).weights_dir)
         gr.Markdown(START_HINT, elem_id="start-hint")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=280):
+            with gr.Column(scale=1, min_width=260):
                 with gr.Row():
                     status_dd = gr.Dropdown(
                         ["all", *STATUSES], value="all", label="Show", elem_id="status-filter"
@@ -90,14 +92,22 @@ def build_app(
                     datatype=["number", "str", "str", "number", "str"],
                     interactive=False,
                     max_height=360,
+                    column_widths=["11%", "37%", "18%", "14%", "20%"],
+                    wrap=False,
                     label="Image queue (click a row to open it)",
                     elem_id="queue",
                 )
                 jobs_panel.build_jobs_accordion(jobs)
-                with gr.Accordion("Export COCO", open=True):
-                    with gr.Row():
-                        accepted_cb = gr.Checkbox(value=False, label="Accepted images only")
-                        polygons_cb = gr.Checkbox(value=False, label="Polygons instead of RLE")
+                with gr.Accordion("Export COCO", open=False):
+                    export_statuses = gr.CheckboxGroup(
+                        list(STATUSES),
+                        value=list(DEFAULT_STATUSES),
+                        label="Images to export, by status",
+                        elem_id="export-statuses",
+                    )
+                    polygons_cb = gr.Checkbox(
+                        value=False, label="Polygons instead of RLE (instances with holes stay RLE)"
+                    )
                     export_btn = gr.Button("Export", variant="secondary", elem_id="btn-export")
                     export_file = gr.File(
                         label="Download", interactive=False, visible=False, elem_id="export-file"
@@ -121,9 +131,24 @@ def build_app(
                     remove_btn = gr.Button(
                         "Remove from project", size="sm", variant="stop", elem_id="btn-remove"
                     )
+            # ---------------------------------------------------------- editing area: actions, canvas, brush
             with gr.Column(scale=3, min_width=480):
                 image_md = gr.Markdown(elem_id="image-info")
-                tool_radio = gr.Radio(TOOL_CHOICES, value="positive", label="Click tool", elem_id="tool")
+                with gr.Row(elem_id="actions"):
+                    prev_btn = gr.Button("← Previous", size="sm", elem_id="btn-prev")
+                    next_btn = gr.Button("Next →", size="sm", elem_id="btn-next")
+                    undo_btn = gr.Button("Undo edit (Z)", size="sm", elem_id="btn-undo")
+                    redo_btn = gr.Button("Redo edit (Y)", size="sm", elem_id="btn-redo")
+                    reject_btn = gr.Button(
+                        "Reject & next (R)", size="sm", variant="stop", elem_id="btn-reject"
+                    )
+                    accept_btn = gr.Button(
+                        "Accept & next (A)", size="sm", variant="primary", elem_id="btn-accept"
+                    )
+                message_md = gr.Markdown(elem_id="message")
+                tool_radio = gr.Radio(
+                    TOOL_CHOICES, value="positive", show_label=False, elem_id="tool", container=False
+                )
                 with gr.Tabs():
                     with gr.Tab("Click", id="click-tab"):
                         canvas = gr.Image(
@@ -132,14 +157,15 @@ def build_app(
                             interactive=False,
                             show_label=False,
                             buttons=["fullscreen"],
-                            height=DISPLAY_MIN_SIDE,
+                            height=CANVAS_HEIGHT,
                             elem_id="canvas",
                         )
                     with gr.Tab("Brush / eraser", id="brush-tab") as brush_tab:
                         gr.Markdown(
-                            "Paint **green** to add pixels to the selected instance, **red** to remove "
-                            "them, then press **Apply**. With nothing selected, green strokes start a new "
-                            "instance."
+                            "Paint **green** to add pixels to the selected instance, **red** to erase "
+                            "them (pick the colour in the brush menu), then press **Apply**; strokes stay "
+                            "until applied. With nothing selected, green strokes start a new instance.",
+                            elem_id="brush-help",
                         )
                         editor = gr.ImageEditor(
                             type="numpy",
@@ -147,25 +173,13 @@ def build_app(
                             sources=[],
                             transforms=[],
                             layers=False,
-                            brush=gr.Brush(
-                                colors=["rgb(40, 200, 40)", "rgb(230, 30, 30)"], color_mode="fixed"
-                            ),
-                            eraser=gr.Eraser(),
-                            height=DISPLAY_MIN_SIDE,
+                            brush=gr.Brush(colors=[ADD_COLOR, ERASE_COLOR], color_mode="fixed"),
+                            eraser=False,  # Gradio's eraser only wipes unapplied strokes: red erases pixels
+                            height=CANVAS_HEIGHT,
                             show_label=False,
                             elem_id="editor",
                         )
                         brush_btn = gr.Button("Apply", variant="primary", elem_id="btn-brush-apply")
-                with gr.Row():
-                    prev_btn = gr.Button("← Previous", size="sm", elem_id="btn-prev")
-                    next_btn = gr.Button("Next →", size="sm", elem_id="btn-next")
-                    undo_btn = gr.Button("Undo (Z)", size="sm", elem_id="btn-undo")
-                    redo_btn = gr.Button("Redo (Y)", size="sm", elem_id="btn-redo")
-                    reject_btn = gr.Button("Reject (R)", size="sm", variant="stop", elem_id="btn-reject")
-                    accept_btn = gr.Button(
-                        "Accept & next (A)", size="sm", variant="primary", elem_id="btn-accept"
-                    )
-                message_md = gr.Markdown(elem_id="message")
                 with gr.Row():
                     opacity = gr.Slider(
                         0.0, 1.0, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity"
@@ -177,7 +191,8 @@ def build_app(
                         elem_id="visible",
                     )
                 gr.HTML(f"<div style='font-size:0.85em'>{swatches}</div>")
-            with gr.Column(scale=1, min_width=340):
+            # ---------------------------------------------------------- editing area: instances and clean-up
+            with gr.Column(scale=1, min_width=320):
                 new_class_dd = gr.Dropdown(
                     class_choices, value=1, label="Class for new instances", elem_id="new-class"
                 )
@@ -185,8 +200,8 @@ def build_app(
                     headers=["#", "class", "score", "from", "px"],
                     datatype=["str", "str", "number", "str", "number"],
                     interactive=False,
-                    max_height=360,
-                    label="Instances (click a row to select)",
+                    max_height=300,
+                    label="Instances (click a row, or the canvas with Select, to select)",
                     elem_id="instances",
                 )
                 class_dd = gr.Dropdown(
@@ -196,9 +211,27 @@ def build_app(
                     deselect_btn = gr.Button("Deselect (Esc)", size="sm", elem_id="btn-deselect")
                     delete_btn = gr.Button("Delete (D)", size="sm", variant="stop", elem_id="btn-delete")
                 with gr.Row():
-                    merge_dd = gr.Dropdown([], value=None, label="Merge with", elem_id="merge-with")
+                    merge_dd = gr.Dropdown(
+                        [], value=None, label="Merge with (or the Merge pick tool)", elem_id="merge-with"
+                    )
                     merge_btn = gr.Button("Merge (M)", size="sm", elem_id="btn-merge")
-                with gr.Accordion("Keyboard shortcuts", open=True):
+                with gr.Accordion("Clean up (each one undo step)", open=True, elem_id="cleanup"):
+                    with gr.Row():
+                        bulk_class_dd = gr.Dropdown(
+                            class_choices, value=None, label="Class", elem_id="bulk-class"
+                        )
+                        delete_class_btn = gr.Button(
+                            "Delete all of class", size="sm", variant="stop", elem_id="btn-delete-class"
+                        )
+                    with gr.Row():
+                        fragment_nb = gr.Number(
+                            value=100, precision=0, minimum=1, label="Pieces under (px)", elem_id="fragment-px"
+                        )
+                        fragments_btn = gr.Button("Delete pieces", size="sm", elem_id="btn-fragments")
+                    with gr.Row():
+                        largest_btn = gr.Button("Largest piece: selected", size="sm", elem_id="btn-largest")
+                        largest_all_btn = gr.Button("Largest piece: all", size="sm", elem_id="btn-largest-all")
+                with gr.Accordion("Keyboard shortcuts", open=False):
                     gr.Markdown(SHORTCUTS, elem_id="shortcuts")
 
         page = Page(
@@ -232,6 +265,8 @@ def build_app(
         both = view_outputs + queue_outputs
         # Edits of every tab run one at a time (they share the store and the segmenter), without a spinner.
         fast = {"show_progress": "hidden", "concurrency_id": "edit"}
+        # After an edit the queue shows the image's new confidence (a second, light request).
+        requeue = {"fn": h.on_queue_refresh, "inputs": state, "outputs": queue_outputs, "show_progress": "hidden"}
 
         demo.unload(h.on_unload)
         demo.load(h.on_load, None, [state, *both, remove_box]).then(h.on_prepare, state, [message_md])
@@ -240,27 +275,42 @@ def build_app(
         )
         status_dd.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
         order_radio.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
-        canvas.select(h.on_click, [state, tool_radio], view_outputs, trigger_mode="multiple", **fast)
+        # ---------------------------------------------------------- editing events
+        canvas.select(h.on_click, [state, tool_radio], view_outputs, trigger_mode="multiple", **fast).then(
+            **requeue
+        )
         tool_radio.input(h.on_tool, [state, tool_radio], [canvas, message_md], **fast)
         instances_df.select(h.on_instance_select, state, view_outputs, **fast)
         deselect_btn.click(h.on_deselect, state, view_outputs, **fast)
         new_class_dd.input(h.on_new_class, [state, new_class_dd], [message_md])
-        class_dd.input(h.on_set_class, [state, class_dd], view_outputs, **fast)
-        delete_btn.click(h.on_delete, state, view_outputs, **fast)
-        merge_btn.click(h.on_merge, [state, merge_dd], view_outputs, **fast)
+        class_dd.input(h.on_set_class, [state, class_dd], view_outputs, **fast).then(**requeue)
+        delete_btn.click(h.on_delete, state, view_outputs, **fast).then(**requeue)
+        merge_btn.click(h.on_merge, [state, merge_dd], view_outputs, **fast).then(**requeue)
+        delete_class_btn.click(h.on_delete_class, [state, bulk_class_dd], view_outputs, **fast).then(**requeue)
+        fragments_btn.click(h.on_drop_fragments, [state, fragment_nb], view_outputs, **fast).then(**requeue)
+        largest_btn.click(h.on_keep_largest, state, view_outputs, **fast).then(**requeue)
+        largest_all_btn.click(h.on_keep_largest_all, state, view_outputs, **fast).then(**requeue)
         undo_btn.click(h.on_undo, state, both, **fast)
         redo_btn.click(h.on_redo, state, both, **fast)
         accept_btn.click(h.on_accept, state, both, concurrency_id="edit").then(
             h.on_prepare, state, [message_md]
         )
-        reject_btn.click(h.on_reject, state, both, concurrency_id="edit")
+        reject_btn.click(h.on_reject, state, both, concurrency_id="edit").then(
+            h.on_prepare, state, [message_md]
+        )
         prev_btn.click(h.on_prev, state, view_outputs).then(h.on_prepare, state, [message_md])
         next_btn.click(h.on_next, state, view_outputs).then(h.on_prepare, state, [message_md])
-        opacity.release(h.on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
+        # A dragged slider and a typed value both count; only the last of a burst of changes is drawn.
+        opacity.change(
+            h.on_display, [state, opacity, visible_cb], [canvas, message_md], trigger_mode="always_last", **fast
+        )
         visible_cb.input(h.on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
         brush_tab.select(h.on_brush_open, state, [editor, message_md])
-        brush_btn.click(h.on_brush_apply, [state, editor], [*view_outputs, editor], concurrency_id="edit")
-        export_btn.click(h.on_export, [state, accepted_cb, polygons_cb], [export_file, message_md])
+        brush_btn.click(h.on_brush_apply, [state, editor], [*view_outputs, editor], concurrency_id="edit").then(
+            **requeue
+        )
+        # ---------------------------------------------------------- project events
+        export_btn.click(h.on_export, [state, export_statuses, polygons_cb], [export_file, message_md])
         add_btn.click(h.on_add_images, [state, upload, tags_box], [*queue_outputs, message_md, upload])
         remove_btn.click(h.on_remove, [state, remove_box], [*both, remove_box], concurrency_id="edit")
         jobs_panel.wire(jobs, jobs_panel.JobHandlers(h, jobs), state, view_outputs, queue_outputs)

@@ -22,7 +22,6 @@ from typing import Any
 import gradio as gr
 
 from annotate.review.brush import strokes_from_layers
-from application.gui.jobs import export_to_project
 from annotate.review.pool import SessionPool
 from annotate.review.refine import SharedSegmenter
 from annotate.review.session import EditConflict, ReviewSession
@@ -30,6 +29,8 @@ from annotate.review.view import (
     ORDERS,
     Ui,
     display_image,
+    editor_background,
+    editor_key,
     export_summary,
     image_info,
     image_point,
@@ -232,6 +233,11 @@ class ReviewHandlers:
         return self.view(ui)
 
     @guarded
+    def on_queue_refresh(self, ui: Ui) -> dict:
+        """The queue and progress line again (after an edit changed the image's confidence)."""
+        return self.queue_view(ui)
+
+    @guarded
     def on_filter(self, ui: Ui, status: str, order: str) -> dict:
         ui.status_filter = None if status == "all" else status
         ui.order = ORDERS.get(order, "confidence")
@@ -296,28 +302,55 @@ class ReviewHandlers:
         index = s.merge(s.selected, int(other))
         return self.view(ui, f"merged into instance #{index + 1}")
 
+    # ---------------------------------------------------------- clean-up (each one undo step)
+    @guarded
+    def on_delete_class(self, ui: Ui, class_id: int | None) -> dict:
+        if class_id is None:
+            raise ValueError("pick the class whose instances to delete")
+        return self.view(ui, ui.session.delete_class(int(class_id)))
+
+    @guarded
+    def on_drop_fragments(self, ui: Ui, min_area: float | None) -> dict:
+        if min_area is None or float(min_area) < 1:
+            raise ValueError("type the size in pixels under which pieces are deleted (at least 1)")
+        return self.view(ui, ui.session.drop_fragments(int(min_area)))
+
+    @guarded
+    def on_keep_largest(self, ui: Ui) -> dict:
+        return self.view(ui, ui.session.keep_largest())
+
+    @guarded
+    def on_keep_largest_all(self, ui: Ui) -> dict:
+        return self.view(ui, ui.session.keep_largest(every=True))
+
+    # ---------------------------------------------------------- history and decisions
     @guarded
     def on_undo(self, ui: Ui) -> dict:
-        ui.session.undo()
-        return {**self.view(ui, "undone"), **self.queue_view(ui)}
+        text = ui.session.undo()
+        return {**self.view(ui, text), **self.queue_view(ui)}
 
     @guarded
     def on_redo(self, ui: Ui) -> dict:
-        ui.session.redo()
-        return {**self.view(ui, "redone"), **self.queue_view(ui)}
+        text = ui.session.redo()
+        return {**self.view(ui, text), **self.queue_view(ui)}
 
-    @guarded
-    def on_accept(self, ui: Ui) -> dict:
+    def _decide(self, ui: Ui, status: str) -> dict:
         s = ui.session
         name = Path(s.store.image(s.image_id).file_name).name
-        nxt = s.accept_and_next(status_filter=ui.status_filter, order=ui.order)
-        message = f"accepted {name}" + ("" if nxt is not None else "; every image in the queue is accepted")
+        nxt = s.decide_and_next(status, status_filter=ui.status_filter, order=ui.order)
+        verb = "accepted" if status == "accepted" else "rejected"
+        message = f"{verb} {name}" + (
+            "" if nxt is not None else "; every image in the queue is accepted or rejected"
+        )
         return {**self.view(ui, message), **self.queue_view(ui)}
 
     @guarded
+    def on_accept(self, ui: Ui) -> dict:
+        return self._decide(ui, "accepted")
+
+    @guarded
     def on_reject(self, ui: Ui) -> dict:
-        ui.session.set_status("rejected")
-        return {**self.view(ui, "image rejected"), **self.queue_view(ui)}
+        return self._decide(ui, "rejected")
 
     @guarded
     def on_prev(self, ui: Ui) -> dict:
@@ -330,44 +363,58 @@ class ReviewHandlers:
         return self.view(ui)
 
     @guarded
-    def on_display(self, ui: Ui, opacity: float, visible: list[int]) -> dict:
-        ui.opacity = float(opacity)
+    def on_display(self, ui: Ui, opacity: float | None, visible: list[int]) -> dict:
+        """Opacity (dragged or typed; clamped to [0, 1]) and the classes shown."""
+        try:
+            value = float(opacity)
+        except (TypeError, ValueError):
+            raise ValueError(f"opacity must be a number between 0 and 1, got {opacity!r}") from None
+        ui.opacity = min(1.0, max(0.0, value)) if value == value else ui.opacity
         ui.hidden = {i + 1 for i in range(len(self.classes))} - {int(v) for v in visible or []}
-        return {self.page.canvas: display_image(ui)}
+        message = "" if ui.opacity == value else f"opacity {value:g} is outside 0-1: {ui.opacity:g} is used"
+        return {self.page.canvas: display_image(ui), self.page.message_md: message}
+
+    # ---------------------------------------------------------- brush editor
+    def _editor_value(self, ui: Ui) -> dict:
+        ui.editor_key = editor_key(ui)
+        return {"background": editor_background(ui), "layers": [], "composite": None}
 
     @guarded
     def on_brush_open(self, ui: Ui) -> dict:
+        """Show the image in the brush editor (scaled down); strokes already painted on the same picture stay."""
         s = ui.session
         if s.image is None:
             return {}
-        background = s.render(opacity=ui.opacity, hidden_classes=ui.hidden, show_points=False)
-        return {self.page.editor: {"background": background, "layers": [], "composite": None}}
+        if ui.editor_key == editor_key(ui):
+            return {self.page.editor: gr.skip()}  # the same picture: keep the strokes not yet applied
+        return {self.page.editor: self._editor_value(ui)}
 
     @guarded
     def on_brush_apply(self, ui: Ui, value: dict | None) -> dict:
         s = ui.session
         image = s.require_image()
         if not value or not value.get("layers"):
-            raise ValueError("paint on the image first (green adds pixels, red removes them)")
+            raise ValueError("paint on the image first (green adds pixels, red erases them)")
         add, remove = strokes_from_layers(value["layers"], image.shape[:2])
         if not add.any() and not remove.any():
-            raise ValueError("nothing painted: use the brush (green adds pixels, red removes them)")
+            raise ValueError("nothing painted: use the brush (green adds pixels, red erases them)")
         change = s.paint(add=add, remove=remove)
-        background = s.render(opacity=ui.opacity, hidden_classes=ui.hidden, show_points=False)
         return {
             **self.view(ui, f"instance #{s.selected + 1}: {change:+d} px"),
-            self.page.editor: {"background": background, "layers": [], "composite": None},
+            self.page.editor: self._editor_value(ui),
         }
 
     @guarded
-    def on_export(self, ui: Ui, accepted_only: bool, polygons: bool) -> dict:
-        from annotate.coco import ExportReport
+    def on_export(self, ui: Ui, statuses: list[str] | None, polygons: bool) -> dict:
+        """Export the images of the chosen statuses into ``PROJECT/exports``; the message says what it took."""
+        from annotate.coco import ExportReport, export_into_project, scope_summary
 
+        if not statuses:
+            raise ValueError("tick at least one status under 'Images to export'")
         report = ExportReport()
-        path, coco = export_to_project(
-            self.store, accepted_only=bool(accepted_only), polygons=bool(polygons), report=report
-        )
-        message = export_summary(self.store.root, path, coco, report)
+        path, coco = export_into_project(self.store, statuses=list(statuses), polygons=bool(polygons), report=report)
+        scope = scope_summary(self.store.status_counts(), list(statuses))
+        message = export_summary(self.store.root, path, coco, report, scope)
         return {self.page.export_file: gr.File(value=str(path), visible=True), self.page.message_md: message}
 
     @guarded

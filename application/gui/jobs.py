@@ -289,28 +289,3 @@ def run_training_round(
         on_progress(1.0, f"training round {done + 1} done")
     return history[-1] if history else {}
 
-
-def export_to_project(
-    store: ProjectStore, *, accepted_only: bool = False, polygons: bool = False, report: Any = None
-) -> tuple[Path, dict[str, Any]]:
-    """Export the project's labels as COCO to ``PROJECT/exports/coco-{accepted|all}-YYYYmmdd-HHMMSS.json``.
-
-    Returns the file's path and the COCO dict (:func:`annotate.coco.export_coco`); ``report`` (an
-    :class:`annotate.coco.ExportReport`) is filled with what polygons lost.
-    """
-    from annotate.coco import export_coco
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    kind = "accepted" if accepted_only else "all"
-    layout = store.layout
-    path = store.resolve(layout.relative(layout.exports_dir / f"coco-{kind}-{stamp}.json"))  # no symlink out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    coco = export_coco(
-        store,
-        path,
-        accepted_only=bool(accepted_only),
-        polygons=bool(polygons),
-        verify_images=True,
-        report=report,
-    )
-    return path, coco
