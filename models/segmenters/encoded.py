@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ from models.segmenters.base import Segmenter
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EncodedImageSegmenter"]
+__all__ = ["EncodedImageSegmenter", "from_official_checkpoint"]
 
 
 class EncodedImageSegmenter(Segmenter):
@@ -81,3 +83,21 @@ class EncodedImageSegmenter(Segmenter):
         self._load(entry)
         self._hash = digest
         self._image_size = (int(image.shape[0]), int(image.shape[1]))
+
+
+def from_official_checkpoint(
+    segmenter_class: Callable[..., EncodedImageSegmenter],
+    build_model: Callable[[str, Path, str | torch.device], torch.nn.Module],
+    name: str,
+    weights_dir: str | Path | None,
+    device: str | torch.device,
+    cache: EmbeddingCache | None,
+    download: bool,
+) -> EncodedImageSegmenter:
+    """``segmenter_class(build_model(name, checkpoint, device), model_id)`` for registry model ``name`` with its
+    official checkpoint (downloaded if missing and ``download``); the model id carries the first 12 hex digits of
+    the file's SHA-256, so it keys the embedding cache by weights."""
+    from models.weights import checkpoint_with_id
+
+    path, model_id = checkpoint_with_id(name, weights_dir, download)
+    return segmenter_class(build_model(name, path, device), model_id, cache=cache)

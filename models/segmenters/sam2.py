@@ -23,7 +23,7 @@ import torch
 from core.files import load_torch
 from models.embedding_cache import EmbeddingCache
 from models.segmenters.base import SegmenterOutput
-from models.segmenters.encoded import EncodedImageSegmenter
+from models.segmenters.encoded import EncodedImageSegmenter, from_official_checkpoint
 from models.segmenters.frame import Frame, SquareFrame
 
 if TYPE_CHECKING:
@@ -107,12 +107,8 @@ def build_sam2_segmenter(
     cache: EmbeddingCache | None = None,
     download: bool = True,
 ) -> Sam2Segmenter:
-    """SAM 2.1 ``name`` with its official checkpoint (downloaded if missing and ``download``), the registry's
-    builder; the model id carries the first 12 hex digits of the file's SHA-256."""
-    from models.weights import checkpoint_with_id
-
-    path, model_id = checkpoint_with_id(name, weights_dir, download)
-    return Sam2Segmenter(build_sam2_model(name, path, device), model_id, cache=cache)
+    """SAM 2.1 ``name`` with its official checkpoint, the registry's builder (see ``from_official_checkpoint``)."""
+    return from_official_checkpoint(Sam2Segmenter, build_sam2_model, name, weights_dir, device, cache, download)
 
 
 class Sam2Segmenter(EncodedImageSegmenter):

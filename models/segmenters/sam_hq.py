@@ -25,7 +25,7 @@ import torch
 from core.files import load_torch
 from models.embedding_cache import EmbeddingCache
 from models.segmenters.base import SegmenterOutput
-from models.segmenters.encoded import EncodedImageSegmenter
+from models.segmenters.encoded import EncodedImageSegmenter, from_official_checkpoint
 
 if TYPE_CHECKING:
     from segment_anything_hq.modeling import Sam
@@ -150,12 +150,8 @@ def build_sam_hq_segmenter(
     cache: EmbeddingCache | None = None,
     download: bool = True,
 ) -> HqSamSegmenter:
-    """HQ-SAM ``name`` with its official checkpoint (downloaded if missing and ``download``), the registry's
-    builder; the model id carries the first 12 hex digits of the file's SHA-256."""
-    from models.weights import checkpoint_with_id
-
-    path, model_id = checkpoint_with_id(name, weights_dir, download)
-    return HqSamSegmenter(build_sam_hq(name, path, device), model_id, cache=cache)
+    """HQ-SAM ``name`` with its official checkpoint, the registry's builder (see ``from_official_checkpoint``)."""
+    return from_official_checkpoint(HqSamSegmenter, build_sam_hq, name, weights_dir, device, cache, download)
 
 
 class HqSamSegmenter(EncodedImageSegmenter):
