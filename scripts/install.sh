@@ -8,3 +8,4 @@ python3 -m venv .venv
 .venv/bin/pip install -q setuptools wheel "$(grep '^torch==' requirements.txt)" "$(grep '^torchvision==' requirements.txt)"
 SAM2_BUILD_CUDA=0 .venv/bin/pip install -q --no-build-isolation --no-deps "$(grep '^sam2==' requirements.txt)"
 .venv/bin/pip install -q -r "${1:-requirements.txt}" -e .
+.venv/bin/python scripts/remove_shadowing_packages.py  # sam2's wheel also ships a top-level "training" package
