@@ -102,16 +102,9 @@ class ResNetFeatures(ResNet):
 
     def load_backbone_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Load a torchvision ResNet state dict (its ``fc.*`` entries are dropped); mismatches raise ValueError."""
-        own = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-        try:
-            missing, unexpected = self.load_state_dict(own, strict=False)
-        except RuntimeError as error:  # shape mismatches
-            raise ValueError(f"state dict does not fit this ResNet: {error}") from error
-        if missing or unexpected:
-            raise ValueError(
-                f"state dict does not fit this ResNet: {len(missing)} missing keys (e.g. {missing[:3]}), "
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
-            )
+        from models.weights import load_exact_state_dict
+
+        load_exact_state_dict(self, dict(state_dict), "this ResNet", drop_prefix="fc.")
 
 
 def build_resnet(

@@ -62,14 +62,7 @@ def build_dino(
 
     vit = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=True, **vit_kwargs)
     if state_dict is not None:
-        own = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-        try:
-            missing, unexpected = vit.load_state_dict(own, strict=False)
-        except RuntimeError as error:  # shape mismatches
-            raise ValueError(f"state dict does not fit {arch}: {error}") from error
-        if missing or unexpected:
-            raise ValueError(
-                f"state dict does not fit {arch}: missing {missing[:3]}... ({len(missing)}), "
-                f"unexpected {unexpected[:3]}... ({len(unexpected)})"
-            )
+        from models.weights import load_exact_state_dict
+
+        load_exact_state_dict(vit, dict(state_dict), arch, drop_prefix="head.")
     return DinoFeatures(vit.eval(), max_side=max_side)

@@ -433,3 +433,20 @@ def copy_file(url_or_path: str, destination: Path) -> None:
     """A ``Downloader`` that copies a local file (``file://`` URL or plain path), for offline installs."""
     source = url_or_path[len("file://") :] if url_or_path.startswith("file://") else url_or_path
     shutil.copyfile(source, destination)
+
+
+def load_exact_state_dict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], what: str,
+                          drop_prefix: str = "") -> None:
+    """Load ``state_dict`` into ``module``, all of it and nothing else (entries under ``drop_prefix``, e.g. a
+    classification head the module lacks, are dropped first); a shape mismatch, a missing or an unexpected key
+    raises ValueError naming ``what``."""
+    own = {k: v for k, v in state_dict.items() if not (drop_prefix and k.startswith(drop_prefix))}
+    try:
+        missing, unexpected = module.load_state_dict(own, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise ValueError(f"state dict does not fit {what}: {error}") from error
+    if missing or unexpected:
+        raise ValueError(
+            f"state dict does not fit {what}: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+        )
