@@ -51,6 +51,13 @@ class EditableInstance:
         """Number of mask pixels."""
         return int(np.count_nonzero(self.mask))
 
+    def reshape(self, mask: np.ndarray) -> None:
+        """Give this instance a (H, W) bool ``mask`` the segmenter did not predict (cleaned up, painted): it
+        drops the segmenter's logits and predicted IoU."""
+        self.mask = mask
+        self.logits = None
+        self.predicted_iou = None
+
     def rle(self) -> dict:
         """Compressed RLE of ``mask``, encoded once per mask array."""
         if self.encoded is None or self.encoded[0] is not self.mask:
