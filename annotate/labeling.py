@@ -1,8 +1,9 @@
 """From a balanced DHR mask to labelled instances: prompt a segmenter, choose, gate, merge.
 
-``label_image(image, dhr_result, tags, segmenter)`` uses only ``dhr_result.mask`` ((H, W) int class ids,
-255 = ignore), ``dhr_result.heatmaps`` ((C, H, W) float in [0, 1]) and ``dhr_result.classes`` (class id of
-each heatmap row). With ``evidence`` (e.g. the classifier's CAMs), components of the balanced mask that hold
+``label_image(image, seeds, tags, segmenter)`` uses only ``seeds.mask`` ((H, W) int class ids, 255 = ignore),
+``seeds.heatmaps`` ((C, H, W) float in [0, 1]) and ``seeds.classes`` (class id of each heatmap row): a
+``dhr.DHRResult`` (the balanced mask and heatmaps) or :class:`Seeds` (for example a segmentation network's
+prediction and class probabilities). With ``evidence`` (e.g. the classifier's CAMs), components of the balanced mask that hold
 no evidence of at least ``min_evidence`` are dropped first (``annotate.prompts.drop_unsupported_components``):
 regions the USS features made look like a class without the classifier ever seeing it there. For each prompt
 set (``annotate.prompts``) the segmenter returns candidate masks:
@@ -52,6 +53,16 @@ def seed_agreement(mask: np.ndarray, seed: np.ndarray, gate: str = "iou", min_co
     if overlap < min_cover * float(seed.sum()) or overlap == 0:
         return 0.0
     return overlap / float(mask.sum())
+
+
+@dataclass
+class Seeds:
+    """Seeds to label without DHR: mask (H, W) int class ids; heatmaps (C, H, W) float in [0, 1] whose row
+    ``i`` scores class ``classes[i]`` (they settle overlaps between instances)."""
+
+    mask: np.ndarray | torch.Tensor
+    heatmaps: np.ndarray | torch.Tensor
+    classes: Sequence[int]
 
 
 @dataclass
@@ -221,18 +232,19 @@ def merge_instances(
 
 def label_image(
     image: np.ndarray,
-    dhr_result: Any,
+    seeds: Any,
     tags: Sequence[int],
     segmenter: Segmenter,
     config: LabelingConfig | None = None,
     evidence: np.ndarray | torch.Tensor | None = None,
 ) -> LabelingResult:
-    """Instances and semantic mask for ``image`` (H, W, 3) uint8 RGB from a DHR result and its tags.
+    """Instances and semantic mask for ``image`` (H, W, 3) uint8 RGB from seeds (a ``dhr.DHRResult`` or
+    :class:`Seeds`) and its tags.
 
     ``evidence``: optional (K, H, W) float maps in [0, 1] in the order of ``tags`` (see the module docstring).
     """
     config = config or LabelingConfig()
-    seed = _numpy(dhr_result.mask, np.int64)
+    seed = _numpy(seeds.mask, np.int64)
     if evidence is not None and len(tags):
         seed = drop_unsupported_components(
             seed, tags, evidence, config.min_evidence, config.prompts.connectivity
@@ -273,5 +285,5 @@ def label_image(
                 prompt.class_id, output.masks[best].copy(), rating, segmenter.source, flagged, reason, iou, quality
             )
         )
-    merged, semantic = merge_instances(instances, dhr_result.heatmaps, dhr_result.classes, seed, tags)
+    merged, semantic = merge_instances(instances, seeds.heatmaps, seeds.classes, seed, tags)
     return LabelingResult(merged, semantic, prompts)

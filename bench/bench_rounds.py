@@ -17,6 +17,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,29 +29,42 @@ from training.evaluate import evaluate_labels
 from training.rounds import RoundsConfig, run_rounds
 from training.trainer import TrainConfig
 
-VARIANTS: dict[str, tuple[bool, DHRConfig]] = {  # label -> (DHR in the step, DHR settings of step and relabelling)
-    "no DHR in the step": (False, DHRConfig()),
-    "DHR, no CRF": (True, DHRConfig(crf=False)),
-    "DHR + final CRF (default)": (True, DHRConfig(crf=True)),
-    "DHR + final CRF at full size, 10 it.": (True, DHRConfig(crf=True, crf_config=CRFConfig(iterations=10, scale=1.0))),
-    "DHR + CRF, POT converged": (True, DHRConfig(crf=True, max_iter=1000, stop_thr=1e-9)),
-    "DHR + CRF, authors' solver": (True, DHRConfig(crf=True, solver="reference", max_iter=100, stop_thr=1e-2)),
+
+@dataclass(frozen=True)
+class Variant:
+    """DHR in the training step, DHR settings (step and relabelling), seeds of the relabelling."""
+
+    in_step: bool
+    dhr: DHRConfig
+    relabel: str = "restore"
+
+
+VARIANTS: dict[str, Variant] = {
+    "no DHR in the step": Variant(False, DHRConfig()),
+    "DHR, no CRF": Variant(True, DHRConfig(crf=False)),
+    "DHR + final CRF (default)": Variant(True, DHRConfig(crf=True)),
+    "DHR + final CRF, relabelled from the prediction alone": Variant(True, DHRConfig(crf=True), "prediction"),
+    "DHR + final CRF, relabelled from DHR's balanced mask": Variant(True, DHRConfig(crf=True), "dhr"),
+    "DHR + final CRF at full size, 10 it.": Variant(True, DHRConfig(crf=True, crf_config=CRFConfig(iterations=10, scale=1.0))),
+    "DHR + CRF, POT converged": Variant(True, DHRConfig(crf=True, max_iter=1000, stop_thr=1e-9)),
+    "DHR + CRF, authors' solver": Variant(True, DHRConfig(crf=True, solver="reference", max_iter=100, stop_thr=1e-2)),
 }
 
 
 def run_variant(label: str, rounds: int, images: int, size: int, steps: int, seed: int) -> dict:
     """One variant from a fresh copy of the generated project -> mIoU per round and step timing."""
-    in_step, dhr_config = VARIANTS[label]
+    variant = VARIANTS[label]
     work = Path(tempfile.mkdtemp(prefix="dhr-rounds-"))
     try:
         store, gt = make_project(work, n=images, size=size, seed=seed)
         start_miou = evaluate_labels(store, gt)["miou"]
         store.close()
         train = TrainConfig(steps=steps, batch_size=4, lr=0.01, ema_decay=0.9, amp=False, checkpoint_every=10_000,
-                            dhr=in_step, dhr_warmup=steps // 3, seed=seed)
+                            dhr=variant.in_step, dhr_warmup=steps // 3, seed=seed)
         config = RoundsConfig(rounds=rounds, train=train, backbone="resnet_tiny", pretrained=False, crop_size=size,
                               scale_range=(0.75, 1.25), scales=(1.0,), min_change=0.0,
-                              out_dir=str(work / "run"), dhr=dhr_config)
+                              out_dir=str(work / "run"), dhr=variant.dhr,
+                              relabel=variant.relabel)
         settings = ModelSettings(segmenter="grabcut", download=False)
         began = time.perf_counter()
         history = run_rounds(work / "project", config, gt=gt, progress=False, settings=settings)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
@@ -11,6 +9,7 @@ import torch
 from annotate.labeling import (
     Instance,
     LabelingConfig,
+    Seeds,
     choose_mask,
     label_image,
     mask_iou,
@@ -22,22 +21,13 @@ from models.segmenters import GrabCutSegmenter, SamSegmenter, build_tiny_sam
 from tests.test_segmenters import synthetic_scene
 
 
-@dataclass
-class BalancedMask:
-    """The fields of ``dhr.DHRResult`` that labelling reads."""
-
-    mask: torch.Tensor  # (H, W) int64
-    heatmaps: torch.Tensor  # (C, H, W) float in [0, 1]
-    classes: list[int]
-
-
-def _dhr_like(seed_mask: np.ndarray, classes: list[int], blur: bool = False) -> BalancedMask:
+def _dhr_like(seed_mask: np.ndarray, classes: list[int], blur: bool = False) -> Seeds:
     """Heatmaps = one-hot of the seed mask (optionally softened), rows following ``classes``."""
     mask = torch.from_numpy(seed_mask)
     heat = torch.stack([(mask == c).float() for c in classes])
     if blur:
         heat = torch.nn.functional.avg_pool2d(heat[None], 9, stride=1, padding=4)[0]
-    return BalancedMask(mask, heat, classes)
+    return Seeds(mask, heat, classes)
 
 
 def test_choose_mask_known_answer() -> None:

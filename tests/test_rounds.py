@@ -249,3 +249,55 @@ def test_relabel_prompts_only_components_with_cam_evidence(monkeypatch):
                                           GrabCutSegmenter())
     first, second = semantic[8:24, 8:24] == 1, semantic[40:56, 40:56] == 1
     assert first.mean() > 0.8 and second.mean() < 0.05
+
+
+def _two_square_relabel(monkeypatch, relabel: str, blue: tuple[int, int, int]) -> np.ndarray:
+    """Relabel a 64 x 64 image tagged (1, 2) whose network predicts only the red square (class 1) while its CAM
+    of class 2 lights the second square, coloured ``blue``; returns the semantic mask."""
+    import training.rounds as rounds
+    from dhr.uss import ColorTextureFeatures, image_to_tensor
+    from models.segmenters.grabcut import GrabCutSegmenter
+    from training.data import ImageEntry
+    from training.evaluate import Prediction
+
+    image = np.full((64, 64, 3), 90, np.uint8)
+    image[8:24, 8:24] = (220, 30, 30)
+    image[40:56, 40:56] = blue
+    red = torch.zeros(64, 64, dtype=torch.bool)
+    red[8:24, 8:24] = True
+    probs = torch.stack([(~red).float(), red.float(), torch.zeros(64, 64)]) * 0.9 + 0.05
+    probs /= probs.sum(0, keepdim=True)
+    cams = torch.zeros(2, 4, 4)
+    cams[0, 0:2, 0:2] = 1.0  # the red square's cells
+    cams[1, 2:4, 2:4] = 1.0  # the second square's cells: the network's CAM sees it, its prediction does not
+    generator = torch.Generator().manual_seed(0)
+    features = {"C4": torch.rand(8, 4, 4, generator=generator), "C5": torch.rand(8, 4, 4, generator=generator)}
+    monkeypatch.setattr(rounds, "predict_image", lambda *a, **k: Prediction(probs, cams, features))
+
+    class Store:
+        def load_image(self, image_id):
+            return image
+
+    uss = ColorTextureFeatures()(image_to_tensor(image))
+    config = RoundsConfig(rounds=1, scales=(1.0,), dhr=rounds.DHRConfig(crf=False), relabel=relabel)
+    entry = ImageEntry(1, "0" * 64, (1, 2), False, True)
+    return rounds.relabel_image(Store(), None, entry, uss, config, GrabCutSegmenter())[0]
+
+
+@pytest.mark.parametrize("relabel", ["prediction", "restore", "dhr"])
+def test_relabel_seeds_restore_a_missing_class_only_where_it_looks_distinct(monkeypatch, relabel):
+    """The prediction seeds the relabelling. A tagged class it lacks comes back where the network's CAM points
+    with ``restore`` (default) and ``dhr`` when it looks unlike the predicted class (a blue square beside a red
+    one), but with ``restore`` not when it looks the same (a second red square: USS-correlated with class 1, so
+    the network's choice stands); ``prediction`` never brings it back."""
+    distinct = _two_square_relabel(monkeypatch, relabel, (30, 30, 220))
+    alike = _two_square_relabel(monkeypatch, relabel, (220, 30, 30))
+    for semantic in (distinct, alike):
+        assert (semantic[8:24, 8:24] == 1).mean() > 0.8  # the predicted class is kept either way
+    restored = (distinct[40:56, 40:56] == 2).mean()
+    if relabel == "prediction":
+        assert not (distinct == 2).any() and not (alike == 2).any()
+    else:
+        assert restored > 0.5
+    if relabel == "restore":
+        assert not (alike == 2).any()

@@ -2,10 +2,11 @@
 
 Each round trains DeepLabv3+ on the project's current labels (DHR in the step, accepted labels as they are),
 predicts every image that is not accepted or rejected with multi-scale + flip inference of the EMA weights,
-uses the predictions as base masks for DHR (CAMs and C4 / C5 from the network, USS features from the cache),
-turns the balanced masks into instances with ``annotate.labeling.label_image`` (SAM prompts, or GrabCut), and
-saves them to the store (optimistic versioning: an image edited meanwhile is left alone). Rounds stop early
-when the share of relabelled pixels falls below ``min_change``.
+turns the predictions (argmax over background and the image's tags, by default with the tagged classes it
+lacks that DHR restores and that look distinct: ``relabel``, :mod:`training.relabel_seeds`) into instances
+with ``annotate.labeling.label_image`` (SAM prompts, or GrabCut; the network's CAMs as evidence), and saves
+them to the store (optimistic versioning: an image edited meanwhile is left alone). Rounds stop early when
+the share of relabelled pixels falls below ``min_change``.
 
 **Work in progress is kept.** An image whose labels a person changed since the last automatic pass (the
 store's change log: a label edit by a user other than the bootstrap and the rounds' user,
@@ -49,6 +50,7 @@ from training.data import (
 )
 from training.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from training.evaluate import evaluate_labels, predict_image, tag_restricted_mask
+from training.relabel_seeds import RELABEL_SEEDS, restore_distinct
 from training.trainer import TrainConfig, Trainer
 
 if TYPE_CHECKING:
@@ -78,7 +80,8 @@ class RoundsConfig:
     scale_range: tuple[float, float] = (0.5, 2.0)
     scales: tuple[float, ...] = (0.5, 1.0, 1.5)  # inference scales for relabelling
     flip: bool = True
-    use_segmenter: bool = True  # prompt the segmenter with the balanced masks; False stores the DHR masks as they are
+    use_segmenter: bool = True  # prompt the segmenter with the seeds; False stores the seeds as they are
+    relabel: str = "restore"  # seeds of the relabelling: training.relabel_seeds.RELABEL_SEEDS
     min_change: float = 0.002  # stop when fewer than this share of pixels changed in a round
     reinit: bool = False  # start every round from the backbone weights instead of the last round's model
     accepted_repeat: int = 1  # accepted (reviewed) images appear this many times per epoch
@@ -93,6 +96,8 @@ class RoundsConfig:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if self.accepted_repeat < 1:
             raise ValueError(f"accepted_repeat must be >= 1, got {self.accepted_repeat}")
+        if self.relabel not in RELABEL_SEEDS:
+            raise ValueError(f"relabel must be one of {RELABEL_SEEDS}, got {self.relabel!r}")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ValueError(f"inference scales must be positive, got {self.scales}")
 
@@ -176,16 +181,19 @@ def _instances_from_mask(mask: np.ndarray, tags: Sequence[int], score: float):
 @torch.no_grad()
 def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: torch.Tensor, config: RoundsConfig,
                   segmenter=None) -> tuple[np.ndarray, list, float]:
-    """New labels of one image: prediction -> tag-restricted base mask -> DHR -> SAM prompting.
+    """New labels of one image: prediction -> tag-restricted argmax -> seeds (``config.relabel``,
+    :mod:`training.relabel_seeds`) -> segmenter prompts.
 
     As in ``dhr bootstrap``, the network's CAMs of the tags are the labelling's evidence: components of the
-    balanced mask whose CAM peak stays below ``LabelingConfig.min_evidence`` get no prompt.
+    seeds whose CAM peak stays below ``LabelingConfig.min_evidence`` get no prompt.
 
     Returns (semantic mask (H, W) int64, list of ``NewInstance``, the image's confidence in [0, 1]
-    (:func:`annotate.confidence.image_confidence`)). Without a segmenter the instances are the DHR mask's
-    classes, each scored with the network's mean peak probability.
+    (:func:`annotate.confidence.image_confidence`)). Without a segmenter the instances are the seeds' classes,
+    each scored with the network's mean peak probability.
     """
     from annotate.confidence import image_confidence
+    from annotate.labeling import LabelingConfig, Seeds, label_image
+    from annotate.store import NewInstance
 
     image = store.load_image(entry.image_id)
     pred = predict_image(model, image, config.scales, config.flip)
@@ -194,19 +202,22 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
     if not tags:  # all background: as confident as the network is of it
         return base.cpu().numpy(), [], image_confidence(pred.probs[:1], [], [])
     cams = pred.cams[[t - 1 for t in tags]]
-    result = rebalance(cams, base, tags, uss_features.to(cams.device), [pred.features["C4"], pred.features["C5"]],
-                       image=image if config.dhr.crf else None, config=config.dhr)
+    if config.relabel == "prediction":
+        rows = [0, *tags]
+        seeds = Seeds(base, pred.probs[rows], rows)
+    else:
+        seeds = rebalance(cams, base, tags, uss_features.to(cams.device), [pred.features["C4"], pred.features["C5"]],
+                          image=image if config.dhr.crf else None, config=config.dhr)
+        if config.relabel == "restore":
+            seeds = restore_distinct(base, pred.probs, tags, seeds)
     if segmenter is None:
-        semantic = result.mask.cpu().numpy()
+        semantic = np.asarray(seeds.mask.cpu().numpy(), np.int64)
         instances = _instances_from_mask(semantic, tags, peak)
-        return semantic, instances, image_confidence(result.heatmaps, instances, tags)
-    from annotate.labeling import LabelingConfig, label_image
-    from annotate.store import NewInstance
-
+        return semantic, instances, image_confidence(seeds.heatmaps, instances, tags)
     evidence = F.interpolate(cams[None], image.shape[:2], mode="bilinear", align_corners=False)[0]
-    labeled = label_image(image, result, tags, segmenter, config=config.labeling or LabelingConfig(), evidence=evidence)
+    labeled = label_image(image, seeds, tags, segmenter, config=config.labeling or LabelingConfig(), evidence=evidence)
     instances = [NewInstance.from_instance(i) for i in labeled.instances]
-    return np.asarray(labeled.semantic, np.int64), instances, image_confidence(result.heatmaps, instances, tags)
+    return np.asarray(labeled.semantic, np.int64), instances, image_confidence(seeds.heatmaps, instances, tags)
 
 
 def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: USSFeatureCache,

@@ -56,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--dhr-every", type=int, default=1, help="run the DHR step every k steps (default 1)")
     train.add_argument("--no-crf", dest="crf", action="store_false",
                        help="end DHR with a plain argmax instead of the dense CRF (faster, coarser labels)")
+    train.add_argument("--relabel", choices=("prediction", "restore", "dhr"), default="restore",
+                       help="seeds of the relabelling: the network's prediction; the prediction plus the tagged "
+                            "classes it lacks that DHR restores and that look distinct (default); or DHR's "
+                            "balanced mask of the prediction")
     train.add_argument("--uss", default="color", help="USS feature provider (models.uss; default color)")
     train.add_argument("--segmenter", default="auto",
                        help="SAM variant, grabcut, auto (SAM ViT-B if present) or none (keep DHR masks)")
@@ -109,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
         pretrained=not args.no_pretrained, uss=args.uss, crop_size=args.crop_size,
         scales=args.scales, flip=not args.no_flip, use_segmenter=args.segmenter != "none", min_change=args.min_change,
         reinit=args.reinit, accepted_repeat=args.accepted_repeat, out_dir=args.out, dhr=DHRConfig(crf=args.crf),
-        relabel_edited=args.relabel_edited)
+        relabel_edited=args.relabel_edited, relabel=args.relabel)
     settings = ModelSettings(device=args.device, weights_dir=args.weights_dir,
                              segmenter="auto" if args.segmenter == "none" else args.segmenter,
                              download=not args.no_download)
