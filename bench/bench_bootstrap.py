@@ -45,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+    from bench_segmenters import _segmenter as random_segmenter
 
     from annotate.bootstrap import BootstrapConfig, process_image
+    from models.classifier import build_classifier
     from models.settings import ModelSettings
     from models.uss import build_uss_provider
-    from models.classifier import build_classifier
-    from bench_segmenters import _segmenter as random_segmenter
     from tests.synthetic_dataset import CLASSES, make_samples
 
     if args.threads:

@@ -142,8 +142,8 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
     """Milliseconds from a click to the new overlay loaded in Chromium; and the number of clicks timed out."""
     from playwright.sync_api import sync_playwright
 
-    from application.gui import app
     from annotate.review.assets import CSS, SHORTCUTS_JS
+    from application.gui import app
 
     port = _free_port()
     demo = app.build_app(store, segmenter, user="bench")

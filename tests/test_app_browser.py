@@ -37,9 +37,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The GUI on a fresh copy of the demo project, on a free 127.0.0.1 port, in this process."""
-    from application.gui import app
-    from application.commands.gui import build_gui_parser
     from annotate.review.demo import ensure_demo_project
+    from application.commands.gui import build_gui_parser
+    from application.gui import app
     from models.segmenters import build_segmenter
 
     root = tmp_path_factory.mktemp("gui") / "demo-project"
@@ -267,9 +267,9 @@ def test_login_required_when_asked(tmp_path):
     import urllib.parse
     import urllib.request
 
-    from application.gui import app
-    from application.commands.gui import build_gui_parser
     from annotate.review.demo import ensure_demo_project
+    from application.commands.gui import build_gui_parser
+    from application.gui import app
     from models.segmenters import build_segmenter
 
     store = ensure_demo_project(tmp_path / "demo-project")
@@ -313,9 +313,9 @@ def test_a_truncated_image_never_breaks_the_page(page, tmp_path):
     a truncated upload is refused by name."""
     from PIL import Image
 
-    from application.gui import app
-    from application.commands.gui import build_gui_parser
     from annotate.store import ProjectStore
+    from application.commands.gui import build_gui_parser
+    from application.gui import app
     from models.segmenters import build_segmenter
 
     sync_api = _sync_api()
@@ -388,9 +388,9 @@ def test_edits_go_on_while_a_labelling_job_runs(page, tmp_path, monkeypatch):
 
     from PIL import Image
 
-    from application.gui import app, jobs_panel
-    from application.commands.gui import build_gui_parser
     from annotate.store import ProjectStore
+    from application.commands.gui import build_gui_parser
+    from application.gui import app, jobs_panel
     from dhr import DHRConfig
     from models.segmenters import build_segmenter
     from tests.synthetic_dataset import CLASSES, make_samples
@@ -461,9 +461,9 @@ def test_edits_go_on_while_a_labelling_job_runs(page, tmp_path, monkeypatch):
 def test_first_screen_shows_the_demo_labels_and_the_hint(page, tmp_path):
     """The demo opens with its bundled labels to review and the start-here hint, on a 1366 x 768 screen; the
     screenshot is written to ``$DHR_FIRST_SCREEN`` when set (``docs/screenshot-first-screen.png`` is made so)."""
-    from application.gui import app
-    from application.commands.gui import build_gui_parser
     from annotate.review.demo import ensure_demo_project
+    from application.commands.gui import build_gui_parser
+    from application.gui import app
     from models.segmenters import build_segmenter
 
     expect = _sync_api().expect
@@ -503,9 +503,9 @@ def test_editing_at_1366x768_keys_picks_and_clean_up(page, tmp_path):
     undone by Z without touching the status, and R rejects and opens the next image."""
     from PIL import Image
 
+    from annotate.store import NewInstance, ProjectStore
     from application.commands.gui import build_gui_parser
     from application.gui import app
-    from annotate.store import NewInstance, ProjectStore
     from models.segmenters import build_segmenter
 
     expect = _sync_api().expect
@@ -517,7 +517,7 @@ def test_editing_at_1366x768_keys_picks_and_clean_up(page, tmp_path):
     store = ProjectStore.create(tmp_path / "proj", ["ball", "box"])
     for name in ("one.png", "two.png"):
         Image.fromarray(np.full((h, w, 3), 120, np.uint8)).save(tmp_path / name)
-        image_id = store.add_image(tmp_path / name, ["ball", "box"])
+        store.add_image(tmp_path / name, ["ball", "box"])
     first = store.find_image("images/one.png").id
     store.save_labels(
         first, [NewInstance(1, balls[0]), NewInstance(2, box), NewInstance(1, balls[1])], user="bootstrap",

@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from application import cli
 from annotate.bootstrap import (
     BootstrapConfig,
     ImageOutcome,
@@ -23,10 +22,11 @@ from annotate.confidence import image_confidence
 from annotate.dataset import load_dataset
 from annotate.labeling import Instance
 from annotate.store import NewInstance, ProjectStore
+from application import cli
 from dhr import DHRResult
 from dhr.metrics import confusion_matrix, segmentation_scores
-from models.settings import ModelSettings
 from models.classifier import cams_to_mask, compute_cams, load_classifier
+from models.settings import ModelSettings
 from tests.synthetic_dataset import CLASSES, write_dataset
 
 N_IMAGES, SIZE = 12, (96, 96)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from application import cli
 from annotate.bootstrap import merge_shards
 from annotate.store import NewInstance, ProjectStore
+from application import cli
 from tests.synthetic_dataset import write_dataset
 
 TINY = ["--backbone", "resnet_tiny", "--epochs", "2", "--crop-size", "48", "--batch-size", "2"]

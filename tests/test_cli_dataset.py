@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from application import cli
 from annotate.store import ProjectStore
+from application import cli
 
 
 def _data(tmp_path: Path) -> Path:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from application import cli
 from annotate.coco import export_coco
 from annotate.store import NewInstance, ProjectStore
+from application import cli
 
 
 def _project(tmp_path: Path) -> tuple[Path, Path]:

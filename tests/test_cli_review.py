@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from application import cli
 from annotate.store import NewInstance, ProjectStore
+from application import cli
 
 
 @pytest.fixture

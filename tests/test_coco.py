@@ -514,9 +514,9 @@ def test_polygons_follow_pixel_edges() -> None:
 def test_holes_kept_as_rle_by_polygon_exports_are_reported_by_the_cli_and_the_gui(
     source_project: ProjectStore, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from application import cli
     from annotate.coco import ExportReport
     from annotate.review.view import export_summary
+    from application import cli
 
     root = source_project.root
     source_project.close()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from application import cli
 from annotate.store import NewInstance, ProjectStore
 from annotate.store.health import DamagedProject, ProjectBusy
+from application import cli
 
 H, W = 16, 20
 

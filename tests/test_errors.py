@@ -6,10 +6,10 @@ import argparse
 
 import pytest
 
-from application import cli
 from annotate.dataset import DatasetError
 from annotate.store import VersionConflict
 from annotate.store.health import DamagedProject
+from application import cli
 from core.errors import UserError
 from models.weights import WeightsNotFoundError
 

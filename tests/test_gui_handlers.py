@@ -127,8 +127,8 @@ def test_the_brush_editor_is_bounded_keeps_strokes_and_red_erases(tmp_path: Path
     add pixels, red ones erase them, mapped back to full size."""
     import gradio as gr
 
-    from application.gui.handlers import Page, ReviewHandlers
     from annotate.store import NewInstance
+    from application.gui.handlers import Page, ReviewHandlers
 
     big = tmp_path / "in" / "big.png"
     big.parent.mkdir(parents=True)

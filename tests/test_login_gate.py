@@ -62,9 +62,9 @@ def _free_port() -> int:
 
 
 def test_the_served_gui_throttles_logins(tmp_path, monkeypatch) -> None:
-    from application.gui import app
-    from application.commands.gui import AUTH_ENV, build_gui_parser
     from annotate.store import ProjectStore
+    from application.commands.gui import AUTH_ENV, build_gui_parser
+    from application.gui import app
 
     monkeypatch.setenv(AUTH_ENV, "ann:s3cret")  # a login kept out of the process list
     store = ProjectStore.create(tmp_path / "proj", ["cat"])

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from application import cli
 from annotate.coco import export_coco, export_semantic_masks
 from annotate.images import ImageChanged
 from annotate.store import NewInstance, ProjectStore
 from annotate.store.protect import ProtectedPath
+from application import cli
 
 H, W = 20, 30
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from application import cli
 from annotate.store import NewInstance, ProjectStore
+from application import cli
 
 H, W = 16, 20
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from application import cli
 from annotate.store import ProjectStore
+from application import cli
 from models import ModelSettings
 from models.segmenters import SEGMENTERS, GrabCutSegmenter, SamSegmenter, build_tiny_sam
 from models.uss import build_uss_provider
@@ -44,8 +44,8 @@ def _count_encoder_calls(monkeypatch) -> list[int]:
 
 
 def test_bootstrap_then_gui_then_train_encode_each_image_once(data, tmp_path, monkeypatch):
-    from application.commands.gui import build_gui_parser, build_segmenter_for, model_settings
     from annotate.review.session import ReviewSession
+    from application.commands.gui import build_gui_parser, build_segmenter_for, model_settings
 
     calls = _count_encoder_calls(monkeypatch)
     project, weights = tmp_path / "project", tmp_path / "no-weights"

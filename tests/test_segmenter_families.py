@@ -33,8 +33,8 @@ from models.segmenters import (
 from models.segmenters.auto import AutoStep
 from models.segmenters.base import mask_iou
 from models.segmenters.frame import LongestSideFrame, SquareFrame
-from models.segmenters.sam2 import TINY_SAM2_OVERRIDES
 from models.segmenters.sam import SamSegmenter
+from models.segmenters.sam2 import TINY_SAM2_OVERRIDES
 from models.uss import build_uss_provider
 from models.weights import Checkpoint, WeightsNotFoundError
 

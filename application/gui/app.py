@@ -16,6 +16,12 @@ from typing import Any
 
 import gradio as gr
 
+from annotate.coco.exporter import DEFAULT_STATUSES
+from annotate.review.assets import SHORTCUTS, START_HINT
+from annotate.review.overlay import class_color
+from annotate.review.refine import SharedSegmenter
+from annotate.review.view import ADD_COLOR, CANVAS_HEIGHT, ERASE_COLOR, ORDERS, TOOL_CHOICES, segmenter_banner
+from annotate.store import STATUSES
 from application.commands.gui import (
     build_gui_parser,
     build_segmenter_for,
@@ -24,15 +30,9 @@ from application.commands.gui import (
     model_settings,
     open_project,
 )
-from annotate.review.assets import SHORTCUTS, START_HINT
-from annotate.review.overlay import class_color
-from annotate.review.refine import SharedSegmenter
-from annotate.coco.exporter import DEFAULT_STATUSES
-from annotate.review.view import ADD_COLOR, CANVAS_HEIGHT, ERASE_COLOR, ORDERS, TOOL_CHOICES, segmenter_banner
-from annotate.store import STATUSES
-from core.errors import UserError
-from application.gui.handlers import Page, ReviewHandlers
 from application.gui import jobs_panel
+from application.gui.handlers import Page, ReviewHandlers
+from core.errors import UserError
 from models.settings import ModelSettings
 
 logger = logging.getLogger("dhr.app")
