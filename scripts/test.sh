@@ -12,4 +12,5 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 .venv/bin/lint-imports  # the layers import one way (contracts in pyproject.toml)
+.venv/bin/ruff check --quiet .  # lint rules in pyproject.toml
 exec .venv/bin/python -m pytest "$@"
