@@ -5,13 +5,14 @@ click adds a point to an instance on the astronaut photo; the time runs from the
 image has loaded in the page. The same clicks are also timed without the browser (``ReviewSession.add_point``
 + ``render``: segmenter, store save and overlay drawing).
 
-Segmenters: ``sam_vit_b`` is the real-size SAM ViT-B with random weights (timing does not depend on the
-weights) whose image embedding is put in the embedding cache beforehand, as after the first visit of an image;
-``grabcut`` is the fallback used when no checkpoint is present. ``--size 4000x3000`` enlarges the demo photos to
+Segmenters: ``light_sam`` (the CPU default) and ``sam_vit_b`` are the real-size architectures with random
+weights (timing does not depend on the weights) whose image embedding is put in the embedding cache
+beforehand, as after the first visit of an image; ``grabcut`` is the fallback used when no checkpoint is
+present. ``--size 4000x3000`` enlarges the demo photos to
 12 MP first (the clicks land on the same places of the photo). Wall times and, for the session alone, the CPU time
 of the process are printed: on a machine shared with other jobs the CPU time is the steadier figure.
 
-    .venv/bin/python bench/bench_gui.py [--segmenter sam_vit_b grabcut] [--clicks 15] [--size 4000x3000]
+    .venv/bin/python bench/bench_gui.py [--segmenter light_sam sam_vit_b grabcut] [--clicks 15] [--size 4000x3000]
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SEGMENTERS = {"light_sam": "Light SAM", "sam_vit_b": "SAM ViT-B", "grabcut": "GrabCut"}
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
@@ -81,19 +85,20 @@ def demo_store(root: Path, size: tuple[int, int] | None):
 def build(name: str, root: Path, size: tuple[int, int] | None = None):
     """(store, segmenter) for the bench: the demo project and a segmenter with a warm embedding cache."""
     import torch
+    from bench_segmenters import _segmenter as random_segmenter
 
     from models.embedding_cache import EmbeddingCache, image_hash
-    from models.segmenters import SamSegmenter, build_sam, build_segmenter
+    from models.segmenters import SamSegmenter, build_segmenter
     from models.segmenters.frame import resized_size
 
     store = demo_store(root, size)
     if name == "grabcut":
         return store, build_segmenter("grabcut")
-    if name != "sam_vit_b":
-        raise ValueError(f"unknown segmenter {name!r}: sam_vit_b or grabcut")
-    model = build_sam("sam_vit_b")  # real size, random weights
+    if name not in SEGMENTERS:
+        raise ValueError(f"unknown segmenter {name!r}: one of {', '.join(SEGMENTERS)}")
+    model = random_segmenter(name).model  # real size, random weights
     cache = EmbeddingCache(root / "embeddings")
-    model_id = "sam_vit_b@random"
+    model_id = f"{name}@random"
     long_side = model.image_encoder.img_size
     for record in store.list_images():
         image = store.load_image(record.id)
@@ -202,7 +207,7 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--segmenter", nargs="+", default=["sam_vit_b"], choices=["sam_vit_b", "grabcut"])
+    parser.add_argument("--segmenter", nargs="+", default=["light_sam"], choices=SEGMENTERS)
     parser.add_argument("--clicks", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--size", default=None, help="enlarge the demo photos to WxH first, e.g. 4000x3000 (12 MP)")
@@ -254,9 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| segmenter | measured | clicks | median ms | p90 ms | max ms |")
     print("|---|---|---:|---:|---:|---:|")
     for name, where, n, med, p90, worst in rows:
-        label = (
-            "SAM ViT-B (real size, random weights, cached embedding)" if name == "sam_vit_b" else "GrabCut"
-        )
+        label = "GrabCut" if name == "grabcut" else f"{SEGMENTERS[name]} (real size, random weights, cached embedding)"
         print(f"| {label} | {where} | {n} | {med:.0f} | {p90:.0f} | {worst:.0f} |")
     return 0
 
