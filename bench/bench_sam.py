@@ -97,22 +97,27 @@ def main(argv: list[str] | None = None) -> int:
 
         rng = np.random.default_rng(0)
         centre = np.array([[width / 2, height / 2]], np.float32)
-        first_click = _timed(lambda: session.predict(centre, np.array([1]), multimask=True))
+
+        def click(point: np.ndarray) -> None:  # the best mask read, as a GUI click keeps it (masks made when read)
+            out = session.predict(point, np.array([1]), multimask=True)
+            out.mask(out.best)
+
+        first_click = _timed(lambda: click(centre))
         rows.append(("first click after opening (warm-up)", *first_click, 1))
         for _ in range(3):  # the first decoder calls set up kernels and memory
-            session.predict(centre, np.array([1]), multimask=True)
+            click(centre)
         clicks = []
         for _ in range(args.clicks):
             point = np.array([[rng.uniform(0, width), rng.uniform(0, height)]], np.float32)
-            clicks.append(_timed(lambda p=point: session.predict(p, np.array([1]), multimask=True)))
-        rows.append(("click-to-mask (1 point, 3 masks)", *_median(clicks), len(clicks)))
+            clicks.append(_timed(lambda p=point: click(p)))
+        rows.append(("click-to-mask (1 point, best of 3 masks)", *_median(clicks), len(clicks)))
 
         seed = np.zeros((height, width), np.int64)
         seed[180:330, 170:340] = 1
         seed[60:170, 150:330] = 2
         prompt = prompts_from_mask(seed, [1, 2], PromptConfig(), session.mask_prompt)[0]
         prompted = [
-            _timed(lambda: session.predict(prompt.points, prompt.labels, prompt.box, prompt.mask_input))
+            _timed(lambda: session.predict(prompt.points, prompt.labels, prompt.box, prompt.mask_input).masks)
             for _ in range(args.clicks)
         ]
         rows.append(("balanced-mask prompt (box + points + mask)", *_median(prompted), len(prompted)))

@@ -247,23 +247,23 @@ def refine_instance(segmenter: SharedSegmenter, key: str, image: np.ndarray, ins
         prompts["box"] = np.asarray(box, np.float32)
     single_click = len(inst.points) == 1 and box is None and "mask_input" not in prompts
     out = segmenter.predict(key, image, multimask=single_click, **prompts)
-    masks = np.asarray(out.masks, bool)
     scores = np.asarray(out.scores, np.float32)
-    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
-        raise ValueError(
-            f"segmenter returned masks of shape {masks.shape}, expected (M, {image.shape[0]}, {image.shape[1]})"
-        )
-    best = int(np.argmax(scores)) if len(scores) else 0
-    if len(masks) == 0 or not masks[best].any():
+    if len(scores) == 0:
         raise ValueError("the segmenter found no object for these prompts; try another point or a box")
-    mask = masks[best].copy()
+    best = out.best  # the only mask made (a segmenter may make each mask when it is read)
+    mask = np.asarray(out.mask(best), bool)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"segmenter returned a mask of shape {mask.shape}, expected {image.shape[:2]}")
+    if not mask.any():
+        raise ValueError("the segmenter found no object for these prompts; try another point or a box")
+    mask = mask.copy()
     if box is not None:
         mask &= box_mask(image.shape[:2], box)
         if not mask.any():
             raise ValueError("the segmenter found nothing inside the box; draw it around the object")
     inst.mask = mask
-    inst.predicted_iou = float(scores[best]) if len(scores) else None
-    inst.score = inst.predicted_iou if inst.predicted_iou is not None else 1.0  # no seed here: the rating is it
+    inst.predicted_iou = float(scores[best])
+    inst.score = inst.predicted_iou  # no seed here: the rating is it
     inst.logits = np.asarray(out.low_res_logits[best], np.float32).copy()
     inst.source = segmenter.source
     inst.needs_review = False

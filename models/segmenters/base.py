@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,18 +17,53 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-@dataclass
 class SegmenterOutput:
     """Masks predicted from one prompt set.
 
     masks: (M, H, W) bool at the image's size; scores: (M,) float32 predicted quality in [0, 1] (SAM's IoU
     head, or the GrabCut stand-in's agreement with its prompt); low_res_logits: (M, L, L) float32 logits in
     SAM's mask-prompt frame (L = ``Segmenter.mask_input_size``), to feed back as ``mask_input``.
+
+    A segmenter whose masks are its low-resolution logits brought to the image gives ``to_masks`` ((k, L, L)
+    logits -> (k, H, W) bool) instead of ``masks``: each mask is then made when it is first read, so a caller that
+    keeps one (:meth:`mask`, e.g. of :attr:`best`) does not pay for the others.
     """
 
-    masks: np.ndarray
-    scores: np.ndarray
-    low_res_logits: np.ndarray
+    def __init__(
+        self,
+        masks: np.ndarray | None = None,
+        scores: np.ndarray | None = None,
+        low_res_logits: np.ndarray | None = None,
+        to_masks: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        if (masks is None) == (to_masks is None) or scores is None or low_res_logits is None:
+            raise ValueError("SegmenterOutput needs scores, low_res_logits and either masks or to_masks")
+        self.scores = scores
+        self.low_res_logits = low_res_logits
+        self._masks = masks
+        self._to_masks = to_masks
+        self._made: dict[int, np.ndarray] = {}
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(M, H, W) bool, all the masks."""
+        if self._masks is None:
+            self._masks = self._to_masks(self.low_res_logits)
+        return self._masks
+
+    def mask(self, index: int) -> np.ndarray:
+        """(H, W) bool, mask ``index`` alone."""
+        if self._masks is not None:
+            return self._masks[index]
+        index = range(len(self.scores))[index]  # IndexError out of range; negative indices counted from the end
+        if index not in self._made:
+            self._made[index] = self._to_masks(self.low_res_logits[index : index + 1])[0]
+        return self._made[index]
+
+    @property
+    def best(self) -> int:
+        """Index of the highest-scoring mask (0 without scores)."""
+        return int(np.argmax(self.scores)) if len(self.scores) else 0
 
 
 class Segmenter(ABC):

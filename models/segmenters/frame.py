@@ -8,7 +8,9 @@ the image to a ``long_side`` square (both sides scaled, no padding); its mask pr
 ``mask_input_size`` squares of that stretched image: :class:`SquareFrame`. Each segmenter names its frame
 (``Segmenter.frame``); both follow the :class:`Frame` protocol.
 
-Conventions: masks (H, W) bool; logits (1, L, L) float32; embeddings (C, g, g) on the encoder's grid.
+Conventions: masks (H, W) bool; logits (1, L, L) float32; embeddings (C, g, g) on the encoder's grid. Logits come
+back to the image as the packages' own predictors bring them (bilinear resizes, ``align_corners=False``), for the
+masks asked for only (:meth:`Frame.logits_to_masks`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = ["Frame", "LongestSideFrame", "SquareFrame", "resized_size"]
 
@@ -44,8 +47,22 @@ class Frame(Protocol):
     def logits_to_mask(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """(1, L, L) or (L, L) logits -> (H, W) bool at ``size``."""
 
+    def logits_to_masks(self, logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        """(M, L, L) logits -> (M, H, W) bool at ``size``."""
+
     def embedding_cells(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(C, g, g) embedding of an (H, W) image -> (C, h, w) cells that cover the image."""
+
+
+def _stack(logits: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(M, L, L), (1, L, L) or (L, L) logits -> (1, M, L, L) float32 tensor (numpy memory shared, a tensor's
+    device kept)."""
+    x = torch.as_tensor(logits, dtype=torch.float32)
+    return x.reshape(1, -1, x.shape[-2], x.shape[-1])
+
+
+def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size, mode="bilinear", align_corners=False)
 
 
 def _as_chw(embedding: torch.Tensor) -> torch.Tensor:
@@ -80,13 +97,25 @@ class LongestSideFrame:
 
     def logits_to_mask(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """(1, L, L) or (L, L) logits -> (H, W) bool at ``size``, undoing the padding and the resize."""
-        import cv2
+        return self.logits_to_masks(logits, size)[0]
 
-        logits = np.asarray(logits, np.float32).reshape(logits.shape[-2], logits.shape[-1])
+    def logits_to_masks(self, logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        """(M, L, L) logits -> (M, H, W) bool at ``size``: Segment Anything's post-processing (a bilinear resize
+        to the ``long_side`` square, the padding cut off, a bilinear resize to the image), the first resize made
+        for the kept part of the square only (the same values: the low-resolution rows and columns it reads, one
+        more for the bilinear neighbour, at the same scale); the second is skipped when it keeps the size."""
+        x = _stack(logits)
         height, width = size
         new_h, new_w = resized_size(height, width, self.long_side)
-        full = cv2.resize(logits, (self.long_side, self.long_side), interpolation=cv2.INTER_LINEAR)
-        return cv2.resize(full[:new_h, :new_w], (width, height), interpolation=cv2.INTER_LINEAR) > 0.0
+        side = x.shape[-1]
+        if self.long_side % side == 0:  # the resize reads rows and columns at the scale side / long_side
+            factor = self.long_side // side
+            rows, cols = (min(side, -(-n // factor) + 1) for n in (new_h, new_w))
+            x = F.interpolate(x[..., :rows, :cols], (rows * factor, cols * factor), mode="bilinear",
+                              align_corners=False)
+        else:
+            x = _bilinear(x, (self.long_side, self.long_side))
+        return (_bilinear(x[..., :new_h, :new_w], size) > 0.0)[0].cpu().numpy()
 
     def embedding_cells(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(C, g, g) embedding of an (H, W) image -> (C, h, w): the cells that cover the image, not the padding."""
@@ -120,11 +149,11 @@ class SquareFrame:
 
     def logits_to_mask(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """(1, L, L) or (L, L) logits -> (H, W) bool at ``size`` (the stretch undone by a bilinear resize)."""
-        import cv2
+        return self.logits_to_masks(logits, size)[0]
 
-        logits = np.asarray(logits, np.float32).reshape(logits.shape[-2], logits.shape[-1])
-        height, width = size
-        return cv2.resize(logits, (width, height), interpolation=cv2.INTER_LINEAR) > 0.0
+    def logits_to_masks(self, logits: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        """(M, L, L) logits -> (M, H, W) bool at ``size``: SAM 2's post-processing, one bilinear resize."""
+        return (_bilinear(_stack(logits), size) > 0.0)[0].cpu().numpy()
 
     def embedding_cells(self, embedding: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(C, g, g) embedding -> (C, g, g): every cell covers the (stretched) image, none is padding."""

@@ -2,9 +2,10 @@
 
 ``build_sam(name, checkpoint=None)`` builds the real ViT-B / ViT-L / ViT-H architecture (random weights when
 ``checkpoint`` is None); ``load_sam`` finds and verifies the official checkpoint through ``models.weights``;
-``build_tiny_sam`` builds the same network parts in a tiny configuration for tests. ``SamSegmenter`` wraps a
-model in ``SamPredictor``: the image encoder runs once per image and model, and its output is stored in an
-``EmbeddingCache`` so that reopening an image only loads the embedding from disk.
+``build_tiny_sam`` builds the same network parts in a tiny configuration for tests. ``SamSegmenter`` runs a
+model's parts as the package's ``SamPredictor`` does: the image encoder once per image and model, its output stored
+in an ``EmbeddingCache`` so that reopening an image only loads the embedding from disk; a prompt then runs the mask
+decoder through :class:`~models.segmenters.sam_decoder.ClickDecoder` and brings only the masks read to the image.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from core.files import load_torch
 from models.embedding_cache import EmbeddingCache
 from models.segmenters.base import SegmenterOutput
 from models.segmenters.encoded import EncodedImageSegmenter
+from models.segmenters.frame import Frame
+from models.segmenters.sam_decoder import ClickDecoder
 
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam
@@ -129,9 +132,10 @@ class SamSegmenter(EncodedImageSegmenter):
 
     ``model_id`` must name the model *and its weights* (it keys the embedding cache; ``load_sam`` builds one
     from the checkpoint hash). The model's device is the device of every tensor it computes. The image is
-    resized with SAM's ``ResizeLongestSide``, normalised and padded by ``Sam.preprocess``, and masks come back
-    at the image's size through ``Sam.postprocess_masks``, as in the package's own predictor. The cache entry
-    is ``{"features": (1, C, g, g), "original_size": (H, W), "input_size": (h', w')}``.
+    resized with SAM's ``ResizeLongestSide``, normalised and padded by ``Sam.preprocess``, as in the package's
+    own predictor; the mask decoder runs as :class:`~models.segmenters.sam_decoder.ClickDecoder`, and masks come
+    back at the image's size as ``Sam.postprocess_masks`` brings them (the frame's ``logits_to_masks``), each
+    when first read. The cache entry is ``{"features": (1, C, g, g), "original_size": (H, W), "input_size": (h', w')}``.
     """
 
     def __init__(
@@ -144,6 +148,7 @@ class SamSegmenter(EncodedImageSegmenter):
         self.long_side = int(model.image_encoder.img_size)
         self.mask_input_size = int(model.prompt_encoder.mask_input_size[0])
         self.transform = ResizeLongestSide(self.long_side)
+        self.decoder = ClickDecoder(model.prompt_encoder, model.mask_decoder)
         self._features: torch.Tensor | None = None  # (1, C, g, g)
         self._input_size: tuple[int, int] | None = None  # (h', w') after the longest-side resize
 
@@ -173,6 +178,7 @@ class SamSegmenter(EncodedImageSegmenter):
 
     def _load(self, entry: dict) -> None:
         self._features = entry["features"]
+        self.decoder.set_embedding(self._features)
         self._input_size = tuple(int(v) for v in entry["input_size"])
 
     @property
@@ -180,7 +186,6 @@ class SamSegmenter(EncodedImageSegmenter):
         """(C, g, g) SAM image embedding of the current image ((256, 64, 64) for the released models)."""
         return None if self._features is None else self._features[0]
 
-    @torch.no_grad()
     def predict(
         self,
         point_coords: np.ndarray | None = None,
@@ -195,25 +200,25 @@ class SamSegmenter(EncodedImageSegmenter):
         )
         size, device = self._image_size, self.device
         points = boxes = masks = None
-        if point_coords is not None:
-            coords = torch.as_tensor(self.transform.apply_coords(point_coords, size), dtype=torch.float, device=device)
-            points = (coords[None], torch.as_tensor(point_labels, dtype=torch.int, device=device)[None])
-        if box is not None:
-            boxes = torch.as_tensor(self.transform.apply_boxes(box, size), dtype=torch.float, device=device)
-        if mask_input is not None:
-            masks = torch.as_tensor(mask_input, dtype=torch.float, device=device)[None]
-        prompt_encoder = self.model.prompt_encoder
-        sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=masks)
-        low_res, iou = self.model.mask_decoder(
-            image_embeddings=self._features,
-            image_pe=prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
-        full = self.model.postprocess_masks(low_res, self._input_size, size) > self.model.mask_threshold
+        with torch.inference_mode():
+            if point_coords is not None:
+                coords = torch.as_tensor(self.transform.apply_coords(point_coords, size), dtype=torch.float,
+                                         device=device)
+                points = (coords[None], torch.as_tensor(point_labels, dtype=torch.int, device=device)[None])
+            if box is not None:
+                boxes = torch.as_tensor(self.transform.apply_boxes(box, size), dtype=torch.float, device=device)
+            if mask_input is not None:
+                masks = torch.as_tensor(mask_input, dtype=torch.float, device=device)[None]
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            low_res, iou = self.decoder(sparse, dense if masks is not None else None, multimask)
+            low_res, iou = low_res.float().cpu().numpy(), iou.float().cpu().numpy()
         return SegmenterOutput(
-            masks=full[0].cpu().numpy().astype(bool),
-            scores=np.clip(iou[0].float().cpu().numpy(), 0.0, 1.0).astype(np.float32),
-            low_res_logits=low_res[0].float().cpu().numpy().astype(np.float32),
+            scores=np.clip(iou, 0.0, 1.0).astype(np.float32),
+            low_res_logits=low_res,
+            to_masks=partial(_masks_on, self.frame, size, device),
         )
+
+
+def _masks_on(frame: Frame, size: tuple[int, int], device: torch.device, logits: np.ndarray) -> np.ndarray:
+    """(k, L, L) logits -> (k, H, W) bool masks, resized on ``device``."""
+    return frame.logits_to_masks(torch.as_tensor(logits, device=device), size)
