@@ -335,3 +335,13 @@ def test_an_image_edited_during_the_run_keeps_the_reviewers_labels(synthetic, tm
         np.testing.assert_array_equal(store.instance_mask(instance), reviewer_mask)
         png = np.asarray(Image.open(out / "masks" / (Path(last).stem + ".png")))
         np.testing.assert_array_equal(png, store.semantic_mask(record.id))
+
+
+def test_no_cam_flip_reaches_the_run(synthetic, reference, tmp_path):
+    """`--no-cam-flip` (half the CAM time) is what the run uses and records; the default keeps the flip."""
+    out = tmp_path / "no-flip"
+    args = ["bootstrap", str(synthetic.root), "--out", str(out), "--classifier", str(reference / "classifier.pt")]
+    assert cli.main([*args, "--no-cam-flip", *FAST]) == 0
+    assert json.loads((out / "bootstrap.json").read_text())["settings"]["cam_flip"] is False
+    assert json.loads((reference / "bootstrap.json").read_text())["settings"]["cam_flip"] is True
+    assert len(_masks(out)) == len(_masks(reference))

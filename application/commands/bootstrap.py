@@ -97,6 +97,12 @@ def register(subparsers) -> None:
         help="CAM inference scales " + _profiles("cam_scales"),
     )
     p.add_argument(
+        "--no-cam-flip",
+        dest="cam_flip",
+        action="store_false",
+        help="CAMs without the horizontally flipped pass (half the CAM time)",
+    )
+    p.add_argument(
         "--bg-threshold",
         type=float,
         help="base mask: background below this CAM value " + _profiles("background_threshold"),
@@ -183,6 +189,7 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         cam_scales=args.cam_scales,
+        cam_flip=args.cam_flip,
         background_threshold=args.bg_threshold,
         top_share=args.top_share,
         base_masks=args.base_masks,
