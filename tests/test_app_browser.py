@@ -34,6 +34,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _launch_gui(store, *options: str, queue: bool = True, **build) -> tuple[object, str]:
+    """Serve the GUI (GrabCut, user "tester") on ``store`` at a free 127.0.0.1 port, in this process.
+
+    options: more `dhr gui` options (e.g. ``--auth``); build: more ``app.build_app`` keywords. Returns (the
+    Gradio app, to ``close()``; its URL).
+    """
+    from application.commands.gui import build_gui_parser
+    from application.gui import app
+    from models.segmenters import build_segmenter
+
+    port = _free_port()
+    args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port), *options])
+    demo = app.build_app(store, build_segmenter("grabcut"), user="tester", **build)
+    if queue:
+        demo.queue(default_concurrency_limit=1)
+    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
+    return demo, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The GUI on a fresh copy of the demo project, on a free 127.0.0.1 port, in this process."""
@@ -268,18 +287,9 @@ def test_login_required_when_asked(tmp_path):
     import urllib.request
 
     from annotate.review.demo import ensure_demo_project
-    from application.commands.gui import build_gui_parser
-    from application.gui import app
-    from models.segmenters import build_segmenter
 
     store = ensure_demo_project(tmp_path / "demo-project")
-    port = _free_port()
-    args = build_gui_parser().parse_args(
-        ["--project", str(store.root), "--port", str(port), "--auth", "ann:s3cret"]
-    )
-    demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
-    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
-    url = f"http://127.0.0.1:{port}"
+    demo, url = _launch_gui(store, "--auth", "ann:s3cret", queue=False)
     try:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}/config", timeout=30)
@@ -314,9 +324,6 @@ def test_a_truncated_image_never_breaks_the_page(page, tmp_path):
     from PIL import Image
 
     from annotate.store import ProjectStore
-    from application.commands.gui import build_gui_parser
-    from application.gui import app
-    from models.segmenters import build_segmenter
 
     sync_api = _sync_api()
     expect = sync_api.expect
@@ -332,12 +339,7 @@ def test_a_truncated_image_never_breaks_the_page(page, tmp_path):
     store = ProjectStore.create(tmp_path / "proj", ["cat", "dog"])
     store.add_image(incoming / "a-broken.jpg", ["cat"])  # header only, as uploads were once checked
     store.add_image(incoming / "b.jpg", ["dog"])
-    port = _free_port()
-    args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port)])
-    demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
-    url = f"http://127.0.0.1:{port}"
+    demo, url = _launch_gui(store)
     browser = page.context.browser  # the module's browser (one Playwright instance per process)
     tabs = []
     try:
@@ -389,10 +391,8 @@ def test_edits_go_on_while_a_labelling_job_runs(page, tmp_path, monkeypatch):
     from PIL import Image
 
     from annotate.store import ProjectStore
-    from application.commands.gui import build_gui_parser
-    from application.gui import app, jobs_panel
+    from application.gui import jobs_panel
     from dhr import DHRConfig
-    from models.segmenters import build_segmenter
     from tests.synthetic_dataset import CLASSES, make_samples
 
     expect = _sync_api().expect
@@ -411,16 +411,12 @@ def test_edits_go_on_while_a_labelling_job_runs(page, tmp_path, monkeypatch):
     for sample in samples.values():
         Image.fromarray(sample.image).save(tmp_path / sample.name)
         store.add_image(tmp_path / sample.name, list(sample.tags))
-    port = _free_port()
-    args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port)])
     tiny = {"backbone": "resnet_tiny", "pretrained": False, "epochs": 1, "crop_size": 64, "uss": "color",
             "cam_scales": (1.0,), "cam_flip": False, "dhr": DHRConfig(crf=False), "progress": False}
-    demo = app.build_app(store, build_segmenter("grabcut"), user="tester", bootstrap_options=tiny)
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
+    demo, url = _launch_gui(store, bootstrap_options=tiny)
     tab = page.context.browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
-        tab.goto(f"http://127.0.0.1:{port}")
+        tab.goto(url)
         tab.wait_for_selector("#canvas img")
         first = store.list_images(order="confidence")[0]  # the image the page opens
         expect(tab.locator("#image-info")).to_contain_text(first.file_name)
@@ -462,21 +458,14 @@ def test_first_screen_shows_the_demo_labels_and_the_hint(page, tmp_path):
     """The demo opens with its bundled labels to review and the start-here hint, on a 1366 x 768 screen; the
     screenshot is written to ``$DHR_FIRST_SCREEN`` when set (``docs/screenshot-first-screen.png`` is made so)."""
     from annotate.review.demo import ensure_demo_project
-    from application.commands.gui import build_gui_parser
-    from application.gui import app
-    from models.segmenters import build_segmenter
 
     expect = _sync_api().expect
     expect.set_options(timeout=60_000)
     store = ensure_demo_project(tmp_path / "demo-project")
-    port = _free_port()
-    args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port)])
-    demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
+    demo, url = _launch_gui(store)
     tab = page.context.browser.new_page(viewport={"width": 1366, "height": 768})
     try:
-        tab.goto(f"http://127.0.0.1:{port}")
+        tab.goto(url)
         tab.wait_for_selector("#canvas img")
         expect(tab.locator("#start-hint")).to_contain_text("Start here")
         expect(tab.locator("#progress")).to_contain_text("0 / 4 reviewed · new 0 · pseudo 0 · review 4")
@@ -504,9 +493,6 @@ def test_editing_at_1366x768_keys_picks_and_clean_up(page, tmp_path):
     from PIL import Image
 
     from annotate.store import NewInstance, ProjectStore
-    from application.commands.gui import build_gui_parser
-    from application.gui import app
-    from models.segmenters import build_segmenter
 
     expect = _sync_api().expect
     expect.set_options(timeout=60_000)
@@ -523,15 +509,11 @@ def test_editing_at_1366x768_keys_picks_and_clean_up(page, tmp_path):
         first, [NewInstance(1, balls[0]), NewInstance(2, box), NewInstance(1, balls[1])], user="bootstrap",
         status="pseudo", confidence=0.1,
     )
-    port = _free_port()
-    args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port)])
-    demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(args, store))
+    demo, url = _launch_gui(store)
     tab = page.context.browser.new_page(viewport={"width": 1366, "height": 768})
     try:
         tab.set_default_timeout(60_000)
-        tab.goto(f"http://127.0.0.1:{port}")
+        tab.goto(url)
         tab.wait_for_selector("#canvas img")
         expect(tab.locator("#image-info")).to_contain_text("one.png")
         for element in ("#btn-prev", "#btn-next", "#btn-undo", "#btn-redo", "#btn-reject", "#btn-accept", "#message"):
