@@ -44,6 +44,16 @@ class SegmenterOutput:
         self._to_masks = to_masks
         self._made: dict[int, np.ndarray] = {}
 
+    @classmethod
+    def from_predictor(cls, masks: np.ndarray, scores: np.ndarray, low_res_logits: np.ndarray) -> SegmenterOutput:
+        """From a package predictor's ``predict`` outputs: masks (M, H, W) bool or 0 / 1, scores (M,) (clipped to
+        [0, 1]), low_res_logits (M, L, L)."""
+        return cls(
+            masks=np.asarray(masks) > 0.5,
+            scores=np.clip(np.asarray(scores, np.float32), 0.0, 1.0),
+            low_res_logits=np.asarray(low_res_logits, np.float32),
+        )
+
     @property
     def masks(self) -> np.ndarray:
         """(M, H, W) bool, all the masks."""

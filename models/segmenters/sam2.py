@@ -199,8 +199,4 @@ class Sam2Segmenter(EncodedImageSegmenter):
         masks, scores, low_res = self.predictor.predict(
             point_coords, point_labels, box, mask_input, multimask_output=multimask
         )
-        return SegmenterOutput(
-            masks=np.asarray(masks) > 0.5,
-            scores=np.clip(np.asarray(scores, np.float32), 0.0, 1.0),
-            low_res_logits=np.asarray(low_res, np.float32),
-        )
+        return SegmenterOutput.from_predictor(masks, scores, low_res)

@@ -245,8 +245,4 @@ class HqSamSegmenter(EncodedImageSegmenter):
             point_coords, point_labels, box, mask_input, multimask_output=multimask,
             hq_token_only=self.hq_token_only,
         )
-        return SegmenterOutput(
-            masks=np.asarray(masks, bool),
-            scores=np.clip(np.asarray(scores, np.float32), 0.0, 1.0),
-            low_res_logits=np.asarray(low_res, np.float32),
-        )
+        return SegmenterOutput.from_predictor(masks, scores, low_res)
