@@ -25,9 +25,22 @@ import torch
 
 from annotate.labeling import Seeds
 
-__all__ = ["RELABEL_SEEDS", "restore_distinct"]
+__all__ = ["RELABEL_SEEDS", "prediction_seeds", "restore_distinct"]
 
 RELABEL_SEEDS = ("prediction", "restore", "dhr")
+
+
+def prediction_seeds(base: torch.Tensor, probs: torch.Tensor, tags: Sequence[int]) -> Seeds:
+    """The prediction as it is: base (H, W) int64 tag-restricted argmax of probs (N + 1, H, W); heatmap rows
+    follow ``[0, *tags]``."""
+    rows = [0, *tags]
+    return Seeds(base, probs[rows], rows)
+
+
+def lacks_a_tag(base: torch.Tensor, tags: Sequence[int]) -> bool:
+    """Whether the prediction ``base`` (H, W) misses a tagged class: only then can DHR's stage 1 restore one
+    (without, ``restore`` gives :func:`prediction_seeds`)."""
+    return any(not bool((base == t).any()) for t in tags)
 
 
 def restore_distinct(base: torch.Tensor, probs: torch.Tensor, tags: Sequence[int], balanced) -> Seeds:
@@ -38,8 +51,8 @@ def restore_distinct(base: torch.Tensor, probs: torch.Tensor, tags: Sequence[int
     Returns :class:`annotate.labeling.Seeds` whose heatmap rows follow ``[0, *tags]``: the probabilities, and
     for each restored class its DHR heatmap, its pixels in the mask those DHR gave it.
     """
-    rows = [0, *tags]
-    mask, heatmaps = base.clone(), probs[rows].clone()
+    seeds = prediction_seeds(base, probs, tags)
+    rows, mask, heatmaps = seeds.classes, base.clone(), seeds.heatmaps  # probs[rows] is already a copy
     grouped = {c for group in balanced.groups if len(group) > 1 for c in group}
     for class_id in balanced.restored:
         if class_id in grouped:

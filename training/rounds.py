@@ -50,7 +50,7 @@ from training.data import (
 )
 from training.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from training.evaluate import evaluate_labels, predict_image, tag_restricted_mask
-from training.relabel_seeds import RELABEL_SEEDS, restore_distinct
+from training.relabel_seeds import RELABEL_SEEDS, lacks_a_tag, prediction_seeds, restore_distinct
 from training.trainer import TrainConfig, Trainer
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
     each scored with the network's mean peak probability.
     """
     from annotate.confidence import image_confidence
-    from annotate.labeling import LabelingConfig, Seeds, label_image
+    from annotate.labeling import LabelingConfig, label_image
     from annotate.store import NewInstance
 
     image = store.load_image(entry.image_id)
@@ -202,9 +202,8 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
     if not tags:  # all background: as confident as the network is of it
         return base.cpu().numpy(), [], image_confidence(pred.probs[:1], [], [])
     cams = pred.cams[[t - 1 for t in tags]]
-    if config.relabel == "prediction":
-        rows = [0, *tags]
-        seeds = Seeds(base, pred.probs[rows], rows)
+    if config.relabel == "prediction" or (config.relabel == "restore" and not lacks_a_tag(base, tags)):
+        seeds = prediction_seeds(base, pred.probs, tags)  # nothing for DHR to restore: no rebalance (nor CRF) run
     else:
         seeds = rebalance(cams, base, tags, uss_features.to(cams.device), [pred.features["C4"], pred.features["C5"]],
                           image=image if config.dhr.crf else None, config=config.dhr)
