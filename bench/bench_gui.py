@@ -21,7 +21,6 @@ import argparse
 import logging
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SEGMENTERS = {"light_sam": "Light SAM", "sam_vit_b": "SAM ViT-B", "grabcut": "GrabCut"}
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 # Points (x, y) on the astronaut photo (512 x 512): suit, helmet, flag, shuttle, face...
 POINTS = [
@@ -55,12 +54,6 @@ POINTS = [
     (70, 470),
     (455, 330),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def demo_store(root: Path, size: tuple[int, int] | None):
@@ -150,7 +143,7 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
     from annotate.review.assets import CSS, SHORTCUTS_JS
     from application.gui import app
 
-    port = _free_port()
+    port = free_port()
     demo = app.build_app(store, segmenter, user="bench")
     demo.queue(default_concurrency_limit=1)
     demo.launch(

@@ -9,13 +9,12 @@ pycocotools. A screenshot of the main screen is written to ``$DHR_SCREENSHOT`` w
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, free_port
 
 
 def _sync_api():
@@ -28,12 +27,6 @@ def _sync_api():
     return pytest.importorskip("playwright.sync_api", reason="pip package 'playwright' is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _launch_gui(store, *options: str, queue: bool = True, **build) -> tuple[object, str]:
     """Serve the GUI (GrabCut, user "tester") on ``store`` at a free 127.0.0.1 port, in this process.
 
@@ -44,7 +37,7 @@ def _launch_gui(store, *options: str, queue: bool = True, **build) -> tuple[obje
     from application.gui import app
     from models.segmenters import build_segmenter
 
-    port = _free_port()
+    port = free_port()
     args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port), *options])
     demo = app.build_app(store, build_segmenter("grabcut"), user="tester", **build)
     if queue:
@@ -63,7 +56,7 @@ def served(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("gui") / "demo-project"
     store = ensure_demo_project(root, labels=False)  # the flow below draws every label itself
-    port = _free_port()
+    port = free_port()
     args = build_gui_parser().parse_args(
         ["--project", str(root), "--port", str(port), "--segmenter", "grabcut"]
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from application.gui.login_gate import LoginGate
+from tests.browser import free_port
 
 
 class Clock:
@@ -55,12 +55,6 @@ def test_guesses_spread_over_names_pause_all_logins() -> None:
     assert gate("ann", "a") is True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_the_served_gui_throttles_logins(tmp_path, monkeypatch) -> None:
     from annotate.store import ProjectStore
     from application.commands.gui import AUTH_ENV, build_gui_parser
@@ -68,7 +62,7 @@ def test_the_served_gui_throttles_logins(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setenv(AUTH_ENV, "ann:s3cret")  # a login kept out of the process list
     store = ProjectStore.create(tmp_path / "proj", ["cat"])
-    port = _free_port()
+    port = free_port()
     args = build_gui_parser().parse_args(["--project", str(store.root), "--port", str(port)])
     kwargs = app.launch_kwargs(args, store)
     assert isinstance(kwargs["auth"], LoginGate)
