@@ -43,6 +43,20 @@ def test_explicit_options_win_over_the_profile(tmp_path):
     assert resolved.lr == SCRATCH.lr and model.output_stride == SCRATCH.output_stride
 
 
+def test_cam_settings_follow_the_device(tmp_path):
+    """With ImageNet weights the CAMs take one scale without the flipped pass on a CPU and all four scales with
+    flip on a GPU; the from-scratch profile's are the same on both; options given win on either."""
+    model = Classifier("resnet_tiny", 2, pretrained=True)  # recorded as an ImageNet start: the pretrained profile
+    on = {device: resolved_config(BootstrapConfig(out=tmp_path, models=ModelSettings(device=device)), model)
+          for device in ("cpu", "cuda", "cuda:1")}
+    assert (on["cpu"].cam_scales, on["cpu"].cam_flip) == ((1.0,), False)
+    assert (on["cuda"].cam_scales, on["cuda"].cam_flip) == ((1.0, 0.5, 1.5, 2.0), True) == (
+        on["cuda:1"].cam_scales, on["cuda:1"].cam_flip)
+    assert SCRATCH.cam_settings("cpu") == SCRATCH.cam_settings("cuda") == ((1.0, 0.5, 1.5), True)
+    given = BootstrapConfig(out=tmp_path, cam_scales=(1.0, 2.0), cam_flip=True)
+    assert (resolved_config(given, model).cam_scales, resolved_config(given, model).cam_flip) == ((1.0, 2.0), True)
+
+
 def test_profile_follows_the_weights_the_classifier_started_from():
     assert classifier_profile(Classifier("resnet50", 2, pretrained=True)) == PRETRAINED
     # a ResNet-50 without ImageNet weights trains and is recorded with the from-scratch schedule

@@ -96,7 +96,7 @@ class BootstrapConfig:
     scale_range: tuple[float, float] | None = None  # random rescale of the classifier's training images
     workers: int = 0
     cam_scales: tuple[float, ...] | None = None
-    cam_flip: bool = True
+    cam_flip: bool | None = None  # CAMs also of the flipped image (None: the profile's, by device)
     background_threshold: float | None = None  # base mask: background where the highest CAM is below this
     top_share: float | None = None  # classifier logits: mean of each class's top share of CAM cells (1.0: average)
     base_masks: str | Path | None = (

@@ -37,6 +37,18 @@ def _profiles(name: str) -> str:
     return f"(default: {text(getattr(PRETRAINED, name))} pretrained, {text(getattr(SCRATCH, name))} from scratch)"
 
 
+def _cam_defaults(index: int) -> str:
+    """'(default: ...)' of a CAM setting (0: scales, 1: flip) of the classifier profiles, on a GPU and a CPU."""
+    from annotate.bootstrap.profiles import PRETRAINED, SCRATCH
+
+    def text(profile, device: str) -> str:
+        value = profile.cam_settings(device)[index]
+        return ",".join(f"{v:g}" for v in value) if index == 0 else ("yes" if value else "no")
+
+    gpu, cpu, scratch = text(PRETRAINED, "cuda"), text(PRETRAINED, "cpu"), text(SCRATCH, "cpu")
+    return f"(default with ImageNet weights: {gpu} on a GPU, {cpu} on a CPU; from scratch: {scratch})"
+
+
 def register(subparsers) -> None:
     from application.commands.choices import BACKBONE_NAMES, SEGMENTER_NAMES, USS_NAMES
 
@@ -94,13 +106,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--cam-scales",
         type=_floats,
-        help="CAM inference scales " + _profiles("cam_scales"),
+        help="CAM inference scales " + _cam_defaults(0),
     )
     p.add_argument(
-        "--no-cam-flip",
-        dest="cam_flip",
-        action="store_false",
-        help="CAMs without the horizontally flipped pass (half the CAM time)",
+        "--cam-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="CAMs also of the horizontally flipped image (twice the CAM time) " + _cam_defaults(1),
     )
     p.add_argument(
         "--bg-threshold",
