@@ -70,6 +70,10 @@ class EmbeddingCache:
             raise ValueError("model_id must be a non-empty string")
         return self.directory / _SAFE.sub("_", model_id) / f"{image_hash}.pt"
 
+    def contains(self, image_hash: str, model_id: str) -> bool:
+        """Whether an entry is stored (not read, not counted as a hit or miss)."""
+        return self.path(image_hash, model_id).is_file()
+
     def get(
         self, image_hash: str, model_id: str, map_location: str | torch.device = "cpu"
     ) -> dict[str, Any] | None:

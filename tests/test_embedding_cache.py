@@ -107,3 +107,43 @@ def test_sam_reuses_embedding_across_sessions_and_misses_on_change(tmp_path: Pat
     other = SamSegmenter(build_tiny_sam(img_size=128), "tiny-test", cache=EmbeddingCache(tmp_path))
     other.set_image(image)
     assert not other.last_from_cache and other.embedding.shape == (32, 8, 8)
+
+
+class _ThreadRecordingSam(SamSegmenter):
+    """A tiny SAM that records the torch thread count each encoding ran with."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.encode_threads: list[int] = []
+
+    def _encode(self, image: np.ndarray) -> dict:
+        self.encode_threads.append(torch.get_num_threads())
+        return super()._encode(image)
+
+
+@pytest.mark.parametrize("with_cache", [True, False])
+def test_prefetch_encodes_the_next_image_once_in_the_background(tmp_path: Path, with_cache: bool) -> None:
+    """``prefetch`` encodes an image with one torch thread; opening it then takes that encoding (no second
+    encoder run, same masks as a fresh segmenter's); a current or cached image is not prefetched."""
+    model = build_tiny_sam()
+    current, following = _image(1, (60, 90)), _image(2, (60, 90))
+    cache = EmbeddingCache(tmp_path) if with_cache else None
+    segmenter = _ThreadRecordingSam(model, "tiny-test", cache=cache)
+    segmenter.set_image(current)
+    assert segmenter.prefetch(current) is None  # already current
+    future = segmenter.prefetch(following)
+    assert future is not None and segmenter.prefetch(following) is None  # already under way
+    future.result(timeout=60)
+    assert segmenter.encode_threads == [torch.get_num_threads(), 1]
+    segmenter.set_image(following)
+    assert segmenter.last_prefetched and segmenter.encoder_calls == 2
+    click = {"point_coords": np.array([[40.0, 30.0]]), "point_labels": np.array([1])}
+    fresh = SamSegmenter(model, "tiny-fresh")
+    fresh.set_image(following)
+    np.testing.assert_array_equal(segmenter.predict(**click).masks, fresh.predict(**click).masks)
+    assert torch.equal(segmenter.embedding, fresh.embedding)
+    if with_cache:
+        again = SamSegmenter(model, "tiny-test", cache=cache)
+        assert again.prefetch(following) is None  # in the cache: nothing to do
+        again.set_image(following)
+        assert again.last_from_cache and again.encoder_calls == 0

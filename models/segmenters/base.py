@@ -196,6 +196,12 @@ class Segmenter(ABC):
     def set_image(self, image: np.ndarray) -> None:
         """Prepare for prompts on ``image`` (H, W, 3) uint8 RGB."""
 
+    def prefetch(self, image: np.ndarray):
+        """Prepare ``image`` (H, W, 3) uint8 RGB in the background for a later :meth:`set_image`; returns a
+        ``concurrent.futures.Future`` or None when there is nothing to prepare (this default: a segmenter
+        without an image encoder)."""
+        return None
+
     @property
     def embedding(self) -> torch.Tensor | None:
         """(C, h, w) image embedding of the current image ((256, 64, 64) for SAM); None without one."""
