@@ -1,14 +1,17 @@
 """Throughput of `dhr bootstrap`'s per-image pipeline with real-size models (random weights), split by stage.
 
-Models: the classifier is a dilated ResNet-50 (output stride 16, CAMs at scales 1, 0.5, 1.5, 2 with flips),
-the segmenter Segment Anything ViT-B (or any registry segmenter: --segmenter light_sam is the CPU default), the USS
-features the segmenter's own embedding (or --uss color). Timing does not
-depend on the weights, so random ones are used (nothing is downloaded). Images: synthetic scenes
-(tests/synthetic_dataset.py) at --size px with 2-3 tags each. Classifier training is not included.
+Models: the classifier is a dilated ResNet-50 (output stride 16) with the CAM settings `dhr bootstrap` gives an
+ImageNet classifier on the device (one scale without flip on a CPU, scales 1, 0.5, 1.5, 2 with flip on a GPU;
+``--cam-scales`` / ``--flip`` override them), the segmenter the one ``auto`` prefers on the device (Light SAM on a
+CPU, SAM 2.1 Hiera-B+ on a GPU; or any registry segmenter), the USS features the segmenter's own embedding (or
+--uss color). Timing does not depend on the weights, so random ones are used (nothing is downloaded). Images:
+synthetic scenes (tests/synthetic_dataset.py) at --size px with 2-3 tags each. Classifier training is not included.
 
-    .venv/bin/python bench/bench_bootstrap.py [--images 3] [--size 512] [--cam-scales 1,0.5,1.5,2] [--device cpu]
-        [--segmenter sam_vit_b] [--no-flip]
+    .venv/bin/python bench/bench_bootstrap.py [--images 3] [--size 512] [--device cpu] [--segmenter auto]
+        [--cam-scales 1,0.5,1.5,2] [--flip | --no-flip] [--no-prefetch]
 
+As in `dhr bootstrap`, each image's segmenter encoding of the next image starts in the background (one torch thread)
+once its own is done, beside its DHR and prompting; the encoder row then counts only the wait for it.
 Prints a markdown table: seconds per image for each stage, its share, and images per hour for the whole run.
 """
 
@@ -39,16 +42,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--uss", default="sam", choices=["sam", "color"])
     parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--cam-scales", default="1,0.5,1.5,2", help="CAM inference scales")
-    parser.add_argument("--no-flip", action="store_true", help="CAMs without the flipped pass")
-    parser.add_argument("--segmenter", default="sam_vit_b", help="registry segmenter, real size, random weights")
+    parser.add_argument("--cam-scales", help="CAM inference scales (default: the ImageNet profile's on the device)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="CAMs also of the flipped image (default: the ImageNet profile's on the device)")
+    parser.add_argument("--no-prefetch", action="store_true",
+                        help="encode each image when it comes (default: the next one in the background, as the CLI)")
+    parser.add_argument("--segmenter", default="auto",
+                        help="registry segmenter, real size, random weights (auto: the device's preferred one)")
     args = parser.parse_args(argv)
 
     import torch
     from bench_segmenters import _segmenter as random_segmenter
 
-    from annotate.bootstrap import BootstrapConfig, process_image
+    from annotate.bootstrap import PRETRAINED, BootstrapConfig, process_image
     from models.classifier import build_classifier
+    from models.segmenters.auto import preferred_download
     from models.settings import ModelSettings
     from models.uss import build_uss_provider
     from tests.synthetic_dataset import CLASSES, make_samples
@@ -58,13 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     samples = make_samples(max(args.images, 4), (args.size, args.size), seed=0)
     samples = [s for s in samples if len(s.tags) >= 2][: args.images]
-    scales = tuple(float(v) for v in args.cam_scales.split(","))
+    scales, flip = PRETRAINED.cam_settings(args.device)
+    if args.cam_scales:
+        scales = tuple(float(v) for v in args.cam_scales.split(","))
+    flip = flip if args.flip is None else args.flip
     config = BootstrapConfig(
         out=Path("unused"), models=ModelSettings(device=args.device), uss=args.uss, cam_scales=scales,
-        cam_flip=not args.no_flip, progress=False
+        cam_flip=flip, progress=False
     )
     model = build_classifier(args.backbone, len(CLASSES), pretrained=False).to(args.device).eval()
-    segmenter = random_segmenter(args.segmenter, args.device)
+    segmenter_name = preferred_download(args.device) if args.segmenter == "auto" else args.segmenter
+    segmenter = random_segmenter(segmenter_name, args.device)
     provider = build_uss_provider(args.uss, config.models, segmenter)
 
     # warm-up on a small image (allocator, lazy inits), not timed
@@ -73,17 +85,18 @@ def main(argv: list[str] | None = None) -> int:
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    for s in samples:
+    for index, s in enumerate(samples):  # as `dhr bootstrap`: the next image's encoding overlaps DHR and prompting
         tags = [CLASSES.index(t) + 1 for t in s.tags]
-        process_image(s.image, tags, model, provider, segmenter, config, timings=timings)
+        following = samples[index + 1].image if index + 1 < len(samples) and not args.no_prefetch else None
+        process_image(s.image, tags, model, provider, segmenter, config, timings=timings, next_image=following)
     total = time.perf_counter() - start
     n = len(samples)
 
     device = args.device if args.device != "cpu" else f"CPU ({torch.get_num_threads()} torch threads)"
     print(
         f"bootstrap per-image pipeline, {n} images of {args.size}x{args.size} px, {len(CLASSES)} classes, "
-        f"2-3 tags each; {args.backbone} (CAM scales {args.cam_scales}, {'no flip' if args.no_flip else 'flip'}) + "
-        f"{args.segmenter} (random weights), "
+        f"2-3 tags each; {args.backbone} (CAM scales {','.join(f'{v:g}' for v in scales)}, "
+        f"{'flip' if flip else 'no flip'}) + {segmenter_name} (random weights), "
         f"USS {args.uss}; {device}; "
         f"torch {torch.__version__}, {platform.machine()}"
     )
