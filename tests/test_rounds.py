@@ -238,10 +238,14 @@ def test_relabel_prompts_only_components_with_cam_evidence(monkeypatch):
     features = {"C4": torch.rand(8, 4, 4, generator=torch.Generator().manual_seed(0)), "C5": torch.rand(
         8, 4, 4, generator=torch.Generator().manual_seed(1))}
     monkeypatch.setattr(rounds, "predict_image", lambda *a, **k: Prediction(probs, cams, features))
+    previous = np.zeros((64, 64), np.uint8)  # labels before the round: background only
 
     class Store:
         def load_image(self, image_id):
             return image
+
+        def semantic_mask(self, image_id):
+            return previous
 
     uss = ColorTextureFeatures()(image_to_tensor(image))
     config = RoundsConfig(rounds=1, scales=(1.0,), dhr=rounds.DHRConfig(crf=False))
@@ -251,9 +255,11 @@ def test_relabel_prompts_only_components_with_cam_evidence(monkeypatch):
     assert first.mean() > 0.8 and second.mean() < 0.05
 
 
-def _two_square_relabel(monkeypatch, relabel: str, blue: tuple[int, int, int]) -> np.ndarray:
+def _two_square_relabel(monkeypatch, relabel: str, blue: tuple[int, int, int], previous: np.ndarray | None = None,
+                        keep_tags: bool = True) -> np.ndarray:
     """Relabel a 64 x 64 image tagged (1, 2) whose network predicts only the red square (class 1) while its CAM
-    of class 2 lights the second square, coloured ``blue``; returns the semantic mask."""
+    of class 2 lights the second square, coloured ``blue``; ``previous``: the labels before the round
+    (default background only). Returns the semantic mask."""
     import training.rounds as rounds
     from dhr.uss import ColorTextureFeatures, image_to_tensor
     from models.segmenters.grabcut import GrabCutSegmenter
@@ -273,13 +279,18 @@ def _two_square_relabel(monkeypatch, relabel: str, blue: tuple[int, int, int]) -
     generator = torch.Generator().manual_seed(0)
     features = {"C4": torch.rand(8, 4, 4, generator=generator), "C5": torch.rand(8, 4, 4, generator=generator)}
     monkeypatch.setattr(rounds, "predict_image", lambda *a, **k: Prediction(probs, cams, features))
+    previous = np.zeros((64, 64), np.uint8) if previous is None else previous
 
     class Store:
         def load_image(self, image_id):
             return image
 
+        def semantic_mask(self, image_id):
+            return previous
+
     uss = ColorTextureFeatures()(image_to_tensor(image))
-    config = RoundsConfig(rounds=1, scales=(1.0,), dhr=rounds.DHRConfig(crf=False), relabel=relabel)
+    config = RoundsConfig(rounds=1, scales=(1.0,), dhr=rounds.DHRConfig(crf=False), relabel=relabel,
+                          keep_tags=keep_tags)
     entry = ImageEntry(1, "0" * 64, (1, 2), False, True)
     return rounds.relabel_image(Store(), None, entry, uss, config, GrabCutSegmenter())[0]
 
@@ -301,3 +312,39 @@ def test_relabel_seeds_restore_a_missing_class_only_where_it_looks_distinct(monk
         assert restored > 0.5
     if relabel == "restore":
         assert not (alike == 2).any()
+
+
+@pytest.mark.parametrize("relabel", ["prediction", "restore", "dhr"])
+def test_a_round_keeps_a_tagged_class_the_labels_hold(monkeypatch, relabel):
+    """A tagged class the network predicts nowhere but the current labels hold (the second square, as red as the
+    first, so ``restore`` does not bring it back) keeps its region: the tags say it is there. With
+    ``keep_tags=False`` the ``prediction`` and ``restore`` seeds drop it."""
+    previous = np.zeros((64, 64), np.uint8)
+    previous[8:24, 8:24] = 1
+    previous[42:54, 42:54] = 2  # a little inside the square: its labels before the round
+    kept = _two_square_relabel(monkeypatch, relabel, (220, 30, 30), previous)
+    assert (kept[8:24, 8:24] == 1).mean() > 0.8
+    assert (kept[42:54, 42:54] == 2).mean() > 0.8
+    assert (kept[:, :32] == 2).sum() == 0  # nothing of class 2 on the first square's side
+    dropped = _two_square_relabel(monkeypatch, relabel, (220, 30, 30), previous, keep_tags=False)
+    if relabel != "dhr":
+        assert not (dropped == 2).any()
+
+
+def test_unsure_pixels_keep_their_current_labels():
+    """Known answer: where the network's probability (over background and the tags) is below the bound, the
+    seeds take the labels before the round; where it is at least the bound, the prediction; 0 turns it off."""
+    from annotate.labeling import Seeds
+    from training.relabel_seeds import unsure_to_previous
+
+    probs = torch.zeros(4, 2, 3)
+    probs[:, 0, :] = torch.tensor([0.05, 0.9, 0.0, 0.05])[:, None]  # sure of class 1 (class 2 is not tagged)
+    probs[:, 1, :] = torch.tensor([0.3, 0.35, 0.3, 0.05])[:, None]  # unsure: 0.35 / 0.7 = 0.5 over the tags
+    base = torch.tensor([[1, 1, 1], [1, 1, 1]])
+    previous = torch.tensor([[0, 3, 0], [0, 3, 0]])
+    seeds = Seeds(base, probs[[0, 1, 3]], [0, 1, 3])
+    mixed = unsure_to_previous(seeds, probs, [1, 3], previous, 0.8)
+    assert mixed.mask.tolist() == [[1, 1, 1], [0, 3, 0]]
+    assert unsure_to_previous(seeds, probs, [1, 3], previous, 0.5).mask.tolist() == base.tolist()
+    assert unsure_to_previous(seeds, probs, [1, 3], previous, 0.0) is seeds
+

@@ -70,14 +70,18 @@ def predict_image(model: nn.Module, image: np.ndarray, scales: Sequence[float] =
     return Prediction(probs, normalise_cams(cams), features)
 
 
-def tag_restricted_mask(probs: torch.Tensor, tags: Sequence[int]) -> tuple[torch.Tensor, float]:
-    """Argmax over background and the tagged classes only; probs (N + 1, H, W) -> ((H, W) int64, mean peak prob)."""
+def tag_restricted_probs(probs: torch.Tensor, tags: Sequence[int]) -> torch.Tensor:
+    """probs (N + 1, H, W) renormalised over background and the tagged classes only (the others set to 0)."""
     allowed = torch.zeros(probs.shape[0], dtype=torch.bool, device=probs.device)
     allowed[0] = True
     allowed[list(tags)] = True
     restricted = torch.where(allowed[:, None, None], probs, torch.zeros_like(probs))
-    restricted = restricted / restricted.sum(0, keepdim=True).clamp_min(1e-12)
-    peak, mask = restricted.max(0)
+    return restricted / restricted.sum(0, keepdim=True).clamp_min(1e-12)
+
+
+def tag_restricted_mask(probs: torch.Tensor, tags: Sequence[int]) -> tuple[torch.Tensor, float]:
+    """Argmax over background and the tagged classes only; probs (N + 1, H, W) -> ((H, W) int64, mean peak prob)."""
+    peak, mask = tag_restricted_probs(probs, tags).max(0)
     return mask, float(peak.mean())
 
 

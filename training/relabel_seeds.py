@@ -24,8 +24,9 @@ from collections.abc import Sequence
 import torch
 
 from annotate.labeling import Seeds
+from training.evaluate import tag_restricted_probs
 
-__all__ = ["RELABEL_SEEDS", "prediction_seeds", "restore_distinct"]
+__all__ = ["RELABEL_SEEDS", "carry_lost_tags", "lacks_a_tag", "prediction_seeds", "restore_distinct", "unsure_to_previous"]
 
 RELABEL_SEEDS = ("prediction", "restore", "dhr")
 
@@ -43,20 +44,57 @@ def lacks_a_tag(base: torch.Tensor, tags: Sequence[int]) -> bool:
     return any(not bool((base == t).any()) for t in tags)
 
 
-def restore_distinct(base: torch.Tensor, probs: torch.Tensor, tags: Sequence[int], balanced) -> Seeds:
-    """The prediction plus the tagged classes ``balanced`` restored that share no group with another class.
+def restore_distinct(seeds: Seeds, balanced) -> Seeds:
+    """``seeds`` plus the tagged classes ``balanced`` restored that they lack and that share no group with
+    another class.
 
-    base: (H, W) int64 tag-restricted argmax of ``probs``; probs: (N + 1, H, W) class probabilities;
-    tags: tagged class ids; balanced: the ``dhr.DHRResult`` of ``base`` (heatmaps at the size of ``base``).
-    Returns :class:`annotate.labeling.Seeds` whose heatmap rows follow ``[0, *tags]``: the probabilities, and
-    for each restored class its DHR heatmap, its pixels in the mask those DHR gave it.
+    seeds: the prediction's seeds, heatmap rows following ``[0, *tags]`` (:func:`prediction_seeds`, maybe with
+    :func:`carry_lost_tags`); balanced: the ``dhr.DHRResult`` of ``seeds.mask`` (heatmaps at its size).
+    Each restored class gets the pixels DHR gave it and its DHR heatmap row.
     """
-    seeds = prediction_seeds(base, probs, tags)
-    rows, mask, heatmaps = seeds.classes, base.clone(), seeds.heatmaps  # probs[rows] is already a copy
+    rows, mask, heatmaps = list(seeds.classes), seeds.mask.clone(), seeds.heatmaps.clone()
     grouped = {c for group in balanced.groups if len(group) > 1 for c in group}
     for class_id in balanced.restored:
-        if class_id in grouped:
+        if class_id in grouped or bool((seeds.mask == class_id).any()):
             continue
         mask[balanced.mask == class_id] = class_id
         heatmaps[rows.index(class_id)] = balanced.heatmaps[list(balanced.classes).index(class_id)].to(heatmaps)
-    return Seeds(mask, heatmaps, rows)
+    return Seeds(mask, heatmaps, seeds.classes)
+
+def carry_lost_tags(seeds: Seeds, previous: torch.Tensor, tags: Sequence[int]) -> Seeds:
+    """``seeds`` with every tagged class they lack but the image's current labels hold carried over.
+
+    seeds: heatmap rows following ``[0, *tags]`` (:func:`prediction_seeds`); previous: (H, W) int64 the
+    image's labels before the round. A carried class gets its previous pixels in the mask and, in its heatmap
+    row, 1 there (the labels are as sure of it as of a restored class). The image's tags say the class is
+    there, so a round never drops one its labels had: without this, a class the network predicts nowhere
+    (a small one, after a round that shrank it) is lost for good unless DHR restores it, which it does not for
+    a class that looks like a neighbour.
+    """
+    lost = [t for t in tags if not bool((seeds.mask == t).any()) and bool((previous == t).any())]
+    if not lost:
+        return seeds
+    mask, heatmaps = seeds.mask.clone(), seeds.heatmaps.clone()
+    rows = list(seeds.classes)
+    for class_id in lost:
+        region = previous.to(mask.device) == class_id
+        mask[region] = class_id
+        heatmaps[rows.index(class_id)][region] = 1.0
+    return Seeds(mask, heatmaps, seeds.classes)
+
+
+def unsure_to_previous(seeds: Seeds, probs: torch.Tensor, tags: Sequence[int], previous: torch.Tensor,
+                       min_confidence: float) -> Seeds:
+    """``seeds`` whose pixels the network is unsure of take the image's current labels instead.
+
+    probs: (N + 1, H, W) class probabilities; previous: (H, W) int64 labels before the round. A pixel keeps the
+    seeds' class where the network's probability of it, over background and the tags, is at least
+    ``min_confidence``; elsewhere it takes ``previous``. Self-training keeps only confident pseudo-labels; here
+    the unsure pixels keep what the labels said, so a round corrects labels where the network is sure and
+    does not paint a look-alike region (an orange suit next to a red ball) with a class it half believes.
+    """
+    if min_confidence <= 0.0:
+        return seeds
+    peak = tag_restricted_probs(probs, tags).max(0).values
+    mask = torch.where(peak >= min_confidence, seeds.mask, previous.to(seeds.mask))
+    return Seeds(mask, seeds.heatmaps, seeds.classes)

@@ -50,7 +50,14 @@ from training.data import (
 )
 from training.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from training.evaluate import evaluate_labels, predict_image, tag_restricted_mask
-from training.relabel_seeds import RELABEL_SEEDS, lacks_a_tag, prediction_seeds, restore_distinct
+from training.relabel_seeds import (
+    RELABEL_SEEDS,
+    carry_lost_tags,
+    lacks_a_tag,
+    prediction_seeds,
+    restore_distinct,
+    unsure_to_previous,
+)
 from training.trainer import TrainConfig, Trainer
 
 if TYPE_CHECKING:
@@ -82,6 +89,8 @@ class RoundsConfig:
     flip: bool = True
     use_segmenter: bool = True  # prompt the segmenter with the seeds; False stores the seeds as they are
     relabel: str = "restore"  # seeds of the relabelling: training.relabel_seeds.RELABEL_SEEDS
+    keep_tags: bool = True  # a tagged class the labels hold and the new seeds lack is carried over
+    min_confidence: float = 0.8  # seeds: pixels the network is less sure of keep their current labels (0: off)
     min_change: float = 0.002  # stop when fewer than this share of pixels changed in a round
     reinit: bool = False  # start every round from the backbone weights instead of the last round's model
     accepted_repeat: int = 1  # accepted (reviewed) images appear this many times per epoch
@@ -96,6 +105,8 @@ class RoundsConfig:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if self.accepted_repeat < 1:
             raise ValueError(f"accepted_repeat must be >= 1, got {self.accepted_repeat}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.relabel not in RELABEL_SEEDS:
             raise ValueError(f"relabel must be one of {RELABEL_SEEDS}, got {self.relabel!r}")
         if not self.scales or any(s <= 0 for s in self.scales):
@@ -202,13 +213,17 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
     if not tags:  # all background: as confident as the network is of it
         return base.cpu().numpy(), [], image_confidence(pred.probs[:1], [], [])
     cams = pred.cams[[t - 1 for t in tags]]
-    if config.relabel == "prediction" or (config.relabel == "restore" and not lacks_a_tag(base, tags)):
-        seeds = prediction_seeds(base, pred.probs, tags)  # nothing for DHR to restore: no rebalance (nor CRF) run
-    else:
-        seeds = rebalance(cams, base, tags, uss_features.to(cams.device), [pred.features["C4"], pred.features["C5"]],
-                          image=image if config.dhr.crf else None, config=config.dhr)
-        if config.relabel == "restore":
-            seeds = restore_distinct(base, pred.probs, tags, seeds)
+    seeds = prediction_seeds(base, pred.probs, tags)
+    if config.keep_tags or config.min_confidence > 0.0:
+        previous = torch.as_tensor(np.asarray(store.semantic_mask(entry.image_id), np.int64), device=base.device)
+        seeds = unsure_to_previous(seeds, pred.probs, tags, previous, config.min_confidence)
+        if config.keep_tags:
+            seeds = carry_lost_tags(seeds, previous, tags)
+    if config.relabel == "dhr" or (config.relabel == "restore" and lacks_a_tag(seeds.mask, tags)):
+        balanced = rebalance(cams, seeds.mask, tags, uss_features.to(cams.device),
+                             [pred.features["C4"], pred.features["C5"]], image=image if config.dhr.crf else None,
+                             config=config.dhr)
+        seeds = restore_distinct(seeds, balanced) if config.relabel == "restore" else balanced
     if segmenter is None:
         semantic = np.asarray(seeds.mask.cpu().numpy(), np.int64)
         instances = _instances_from_mask(semantic, tags, peak)

@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="seeds of the relabelling: the network's prediction; the prediction plus the tagged "
                             "classes it lacks that DHR restores and that look distinct (default); or DHR's "
                             "balanced mask of the prediction")
+    train.add_argument("--no-keep-tags", dest="keep_tags", action="store_false",
+                       help="let a round drop a tagged class the labels hold and the network predicts nowhere "
+                            "(default: carry its current region over)")
+    train.add_argument("--min-confidence", type=float, default=0.8,
+                       help="relabelling: pixels whose network probability is below this keep their current "
+                            "labels (default 0.8; 0: the prediction everywhere)")
     train.add_argument("--uss", default="color", help="USS feature provider (models.uss; default color)")
     train.add_argument("--segmenter", default="auto",
                        help="SAM variant, grabcut, auto (SAM ViT-B if present) or none (keep DHR masks)")
@@ -113,7 +119,8 @@ def _train(args: argparse.Namespace) -> int:
         pretrained=not args.no_pretrained, uss=args.uss, crop_size=args.crop_size,
         scales=args.scales, flip=not args.no_flip, use_segmenter=args.segmenter != "none", min_change=args.min_change,
         reinit=args.reinit, accepted_repeat=args.accepted_repeat, out_dir=args.out, dhr=DHRConfig(crf=args.crf),
-        relabel_edited=args.relabel_edited, relabel=args.relabel)
+        relabel_edited=args.relabel_edited, relabel=args.relabel,
+        keep_tags=args.keep_tags, min_confidence=args.min_confidence)
     settings = ModelSettings(device=args.device, weights_dir=args.weights_dir,
                              segmenter="auto" if args.segmenter == "none" else args.segmenter,
                              download=not args.no_download)
