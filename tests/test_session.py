@@ -730,3 +730,40 @@ def test_grabcut_works_on_a_bounded_region_of_a_large_photo():
     assert max(trimap.shape) == segmenter.work_side == 320 and (region.top, region.left) == (0, 500)
     mask = segmenter.predict(box=box).masks[0]
     assert mask.shape == (3000, 4000) and _iou(mask, disc) > 0.97
+
+
+def test_the_next_image_is_encoded_before_it_is_opened(tmp_path: Path, monkeypatch):
+    """Stepping through the queue reads and encodes the image after the one opened (in the direction of travel)
+    in the background; opening that image and clicking on it then runs no encoder of its own."""
+    from annotate.review.view import Ui, open_neighbour
+    from models.embedding_cache import EmbeddingCache
+    from models.segmenters import SamSegmenter, build_tiny_sam
+
+    image, _, _ = _scene()
+    store = ProjectStore.create(tmp_path / "project", ["ball", "box"])
+    ids = []
+    for index, name in enumerate("abc"):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(np.roll(image, 7 * index, axis=1)).save(path)  # three different images
+        ids.append(store.add_image(path, ["ball"]))
+    segmenter = SamSegmenter(build_tiny_sam(), "tiny", cache=EmbeddingCache(tmp_path / "cache"))
+    session = ReviewSession(store, segmenter, user="tester")
+    asked, threads = [], []
+    real_prefetch = session.prefetch_image
+
+    def prefetch(image_id: int):
+        asked.append(image_id)
+        threads.append(real_prefetch(image_id))
+        return threads[-1]
+
+    monkeypatch.setattr(session, "prefetch_image", prefetch)
+    ui = Ui(session, order="name")
+    assert open_neighbour(ui, 1) == ids[0] and asked == [ids[1]]
+    assert open_neighbour(ui, -1) == ids[2] and asked == [ids[1], ids[1]]  # backwards: the one before it
+    for thread in threads:
+        thread.join(timeout=60)
+    assert segmenter.encoder_calls <= 1  # the second request found the first under way (or done)
+    session.open_image(ids[1])
+    session.add_point(40, 30, positive=True)
+    assert segmenter.last_prefetched and segmenter.encoder_calls == 1 and session.selected is not None
+    store.close()

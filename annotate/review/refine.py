@@ -127,6 +127,12 @@ class SharedSegmenter:
             self._set(key, image)
             return self.segmenter.predict(**prompts)
 
+    def prefetch(self, image: np.ndarray) -> None:
+        """Start encoding ``image`` (HWC uint8 RGB) in the background (:meth:`Segmenter.prefetch`), so that its first
+        click does not wait for the encoder; no lock is taken: the current image stays as it is."""
+        if self.segmenter is not None:
+            self.segmenter.prefetch(image)
+
     def lease(self) -> SegmenterLease | None:
         """A ``Segmenter`` for a job that shares this model (and its lock) with the GUI's sessions."""
         return SegmenterLease(self) if self.segmenter is not None else None
@@ -169,6 +175,10 @@ class SegmenterLease(Segmenter):
         self._image_size = (int(image.shape[0]), int(image.shape[1]))
         with self.shared._lock:
             self.shared._set(self._key, image)
+
+    def prefetch(self, image: np.ndarray):
+        """The shared model's background encoding of ``image`` (a bootstrap job's next image)."""
+        return self.shared.segmenter.prefetch(image)
 
     def _current(self) -> Segmenter:
         if self._image is None:

@@ -14,6 +14,8 @@ Conventions: images HWC uint8 RGB; masks (H, W) bool; points XY pixels; class id
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,8 @@ import numpy as np
 from annotate.review.refine import EditableInstance, SharedSegmenter
 from annotate.store import ProjectStore
 from models.segmenters import Segmenter
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +122,20 @@ class SessionState:
         tags = [t for t in record.tags if t in self.classes]
         if tags:
             self.new_class = self.classes.index(tags[0]) + 1
+
+    def prefetch_image(self, image_id: int) -> threading.Thread:
+        """Read image ``image_id`` and encode it for the segmenter in the background (the image the annotator will
+        likely open next), so that its first click does not wait for the encoder; returns the reading thread.
+        A missing or unreadable image is left for :meth:`open_image` to report."""
+        def read_and_encode() -> None:
+            try:
+                self.segmenter.prefetch(self.store.load_image(int(image_id)))
+            except Exception:  # a prefetch only saves time; opening the image reports the problem
+                logger.debug("prefetching image %s failed", image_id, exc_info=True)
+
+        thread = threading.Thread(target=read_and_encode, name="prefetch-image", daemon=True)
+        thread.start()
+        return thread
 
     def release(self) -> None:
         """Free the open image's pixels and masks (to bound memory); :meth:`restore` reads them again.

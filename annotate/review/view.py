@@ -158,7 +158,9 @@ def progress_text(session: ReviewSession) -> str:
 
 
 def open_neighbour(ui: Ui, offset: int) -> int:
-    """Open the image ``offset`` places after the open one in the shown queue (wrapping); returns its id."""
+    """Open the image ``offset`` places after the open one in the shown queue (wrapping); returns its id. The
+    image after it in the same direction is read and encoded in the background meanwhile (its first click is then
+    not kept waiting for the encoder)."""
     s = ui.session
     rows = s.queue(status=ui.status_filter, order=ui.order)
     if not rows:
@@ -167,6 +169,9 @@ def open_neighbour(ui: Ui, offset: int) -> int:
     current = ids.index(s.image_id) if s.image_id in ids else -offset
     image_id = ids[(current + offset) % len(ids)]
     s.open_image(image_id)
+    following = ids[(current + 2 * offset) % len(ids)]
+    if following != image_id:
+        s.prefetch_image(following)
     return image_id
 
 
