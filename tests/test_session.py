@@ -563,7 +563,12 @@ def test_cached_overlay_redraws_only_the_changed_outline_and_matches_a_fresh_dra
 
     made: list[int] = []
     real = overlay.outline_pixels
-    monkeypatch.setattr(overlay, "outline_pixels", lambda mask, width, contours: made.append(width) or real(mask, width, contours))
+
+    def counted(mask, width, contours):
+        made.append(width)
+        return real(mask, width, contours)
+
+    monkeypatch.setattr(overlay, "outline_pixels", counted)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     instances = [
@@ -579,7 +584,8 @@ def test_cached_overlay_redraws_only_the_changed_outline_and_matches_a_fresh_dra
         instances[1].mask[20:60, 30:90] = filled
         again = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale, cache=cache)
         assert len(made) == 6  # only the changed instance's two outlines were computed again
-        np.testing.assert_array_equal(again, render_overlay(image, instances, selected=1, opacity=0.4, scale=scale))
+        fresh = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale)
+        np.testing.assert_array_equal(again, fresh)
         assert not np.array_equal(first, again)
         made.clear()
         cache = OverlayCache()

@@ -111,8 +111,8 @@ def _outline(
     cache: OverlayCache,
 ) -> None:
     """Paint on ``canvas`` (HWC uint8, in place) the outline of an instance whose ``mask`` is ``shown`` (H, W)
-    bool at the canvas's size, ``thickness`` px wide in ``color``; its contours and pixels are computed once per
-    mask array."""
+    bool at the canvas's size, ``thickness`` px wide in ``color``; its contours and pixels are computed once
+    per mask array."""
     contours = cache.get(mask, ("contours", shown.shape), lambda: outer_contours(shown))
     pixels = cache.get(
         mask, ("outline", shown.shape, thickness), lambda: outline_pixels(shown, thickness, contours)

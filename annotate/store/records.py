@@ -217,7 +217,9 @@ def _encoded_mask(mask: np.ndarray | RLE, where: str, height: int, width: int) -
     else:
         array = np.asarray(mask)
         if array.shape != (height, width):
-            raise ValueError(f"{where}: mask shape {array.shape} does not match the image ({height}, {width})")
+            raise ValueError(
+                f"{where}: mask shape {array.shape} does not match the image ({height}, {width})"
+            )
         rle = encode_mask(array)
     return rle["counts"], rle_area(rle), json.dumps(rle_bbox(rle))
 
