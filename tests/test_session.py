@@ -550,12 +550,16 @@ def test_outline_pixels_are_the_pixels_drawcontours_paints(thickness):
 
     mask = np.random.default_rng(thickness).random((60, 80)) > 0.6  # ragged: many contours, holes, specks
     mask[10:40, 20:50] = True
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    drawn = np.full((60, 80, 3), 7, np.uint8)
-    cv2.drawContours(drawn, contours, -1, (10, 200, 30), thickness)
-    painted = np.full((60, 80, 3), 7, np.uint8)
-    painted.reshape(-1, 3)[outline_pixels(mask, thickness)] = (10, 200, 30)
-    np.testing.assert_array_equal(painted, drawn)
+    small = np.zeros((60, 80), bool)  # one piece away from the borders: drawn in its own box
+    small[30:41, 50:58] = True
+    for shape in (mask, small, np.zeros((60, 80), bool)):
+        contours, _ = cv2.findContours(shape.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        drawn = np.full((60, 80, 3), 7, np.uint8)
+        cv2.drawContours(drawn, contours, -1, (10, 200, 30), thickness)
+        painted = np.full((60, 80, 3), 7, np.uint8)
+        painted.reshape(-1, 3)[outline_pixels(shape, thickness)] = (10, 200, 30)
+        np.testing.assert_array_equal(painted, drawn)
+    assert (drawn != 7).any(axis=2).sum() == 0 and len(outline_pixels(small, thickness)) > 30
 
 
 def test_cached_overlay_redraws_only_the_changed_outline_and_matches_a_fresh_drawing(monkeypatch):
@@ -564,11 +568,15 @@ def test_cached_overlay_redraws_only_the_changed_outline_and_matches_a_fresh_dra
     made: list[int] = []
     real = overlay.outline_pixels
 
+    found: list[int] = []
+    real_contours = overlay.outer_contours
+
     def counted(mask, width, contours):
         made.append(width)
         return real(mask, width, contours)
 
     monkeypatch.setattr(overlay, "outline_pixels", counted)
+    monkeypatch.setattr(overlay, "outer_contours", lambda mask: found.append(1) or real_contours(mask))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     instances = [
@@ -584,10 +592,12 @@ def test_cached_overlay_redraws_only_the_changed_outline_and_matches_a_fresh_dra
         instances[1].mask[20:60, 30:90] = filled
         again = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale, cache=cache)
         assert len(made) == 6  # only the changed instance's two outlines were computed again
+        assert len(found) == 4  # its contours once, for both outlines
         fresh = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale)
         np.testing.assert_array_equal(again, fresh)
         assert not np.array_equal(first, again)
         made.clear()
+        found.clear()
         cache = OverlayCache()
     render_overlay(image, instances[:1], selected=None, scale=0.5, cache=cache)
     assert len(cache) == 4  # the resized image and mask, its contours and outline; the rest was dropped
