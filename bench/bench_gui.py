@@ -140,7 +140,7 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
     """Milliseconds from a click to the new overlay loaded in Chromium; and the number of clicks timed out."""
     from playwright.sync_api import sync_playwright
 
-    from annotate.review.assets import CSS, SHORTCUTS_JS
+    from application.commands.gui import page_options
     from application.gui import app
 
     port = free_port()
@@ -151,10 +151,7 @@ def browser_clicks(store, segmenter, n: int) -> tuple[list[float], int]:
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        js=SHORTCUTS_JS,
-        css=CSS,
-        footer_links=[],
-        ssr_mode=False,
+        **page_options(),
     )
     times, missed = [], 0
     try:

@@ -63,7 +63,7 @@ def served(tmp_path_factory):
     demo = app.build_app(store, build_segmenter("grabcut"), user="tester")
     demo.queue(default_concurrency_limit=1)
     kwargs = app.launch_kwargs(args, store)
-    assert kwargs["server_name"] == "127.0.0.1" and kwargs["auth"] is None
+    assert kwargs["server_name"] == "127.0.0.1" and kwargs["auth"] is None and kwargs["run_history"] is False
     demo.launch(prevent_thread_lock=True, quiet=True, **kwargs)
     yield f"http://127.0.0.1:{port}", store
     demo.close()
@@ -140,6 +140,10 @@ def test_review_flow_in_browser(served, page, tmp_path):
     suit = store.instance_mask(store.instances(first.id)[0])
     # GrabCut is seeded, so the masks repeat: 80 156 px measured for the suit (at 320 px), bounds +-10 %.
     assert suit[420, 110] and 72_000 < suit.sum() < 88_000
+    # The click's one reply also moved the image to "review" in the queue; no run history is kept.
+    expect(page.locator("#progress")).to_contain_text("review 1")
+    history = page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('gradio:run-history'))")
+    assert history == []
 
     # "B" switches to the box tool; two clicks make a new instance around the helmet.
     page.locator("body").press("b")

@@ -189,3 +189,65 @@ def test_export_defaults_to_reviewed_images_and_says_what_it_took(handlers) -> N
     rle = handlers.on_export(ui, ["new"], False)["message_md"]
     assert "coco-new-rle-" in rle and "left out accepted 1" in rle
     assert "tick at least one status" in handlers.on_export(ui, [], False)["message_md"]
+
+
+def _box_mask(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def test_an_edit_reply_carries_the_queue_only_when_the_images_row_changed(handlers) -> None:
+    """An edit is one request: its reply holds the queue when the open image's row there changed (status,
+    confidence or check), and leaves the queue alone otherwise; dropdowns get plain values."""
+    import gradio as gr
+
+    from annotate.store import NewInstance
+
+    store = handlers.store
+    good = store.find_image("images/b.png")
+    pieces = [_box_mask(0, 6, 0, 8), _box_mask(10, 16, 0, 8), _box_mask(18, 24, 20, 30)]
+    store.save_labels(good.id, [NewInstance(2, m, source="sam") for m in pieces], user="bootstrap",
+                      status="pseudo", confidence=0.3)
+    ui = handlers.on_load(None)["state"]
+    assert ui.queue_shown[good.id][2:] == ["pseudo", 0.3, "⚠ low confidence"]
+    ui.session.open_image(good.id)
+    confidences = []
+    for kept in (2, 1, 0):
+        ui.session.select(0)
+        out = handlers.on_delete(ui)
+        assert len(ui.session.instances) == kept and store.image(good.id).status == "review"
+        assert out["class_dd"] is None and out["new_class_dd"] == 2  # plain values, no component update
+        confidences.append(store.image(good.id).confidence)
+        if kept == 1:  # the same status, confidence and check as already shown: no queue in the reply
+            assert "queue_df" not in out and "progress_md" not in out
+        else:  # first edit (pseudo -> review, a person's labels now), then the tagged class's last instance
+            (row,) = [r for r in out["queue_df"] if r[0] == good.id]
+            assert row[2:] == ["review", round(confidences[-1], 3), ""]
+            assert out["progress_md"].startswith("**0 / 2 reviewed**") and "review 1" in out["progress_md"]
+    assert confidences[0] == confidences[1] > confidences[2]
+    first = handlers.on_deselect(ui)["merge_dd"]
+    assert first is None  # the choices were sent with the last delete: only the pick is cleared
+    ui.session.instances.clear()
+    store.save_labels(good.id, [NewInstance(1, m) for m in pieces[:2]], user="tester")
+    ui.session.reload()
+    update = handlers.on_deselect(ui)["merge_dd"]
+    assert isinstance(update, gr.Dropdown) and update.value is None
+    assert [label for label, _ in update.choices] == ["#1 cat · 48 px · manual", "#2 cat · 48 px · manual"]
+
+
+def test_an_edit_that_meets_a_newer_version_shows_it_in_the_queue_too(handlers) -> None:
+    from annotate.store import NewInstance
+
+    store = handlers.store
+    good = store.find_image("images/b.png")
+    store.save_labels(good.id, [NewInstance(2, _box_mask(0, 6, 0, 8))], user="tester")
+    ui = handlers.on_load(None)["state"]
+    ui.session.open_image(good.id)
+    store.set_status(good.id, "accepted", user="other")  # another annotator, meanwhile
+    ui.session.select(0)
+    with pytest.warns(UserWarning, match="changed by 'other'"):  # gr.Warning outside a served page
+        out = handlers.on_delete(ui)
+    assert "was changed by 'other'" in out["message_md"] and len(out["instances_df"]) == 1
+    (row,) = [r for r in out["queue_df"] if r[0] == good.id]
+    assert row[2] == "accepted" and store.instances(good.id) != []

@@ -125,3 +125,37 @@ def test_import_refuses_a_wrapping_rle_naming_file_and_annotation(
     with pytest.raises(ValueError, match=rf"{path}: annotation 7 .*RLE runs cover"):
         import_coco(project, path)
     assert project.instances(1) == []
+
+
+def test_a_saved_rle_is_decoded_once_and_still_refused_when_bad(project: ProjectStore, monkeypatch) -> None:
+    """Every save writes all of an image's instances: counts already found valid for the image's size are not
+    decoded again, the stored rows stay exact, and an invalid RLE is refused at every save."""
+    from annotate.store import records
+
+    records._checked_counts.cache_clear()
+    decoded: list[str] = []
+
+    def counting(rle, size=None):
+        decoded.append(rle["counts"])
+        return normalize_rle(rle, size)
+
+    monkeypatch.setattr(records, "normalize_rle", counting)
+    image = project.list_images()[0]
+    mask = np.random.default_rng(1).random((H, W)) > 0.5
+    rle = encode_mask(mask)
+    for _ in range(3):
+        project.save_labels(image.id, [NewInstance(1, rle)], user="t")
+    assert decoded == [rle["counts"]]
+    (stored,) = project.instances(image.id)
+    assert stored.rle == rle and stored.area == int(mask.sum())
+    ys, xs = np.nonzero(mask)
+    assert stored.bbox == (float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1))
+    bad = {"size": [H, W], "counts": counts_string(WRAPPING)}
+    for _ in range(2):
+        with pytest.raises(ValueError, match="RLE runs cover"):
+            project.save_labels(image.id, [NewInstance(1, bad)], user="t")
+    assert decoded.count(bad["counts"]) == 2
+    wrong_size = {"size": [H, W + 1], "counts": rle["counts"]}  # the same counts, another size: checked again
+    with pytest.raises(ValueError, match="does not match the image size"):
+        project.save_labels(image.id, [NewInstance(1, wrong_size)], user="t")
+    assert project.instances(image.id) == [stored] and project.image(image.id).version == image.version + 3

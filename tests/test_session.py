@@ -17,7 +17,7 @@ from PIL import Image
 
 from annotate.review.brush import stroke_mask, strokes_from_layers
 from annotate.review.demo import DEMO_ASSETS, demo_classes, demo_tags, ensure_demo_project
-from annotate.review.overlay import PALETTE, class_color, render_overlay
+from annotate.review.overlay import PALETTE, OverlayCache, class_color, outline_pixels, render_overlay
 from annotate.review.refine import EditableInstance
 from annotate.review.session import EditConflict, ReviewSession
 from annotate.store import NewInstance, ProjectStore
@@ -542,6 +542,65 @@ def test_overlay_drawn_at_display_scale_matches_the_full_size_drawing():
     assert tuple(small[50, 75]) == class_color(2)
     with_point = render_overlay(image, [inst], selected=0, opacity=1.0, scale=0.25)
     assert tuple(with_point[50, 75]) == (40, 220, 40)  # the click at (300, 200) lands at (75, 50)
+
+
+@pytest.mark.parametrize("thickness", [1, 2, 4])
+def test_outline_pixels_are_the_pixels_drawcontours_paints(thickness):
+    import cv2
+
+    mask = np.random.default_rng(thickness).random((60, 80)) > 0.6  # ragged: many contours, holes, specks
+    mask[10:40, 20:50] = True
+    small = np.zeros((60, 80), bool)  # one piece away from the borders: drawn in its own box
+    small[30:41, 50:58] = True
+    for shape in (mask, small, np.zeros((60, 80), bool)):
+        contours, _ = cv2.findContours(shape.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        drawn = np.full((60, 80, 3), 7, np.uint8)
+        cv2.drawContours(drawn, contours, -1, (10, 200, 30), thickness)
+        painted = np.full((60, 80, 3), 7, np.uint8)
+        painted.reshape(-1, 3)[outline_pixels(shape, thickness)] = (10, 200, 30)
+        np.testing.assert_array_equal(painted, drawn)
+    assert (drawn != 7).any(axis=2).sum() == 0 and len(outline_pixels(small, thickness)) > 30
+
+
+def test_cached_overlay_redraws_only_the_changed_outline_and_matches_a_fresh_drawing(monkeypatch):
+    from annotate.review import overlay
+
+    made: list[int] = []
+    real = overlay.outline_pixels
+
+    found: list[int] = []
+    real_contours = overlay.outer_contours
+
+    def counted(mask, width, contours):
+        made.append(width)
+        return real(mask, width, contours)
+
+    monkeypatch.setattr(overlay, "outline_pixels", counted)
+    monkeypatch.setattr(overlay, "outer_contours", lambda mask: found.append(1) or real_contours(mask))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    instances = [
+        EditableInstance(class_id=c, mask=rng.random((120, 160)) > t, points=np.array([[50.0, 40.0]]),
+                         labels=np.array([1]))
+        for c, t in ((1, 0.3), (2, 0.7), (3, 0.9))
+    ]
+    cache = OverlayCache()
+    for scale, filled in ((1.0, True), (0.5, False)):
+        first = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale, cache=cache)
+        assert len(made) == 4  # three outlines and the selected one's white outline
+        instances[1].mask = instances[1].mask.copy()  # an edit gives the instance a new mask array
+        instances[1].mask[20:60, 30:90] = filled
+        again = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale, cache=cache)
+        assert len(made) == 6  # only the changed instance's two outlines were computed again
+        assert len(found) == 4  # its contours once, for both outlines
+        fresh = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale)
+        np.testing.assert_array_equal(again, fresh)
+        assert not np.array_equal(first, again)
+        made.clear()
+        found.clear()
+        cache = OverlayCache()
+    render_overlay(image, instances[:1], selected=None, scale=0.5, cache=cache)
+    assert len(cache) == 4  # the resized image and mask, its contours and outline; the rest was dropped
 
 
 # ---------------------------------------------------------------- clean-up, canvas picks, undo and status

@@ -1,11 +1,13 @@
 """Overlay rendering of the review canvas: class colours, and instances drawn over the image.
 
 Images HWC uint8 RGB; instance masks (H, W) bool; points XY pixels; boxes XYXY pixels; class ids >= 1.
+An :class:`OverlayCache` kept between drawings holds what was computed per array (the image and masks resized,
+each mask's outline pixels), so that redrawing after an edit does that work again for the changed masks only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,124 @@ def class_color(class_id: int) -> tuple[int, int, int]:
     return int(r), int(g), int(b)
 
 
+class OverlayCache:
+    """What :func:`render_overlay` computed from an array, kept while the array is drawn.
+
+    Entries are keyed by the array object (an edit gives an instance a new mask array, so a changed mask is
+    never mistaken for the old one) and by what was computed from it (e.g. its size after resizing, or its
+    outline's thickness). :meth:`keep_drawn` drops the entries of arrays the last drawing did not use.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, Hashable], tuple[np.ndarray, Any]] = {}
+        self._drawn: dict[tuple[int, Hashable], tuple[np.ndarray, Any]] = {}
+
+    def get(self, array: np.ndarray, key: Hashable, make: Callable[[], Any]) -> Any:
+        """What ``make()`` computes from ``array`` (for ``key``), computed once per array object."""
+        slot = (id(array), key)
+        hit = self._drawn.get(slot) or self._entries.get(slot)
+        value = hit[1] if hit is not None and hit[0] is array else make()
+        self._drawn[slot] = (array, value)
+        return value
+
+    def keep_drawn(self) -> None:
+        """End a drawing: keep only the entries it used."""
+        self._entries, self._drawn = self._drawn, {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _resize(array: np.ndarray, size: tuple[int, int], interpolation: int) -> np.ndarray:
+    """``array`` (H, W) bool or (H, W, 3) uint8 resized to ``size`` (W, H) with an OpenCV interpolation."""
+    import cv2
+
+    source = np.ascontiguousarray(array)
+    if source.dtype == bool:
+        return cv2.resize(source.view(np.uint8), size, interpolation=interpolation).view(bool)
+    return cv2.resize(source, size, interpolation=interpolation)
+
+
+def outer_contours(mask: np.ndarray) -> list[np.ndarray]:
+    """The outer contours of ``mask`` (H, W) bool, as OpenCV finds them (each (N, 1, 2) XY int32)."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return list(contours)
+
+
+def outline_pixels(mask: np.ndarray, thickness: int, contours: list[np.ndarray] | None = None) -> np.ndarray:
+    """Flat indices into an (H, W) image of the pixels the outer contours of ``mask`` (H, W) bool cover when
+    drawn ``thickness`` px wide (OpenCV's 8-connected lines): painting them in one colour gives the same
+    pixels as ``cv2.drawContours`` with that colour. ``contours``: :func:`outer_contours` of ``mask``, when
+    already found."""
+    import cv2
+
+    contours = outer_contours(mask) if contours is None else contours
+    if not contours:
+        return np.zeros(0, np.intp)
+    h, w = mask.shape
+    # Drawn into the contours' bounding box only (widened by the line width, clipped to the image).
+    x, y, bw, bh = cv2.boundingRect(np.concatenate(contours))
+    x0, y0 = max(0, x - thickness - 1), max(0, y - thickness - 1)
+    x1, y1 = min(w, x + bw + thickness + 1), min(h, y + bh + thickness + 1)
+    raster = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.drawContours(raster, contours, -1, 255, thickness, offset=(-x0, -y0))
+    points = cv2.findNonZero(raster)  # (N, 1, 2) XY, or None; many times faster than numpy's nonzero
+    if points is None:
+        return np.zeros(0, np.intp)
+    xy = points.reshape(-1, 2).astype(np.intp)
+    return (xy[:, 1] + y0) * w + (xy[:, 0] + x0)
+
+
+def _outline(
+    canvas: np.ndarray,
+    mask: np.ndarray,
+    shown: np.ndarray,
+    thickness: int,
+    color: tuple[int, int, int],
+    cache: OverlayCache,
+) -> None:
+    """Paint on ``canvas`` (HWC uint8, in place) the outline of an instance whose ``mask`` is ``shown`` (H, W)
+    bool at the canvas's size, ``thickness`` px wide in ``color``; its contours and pixels are computed once
+    per mask array."""
+    contours = cache.get(mask, ("contours", shown.shape), lambda: outer_contours(shown))
+    pixels = cache.get(
+        mask, ("outline", shown.shape, thickness), lambda: outline_pixels(shown, thickness, contours)
+    )
+    canvas.reshape(-1, 3)[pixels] = color
+
+
+def _blend_fills(
+    image: np.ndarray, visible: list[tuple[int, Any]], masks: dict[int, np.ndarray], opacity: float
+) -> np.ndarray:
+    """``image`` with the ``visible`` instances (paint order) filled in their class colours at ``opacity``;
+    where instances overlap, the last painted wins. ``masks`` are the instances' masks at the image's size."""
+    import cv2
+
+    h, w = image.shape[:2]
+    canvas = image.copy()
+    if not visible or opacity <= 0:
+        return canvas
+    # One label map (the last drawn, smallest, instance wins), one colour lookup, one blend.
+    # OpenCV's table lookup and masked copy: numpy's fancy indexing is ten times slower at display size.
+    colors = image.copy()
+    covered = np.zeros((h, w), np.uint8)
+    for start in range(0, len(visible), 255):  # 255 instances per label map (0 is "none")
+        label = np.zeros((h, w), np.uint8)
+        lut = np.zeros((256, 3), np.uint8)
+        for k, (i, inst) in enumerate(visible[start : start + 255], 1):
+            np.copyto(label, np.uint8(k), where=masks[i])
+            lut[k] = class_color(inst.class_id)
+        painted = cv2.merge([cv2.LUT(label, lut[:, c].copy()) for c in range(3)])
+        hit = (label > 0).view(np.uint8)
+        cv2.copyTo(painted, hit, colors)
+        covered |= hit
+    blended = cv2.addWeighted(image, 1.0 - opacity, colors, opacity, 0.0)
+    cv2.copyTo(blended, covered, canvas)
+    return canvas
+
+
 def render_overlay(
     image: np.ndarray,
     instances: Sequence[Any],
@@ -52,7 +172,7 @@ def render_overlay(
     hidden_classes: Iterable[int] = (),
     show_points: bool = True,
     scale: float = 1.0,
-    cache: dict[int, tuple[np.ndarray, float, np.ndarray]] | None = None,
+    cache: OverlayCache | None = None,
 ) -> np.ndarray:
     """``image`` (HWC uint8 RGB) with instance overlays: HWC uint8 RGB, the image's size times ``scale``.
 
@@ -66,39 +186,26 @@ def render_overlay(
     gets a white outline and its clicks (green positive, red negative); a ``pending_corner`` (XY) of a box
     being drawn is marked with a cross.
 
-    ``cache`` (a dict the caller keeps between calls) holds the resized image and masks by array, so that
-    redrawing a large photo after an edit resizes only the masks that changed; entries of arrays no longer
-    drawn are dropped.
+    ``cache`` (an :class:`OverlayCache` the caller keeps between calls) holds the resized image and masks and
+    the masks' outlines, so that redrawing after an edit recomputes them for the masks that changed only.
     """
     import cv2
 
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must lie in [0, 1], got {opacity}")
+    cache = cache if cache is not None else OverlayCache()
     hidden = set(int(c) for c in hidden_classes)
     full = image.shape[:2]
     size = (int(round(full[1] * scale)), int(round(full[0] * scale)))
-    used: dict[int, tuple[np.ndarray, float, np.ndarray]] = {}
 
     def resized(array: np.ndarray, interpolation: int) -> np.ndarray:
-        hit = cache.get(id(array)) if cache is not None else None
-        if hit is not None and hit[0] is array and hit[1] == scale:
-            out = hit[2]
-        else:
-            source = np.ascontiguousarray(array)
-            if source.dtype == bool:
-                out = cv2.resize(source.view(np.uint8), size, interpolation=interpolation).view(bool)
-            else:
-                out = cv2.resize(source, size, interpolation=interpolation)
-        used[id(array)] = (array, scale, out)
-        return out
+        if scale == 1.0:
+            return array
+        return cache.get(array, ("resized", size), lambda: _resize(array, size, interpolation))
 
-    if scale != 1.0:
-        image = resized(image, cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    image = resized(image, cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     sy, sx = h / full[0], w / full[1]
-
-    def shown(mask: np.ndarray) -> np.ndarray:
-        return mask if scale == 1.0 else resized(mask, cv2.INTER_NEAREST)
 
     def at(x: float, y: float) -> tuple[int, int]:
         return int(round((x + 0.5) * sx - 0.5)), int(round((y + 0.5) * sy - 0.5))
@@ -107,33 +214,14 @@ def render_overlay(
     visible = [(i, inst) for i, inst in enumerate(instances) if inst.class_id not in hidden]
     # Paint large instances first so small ones stay visible on top; one blend for all of them.
     visible.sort(key=lambda item: -item[1].area)
-    masks = {i: shown(inst.mask) for i, inst in visible}
-    if cache is not None:
-        cache.clear()
-        cache.update(used)
-    # One label map (the last drawn, smallest, instance wins), one colour lookup, one blend.
-    # OpenCV's table lookup and masked copy: numpy's fancy indexing is ten times slower at display size.
-    canvas = image.copy()
-    if visible and opacity > 0:
-        colors = image.copy()
-        covered = np.zeros((h, w), np.uint8)
-        for start in range(0, len(visible), 255):  # 255 instances per label map (0 is "none")
-            label = np.zeros((h, w), np.uint8)
-            lut = np.zeros((256, 3), np.uint8)
-            for k, (i, inst) in enumerate(visible[start : start + 255], 1):
-                np.copyto(label, np.uint8(k), where=masks[i])
-                lut[k] = class_color(inst.class_id)
-            painted = cv2.merge([cv2.LUT(label, lut[:, c].copy()) for c in range(3)])
-            hit = (label > 0).view(np.uint8)
-            cv2.copyTo(painted, hit, colors)
-            covered |= hit
-        blended = cv2.addWeighted(image, 1.0 - opacity, colors, opacity, 0.0)
-        cv2.copyTo(blended, covered, canvas)
+    masks = {i: resized(inst.mask, cv2.INTER_NEAREST) for i, inst in visible}
+    canvas = _blend_fills(image, visible, masks, opacity)
     for i, inst in visible:
-        contours, _ = cv2.findContours(masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        shown = masks[i]
         if i == selected:
-            cv2.drawContours(canvas, contours, -1, (255, 255, 255), thick + 2)
-        cv2.drawContours(canvas, contours, -1, class_color(inst.class_id), thick)
+            _outline(canvas, inst.mask, shown, thick + 2, (255, 255, 255), cache)
+        _outline(canvas, inst.mask, shown, thick, class_color(inst.class_id), cache)
+    cache.keep_drawn()
     if show_points and selected is not None and selected < len(instances):
         inst = instances[selected]
         radius = max(3, int(round(max(h, w) / 120)))
@@ -146,6 +234,6 @@ def render_overlay(
             cv2.rectangle(canvas, at(*inst.box[:2]), at(*inst.box[2:]), (255, 255, 255), thick)
     if pending_corner is not None:
         cx, cy = at(*pending_corner)
-        size = max(6, int(round(max(h, w) / 60)))
-        cv2.drawMarker(canvas, (cx, cy), (255, 255, 255), cv2.MARKER_CROSS, size, thick + 1)
+        marker = max(6, int(round(max(h, w) / 60)))
+        cv2.drawMarker(canvas, (cx, cy), (255, 255, 255), cv2.MARKER_CROSS, marker, thick + 1)
     return canvas

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from annotate.review.overlay import OverlayCache
 from annotate.review.refine import EditableInstance, SharedSegmenter
 from annotate.store import ProjectStore
 from models.segmenters import Segmenter
@@ -81,7 +82,7 @@ class SessionState:
         self.confidence: float | None = None
         self.tag_ids: list[int] = []
         self._labels_as_saved: list[SavedLabel] = []  # the instances as last saved, for the confidence
-        self._overlay_cache: dict = {}  # the overlay's resized image and masks (render_overlay's cache)
+        self._overlay_cache = OverlayCache()  # the overlay's resized image, masks and outlines
 
     # ------------------------------------------------------------------ classes
     @property
@@ -146,7 +147,7 @@ class SessionState:
         if self.image_id is None or self.released:
             return
         self.released = True
-        self._overlay_cache = {}
+        self._overlay_cache = OverlayCache()
         self._drop_pixels()
 
     def restore(self) -> None:

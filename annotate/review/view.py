@@ -50,6 +50,10 @@ class Ui:
     status_filter: str | None = None
     order: str = "confidence"
     editor_key: tuple | None = None  # what the brush editor shows (image, version, selection): kept strokes
+    # What the page was last sent of the queue (rows by image id) and of the "Merge with" choices: a reply
+    # carries them again only when they changed.
+    queue_shown: dict[int, list[Any]] = dataclasses.field(default_factory=dict)
+    merge_shown: list[tuple[str, int]] | None = None
 
 
 def segmenter_banner(segmenter: SharedSegmenter) -> str:
@@ -130,6 +134,11 @@ def editor_key(ui: Ui) -> tuple:
     return (s.image_id, s.version, s.selected, ui.opacity, tuple(sorted(ui.hidden)))
 
 
+def _queue_row(image_id: int, file_name: str, status: str, confidence: float | None, check: str) -> list[Any]:
+    """One row of the queue table (see :func:`queue_rows`)."""
+    return [image_id, Path(file_name).name, status, None if confidence is None else round(float(confidence), 3), check]
+
+
 def queue_rows(ui: Ui) -> list[list[Any]]:
     """Rows of the queue table: [id, file name, status, confidence rounded to 3 places or None, check], where
     check warns about automatic labels of low confidence or from rough models
@@ -138,15 +147,24 @@ def queue_rows(ui: Ui) -> list[list[Any]]:
 
     checks = review_checks(ui.session.store)
     return [
-        [
-            r.image_id,
-            Path(r.file_name).name,
-            r.status,
-            None if r.confidence is None else round(float(r.confidence), 3),
-            checks.get(r.image_id, ""),
-        ]
+        _queue_row(r.image_id, r.file_name, r.status, r.confidence, checks.get(r.image_id, ""))
         for r in ui.session.queue(status=ui.status_filter, order=ui.order)
     ]
+
+
+def open_image_row(ui: Ui) -> list[Any] | None:
+    """The open image's row of the queue table as :func:`queue_rows` makes it now; None when no image is open
+    or the status filter leaves it out."""
+    from annotate.review.provenance import review_checks
+
+    s = ui.session
+    if s.image_id is None:
+        return None
+    record = s.store.image(s.image_id)
+    if ui.status_filter is not None and record.status != ui.status_filter:
+        return None
+    check = review_checks(s.store, [record])[record.id]
+    return _queue_row(record.id, record.file_name, record.status, record.confidence, check)
 
 
 def progress_text(session: ReviewSession) -> str:

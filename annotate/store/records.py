@@ -2,11 +2,14 @@
 
 Records are frozen dataclasses read from the database (:class:`ImageRecord`, :class:`InstanceRecord`,
 :class:`Change`); :class:`NewInstance` is what callers save. :func:`instance_row` validates and encodes a
-:class:`NewInstance` into a row of the ``instances`` table; :func:`instance_record` reads one back.
+:class:`NewInstance` into a row of the ``instances`` table; :func:`instance_record` reads one back. Every save
+writes all of an image's instances, so a compressed counts string found valid once is remembered
+(:data:`CHECKED_COUNTS` of them) and not decoded again when the same instance is saved unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -174,6 +177,53 @@ def check_class_name(name: str) -> str:
     return name
 
 
+CHECKED_COUNTS = 1024
+"""How many validated compressed counts strings (with their image size) :func:`instance_row` remembers."""
+
+
+@functools.lru_cache(maxsize=CHECKED_COUNTS)
+def _checked_counts(counts: str, height: int, width: int) -> tuple[int, str]:
+    """(area, bbox JSON) of compressed ``counts`` of an (height, width) mask, validated by
+    :func:`annotate.rle.normalize_rle` on the first call (ValueError, not remembered, when invalid). A string
+    never changes, so the answer stays true for the same counts and size."""
+    rle = normalize_rle({"size": [height, width], "counts": counts}, (height, width))
+    return rle_area(rle), json.dumps(rle_bbox(rle))
+
+
+def _is_size(size: Any, height: int, width: int) -> bool:
+    """Whether an RLE's ``size`` is exactly ``[height, width]`` as two integers (not bools)."""
+    return (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in size)
+        and (int(size[0]), int(size[1])) == (height, width)
+    )
+
+
+def _encoded_mask(mask: np.ndarray | RLE, where: str, height: int, width: int) -> tuple[str, int, str]:
+    """(compressed counts, area, bbox JSON) of an instance's mask of an (height, width) image: an (H, W) bool
+    array is encoded, an RLE dict validated (``where`` names the instance in error messages)."""
+    if isinstance(mask, dict):
+        counts = mask.get("counts")
+        if type(counts) is str and counts.isascii() and _is_size(mask.get("size"), height, width):
+            try:
+                return (counts, *_checked_counts(counts, height, width))
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from error
+        try:
+            rle = normalize_rle(mask, (height, width))
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from error
+    else:
+        array = np.asarray(mask)
+        if array.shape != (height, width):
+            raise ValueError(
+                f"{where}: mask shape {array.shape} does not match the image ({height}, {width})"
+            )
+        rle = encode_mask(array)
+    return rle["counts"], rle_area(rle), json.dumps(rle_bbox(rle))
+
+
 def instance_row(instance: NewInstance, where: str, height: int, width: int, n_classes: int) -> tuple | None:
     """Validate and encode an instance of an (height, width) image into an ``instances`` row.
 
@@ -196,30 +246,20 @@ def instance_row(instance: NewInstance, where: str, height: int, width: int, n_c
         raise ValueError(f"{where}: predicted_iou {predicted!r} is not a number in [0, 1]")
     if instance.source not in SOURCES:
         raise ValueError(f"{where}: unknown source {instance.source!r}; sources are {SOURCES}")
-    if isinstance(instance.mask, dict):
-        try:
-            rle = normalize_rle(instance.mask, (height, width))
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}") from error
-    else:
-        mask = np.asarray(instance.mask)
-        if mask.shape != (height, width):
-            raise ValueError(f"{where}: mask shape {mask.shape} does not match the image ({height}, {width})")
-        rle = encode_mask(mask)
-    area = rle_area(rle)
+    counts, area, bbox = _encoded_mask(instance.mask, where, height, width)
     if not 0 <= area <= height * width:  # cannot happen for a validated RLE; never store one that says so
         raise ValueError(f"{where}: mask area {area} outside 0..{height * width}")
     if area == 0:
         return None
     return (
         int(class_id),
-        rle["counts"],
+        counts,
         score,
         instance.source,
         int(bool(instance.needs_review)),
         str(instance.reason),
         area,
-        json.dumps(rle_bbox(rle)),
+        bbox,
         int(bool(instance.iscrowd)),
         None if predicted is None else float(predicted),
     )

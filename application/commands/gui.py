@@ -181,12 +181,19 @@ def build_segmenter_for(settings: Any, store: Any) -> Any:
     return SharedSegmenter(seg)
 
 
+def page_options() -> dict[str, Any]:
+    """The page's own ``Blocks.launch`` options: its key bindings and CSS, no footer, no server-side rendering,
+    and no run history (Gradio would copy every event's inputs and outputs into the browser's storage, several
+    times per click)."""
+    from annotate.review.assets import CSS, SHORTCUTS_JS
+
+    return {"js": SHORTCUTS_JS, "css": CSS, "footer_links": [], "ssr_mode": False, "run_history": False}
+
+
 def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
     """Keyword arguments of Gradio's ``Blocks.launch`` for the parsed command line (creates ``PROJECT/exports``,
     the one folder the page may serve files from). Logins go through a throttling
     :class:`application.gui.login_gate.LoginGate`."""
-    from annotate.review.assets import CSS, SHORTCUTS_JS
-
     exports = store.layout.exports_dir
     exports.mkdir(parents=True, exist_ok=True)
     from application.gui.login_gate import LoginGate
@@ -198,10 +205,7 @@ def launch_kwargs(args: argparse.Namespace, store: Any) -> dict[str, Any]:
         "auth": LoginGate(logins) if logins else None,
         "auth_message": "dhr-label: log in to review" if logins else None,
         "allowed_paths": [str(exports)],
-        "js": SHORTCUTS_JS,
-        "css": CSS,
-        "footer_links": [],
-        "ssr_mode": False,
+        **page_options(),
         "show_error": True,
         "max_file_size": MAX_UPLOAD,
     }

@@ -265,8 +265,6 @@ def build_app(
         both = view_outputs + queue_outputs
         # Edits of every tab run one at a time (they share the store and the segmenter), without a spinner.
         fast = {"show_progress": "hidden", "concurrency_id": "edit"}
-        # After an edit the queue shows the image's new confidence (a second, light request).
-        requeue = {"fn": h.on_queue_refresh, "inputs": state, "outputs": queue_outputs, "show_progress": "hidden"}
 
         demo.unload(h.on_unload)
         demo.load(h.on_load, None, [state, *both, remove_box]).then(h.on_prepare, state, [message_md])
@@ -276,20 +274,19 @@ def build_app(
         status_dd.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
         order_radio.input(h.on_filter, [state, status_dd, order_radio], queue_outputs + [message_md])
         # ---------------------------------------------------------- editing events
-        canvas.select(h.on_click, [state, tool_radio], view_outputs, trigger_mode="multiple", **fast).then(
-            **requeue
-        )
+        # Edits fill the queue too: their one reply carries it when the image's row there changed.
+        canvas.select(h.on_click, [state, tool_radio], both, trigger_mode="multiple", **fast)
         tool_radio.input(h.on_tool, [state, tool_radio], [canvas, message_md], **fast)
         instances_df.select(h.on_instance_select, state, view_outputs, **fast)
         deselect_btn.click(h.on_deselect, state, view_outputs, **fast)
         new_class_dd.input(h.on_new_class, [state, new_class_dd], [message_md])
-        class_dd.input(h.on_set_class, [state, class_dd], view_outputs, **fast).then(**requeue)
-        delete_btn.click(h.on_delete, state, view_outputs, **fast).then(**requeue)
-        merge_btn.click(h.on_merge, [state, merge_dd], view_outputs, **fast).then(**requeue)
-        delete_class_btn.click(h.on_delete_class, [state, bulk_class_dd], view_outputs, **fast).then(**requeue)
-        fragments_btn.click(h.on_drop_fragments, [state, fragment_nb], view_outputs, **fast).then(**requeue)
-        largest_btn.click(h.on_keep_largest, state, view_outputs, **fast).then(**requeue)
-        largest_all_btn.click(h.on_keep_largest_all, state, view_outputs, **fast).then(**requeue)
+        class_dd.input(h.on_set_class, [state, class_dd], both, **fast)
+        delete_btn.click(h.on_delete, state, both, **fast)
+        merge_btn.click(h.on_merge, [state, merge_dd], both, **fast)
+        delete_class_btn.click(h.on_delete_class, [state, bulk_class_dd], both, **fast)
+        fragments_btn.click(h.on_drop_fragments, [state, fragment_nb], both, **fast)
+        largest_btn.click(h.on_keep_largest, state, both, **fast)
+        largest_all_btn.click(h.on_keep_largest_all, state, both, **fast)
         undo_btn.click(h.on_undo, state, both, **fast)
         redo_btn.click(h.on_redo, state, both, **fast)
         accept_btn.click(h.on_accept, state, both, concurrency_id="edit").then(
@@ -306,9 +303,7 @@ def build_app(
         )
         visible_cb.input(h.on_display, [state, opacity, visible_cb], [canvas, message_md], **fast)
         brush_tab.select(h.on_brush_open, state, [editor, message_md])
-        brush_btn.click(h.on_brush_apply, [state, editor], [*view_outputs, editor], concurrency_id="edit").then(
-            **requeue
-        )
+        brush_btn.click(h.on_brush_apply, [state, editor], [*both, editor], concurrency_id="edit")
         # ---------------------------------------------------------- project events
         export_btn.click(h.on_export, [state, export_statuses, polygons_cb], [export_file, message_md])
         add_btn.click(h.on_add_images, [state, upload, tags_box], [*queue_outputs, message_md, upload])

@@ -35,6 +35,7 @@ from annotate.review.view import (
     image_info,
     image_point,
     merge_options,
+    open_image_row,
     open_neighbour,
     parse_tags,
     progress_text,
@@ -89,6 +90,18 @@ def user_message(error: BaseException, root: Path, *, upload: Path | None = None
 
 def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
     """Run a handler; a user error becomes a message, a version conflict a warning and a reload."""
+    return _guard(fn, requeue=False)
+
+
+def edit(fn: Callable[..., dict]) -> Callable[..., dict]:
+    """A :func:`guarded` handler of a label edit whose event also fills the queue: its reply carries the queue
+    when the edit (or the reload after a conflict) changed the open image's row there (its status, confidence
+    or check), so an edit takes one request."""
+    return _guard(fn, requeue=True)
+
+
+def _guard(fn: Callable[..., dict], *, requeue: bool) -> Callable[..., dict]:
+    """:func:`guarded` / :func:`edit`."""
 
     @functools.wraps(fn)
     def wrapper(self: ReviewHandlers, ui: Ui, *args: Any, **kwargs: Any) -> dict:
@@ -96,10 +109,12 @@ def guarded(fn: Callable[..., dict]) -> Callable[..., dict]:
             return {self.page.message_md: "The page is still loading; try again."}
         try:
             with self.pool.using(ui):  # reads the image again if its memory was given to other tabs
-                return fn(self, ui, *args, **kwargs) or {self.page.message_md: gr.skip()}
-        except EditConflict as error:
-            gr.Warning(user_message(error, self.store.root))
-            return self.view(ui, f"⚠️ {user_message(error, self.store.root)}")
+                try:
+                    out = fn(self, ui, *args, **kwargs) or {self.page.message_md: gr.skip()}
+                except EditConflict as error:
+                    gr.Warning(user_message(error, self.store.root))
+                    out = self.view(ui, f"⚠️ {user_message(error, self.store.root)}")
+                return {**out, **self.queue_if_changed(ui)} if requeue else out
         except USER_ERRORS as error:
             logger.info("%s: %s", fn.__name__, error)
             return {self.page.message_md: f"⚠️ {user_message(error, self.store.root)}"}
@@ -139,20 +154,40 @@ class ReviewHandlers:
 
     # ------------------------------------------------------------------ view helpers
     def view(self, ui: Ui, message: str = "") -> dict:
+        """The open image's part of the page. Dropdowns get plain values (a component update costs Gradio far
+        more), "Merge with" its choices only when they changed; nothing is left picked there."""
         s = ui.session
         selected = s.instances[s.selected] if s.selected is not None else None
         return {
             self.page.canvas: display_image(ui),
             self.page.instances_df: s.instance_rows(),
             self.page.image_md: image_info(s),
-            self.page.merge_dd: gr.Dropdown(choices=merge_options(s), value=None),
-            self.page.class_dd: gr.Dropdown(value=selected.class_id if selected else None),
-            self.page.new_class_dd: gr.Dropdown(value=s.new_class),
+            self.page.merge_dd: self._merge_update(ui),
+            self.page.class_dd: selected.class_id if selected else None,
+            self.page.new_class_dd: s.new_class,
             self.page.message_md: message,
         }
 
+    def _merge_update(self, ui: Ui) -> Any:
+        """The "Merge with" list emptied of its pick, with its choices when they differ from the last sent."""
+        choices = merge_options(ui.session)
+        if choices == ui.merge_shown:
+            return None
+        ui.merge_shown = choices
+        return gr.Dropdown(choices=choices, value=None)
+
     def queue_view(self, ui: Ui) -> dict:
-        return {self.page.queue_df: queue_rows(ui), self.page.progress_md: progress_text(ui.session)}
+        """The queue and the progress line (the rows sent are remembered for :meth:`queue_if_changed`)."""
+        rows = queue_rows(ui)
+        ui.queue_shown = {row[0]: row for row in rows}
+        return {self.page.queue_df: rows, self.page.progress_md: progress_text(ui.session)}
+
+    def queue_if_changed(self, ui: Ui) -> dict:
+        """:meth:`queue_view` when the open image's row differs from the one last sent, else nothing."""
+        s = ui.session
+        if s.image_id is None or open_image_row(ui) == ui.queue_shown.get(s.image_id):
+            return {}
+        return self.queue_view(ui)
 
     # ------------------------------------------------------------------ handlers
     def _open_failed(self, record_name: str, error: BaseException) -> str:
@@ -233,17 +268,12 @@ class ReviewHandlers:
         return self.view(ui)
 
     @guarded
-    def on_queue_refresh(self, ui: Ui) -> dict:
-        """The queue and progress line again (after an edit changed the image's confidence)."""
-        return self.queue_view(ui)
-
-    @guarded
     def on_filter(self, ui: Ui, status: str, order: str) -> dict:
         ui.status_filter = None if status == "all" else status
         ui.order = ORDERS.get(order, "confidence")
         return self.queue_view(ui)
 
-    @guarded
+    @edit
     def on_click(self, ui: Ui, tool: str, evt: gr.SelectData) -> dict:
         s = ui.session
         if s.image is None:
@@ -279,20 +309,20 @@ class ReviewHandlers:
             ui.session.new_class = int(class_id)
         return {}
 
-    @guarded
+    @edit
     def on_set_class(self, ui: Ui, class_id: int | None) -> dict:
         if class_id is None:
             raise ValueError("pick a class")
         ui.session.set_class(int(class_id))
         return self.view(ui, f"instance #{ui.session.selected + 1} is now {self.classes[int(class_id) - 1]}")
 
-    @guarded
+    @edit
     def on_delete(self, ui: Ui) -> dict:
         index = ui.session.selected
         ui.session.delete()
         return self.view(ui, f"deleted instance #{index + 1}")
 
-    @guarded
+    @edit
     def on_merge(self, ui: Ui, other: int | None) -> dict:
         s = ui.session
         if s.selected is None:
@@ -303,23 +333,23 @@ class ReviewHandlers:
         return self.view(ui, f"merged into instance #{index + 1}")
 
     # ---------------------------------------------------------- clean-up (each one undo step)
-    @guarded
+    @edit
     def on_delete_class(self, ui: Ui, class_id: int | None) -> dict:
         if class_id is None:
             raise ValueError("pick the class whose instances to delete")
         return self.view(ui, ui.session.delete_class(int(class_id)))
 
-    @guarded
+    @edit
     def on_drop_fragments(self, ui: Ui, min_area: float | None) -> dict:
         if min_area is None or float(min_area) < 1:
             raise ValueError("type the size in pixels under which pieces are deleted (at least 1)")
         return self.view(ui, ui.session.drop_fragments(int(min_area)))
 
-    @guarded
+    @edit
     def on_keep_largest(self, ui: Ui) -> dict:
         return self.view(ui, ui.session.keep_largest())
 
-    @guarded
+    @edit
     def on_keep_largest_all(self, ui: Ui) -> dict:
         return self.view(ui, ui.session.keep_largest(every=True))
 
@@ -389,7 +419,7 @@ class ReviewHandlers:
             return {self.page.editor: gr.skip()}  # the same picture: keep the strokes not yet applied
         return {self.page.editor: self._editor_value(ui)}
 
-    @guarded
+    @edit
     def on_brush_apply(self, ui: Ui, value: dict | None) -> dict:
         s = ui.session
         image = s.require_image()
