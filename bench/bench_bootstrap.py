@@ -8,10 +8,8 @@ CPU, SAM 2.1 Hiera-B+ on a GPU; or any registry segmenter), the USS features the
 synthetic scenes (tests/synthetic_dataset.py) at --size px with 2-3 tags each. Classifier training is not included.
 
     .venv/bin/python bench/bench_bootstrap.py [--images 3] [--size 512] [--device cpu] [--segmenter auto]
-        [--cam-scales 1,0.5,1.5,2] [--flip | --no-flip] [--no-prefetch]
+        [--cam-scales 1,0.5,1.5,2] [--flip | --no-flip]
 
-As in `dhr bootstrap`, each image's segmenter encoding of the next image starts in the background (one torch thread)
-once its own is done, beside its DHR and prompting; the encoder row then counts only the wait for it.
 Prints a markdown table: seconds per image for each stage, its share, and images per hour for the whole run.
 """
 
@@ -45,8 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cam-scales", help="CAM inference scales (default: the ImageNet profile's on the device)")
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                         help="CAMs also of the flipped image (default: the ImageNet profile's on the device)")
-    parser.add_argument("--no-prefetch", action="store_true",
-                        help="encode each image when it comes (default: the next one in the background, as the CLI)")
     parser.add_argument("--segmenter", default="auto",
                         help="registry segmenter, real size, random weights (auto: the device's preferred one)")
     args = parser.parse_args(argv)
@@ -85,10 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    for index, s in enumerate(samples):  # as `dhr bootstrap`: the next image's encoding overlaps DHR and prompting
+    for s in samples:
         tags = [CLASSES.index(t) + 1 for t in s.tags]
-        following = samples[index + 1].image if index + 1 < len(samples) and not args.no_prefetch else None
-        process_image(s.image, tags, model, provider, segmenter, config, timings=timings, next_image=following)
+        process_image(s.image, tags, model, provider, segmenter, config, timings=timings)
     total = time.perf_counter() - start
     n = len(samples)
 

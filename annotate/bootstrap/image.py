@@ -66,13 +66,8 @@ def process_image(
     config: BootstrapConfig,
     base_mask: torch.Tensor | None = None,
     timings: dict[str, float] | None = None,
-    next_image: np.ndarray | None = None,
 ) -> ImageOutcome:
     """One image (HWC uint8 RGB) with its tag ids -> CAMs, base mask, DHR, segmenter instances, confidence.
-
-    ``next_image``: the image processed next, whose segmenter encoding starts in the background once this
-    image's is done (:meth:`~models.segmenters.Segmenter.prefetch`, one torch thread): it runs beside this
-    image's DHR and prompting, which leave a core idle.
 
     ``timings``: when given, the seconds of each stage are added to it under "cams", "sam_encoder" (the
     segmenter's ``set_image``), "uss", "dhr" and "prompting". Settings ``config`` leaves at None come from
@@ -92,8 +87,6 @@ def process_image(
         base_mask = base_mask.to(cams.device)
     with clock("sam_encoder"):
         segmenter.set_image(image)  # computes or loads the embedding once; USS "sam" and labelling reuse it
-    if next_image is not None:
-        segmenter.prefetch(next_image)
     with clock("uss"):
         uss = uss_provider.features(image, x)  # a segmenter-embedding provider reuses the encoding above
     with clock("dhr"):

@@ -264,8 +264,7 @@ def run_bootstrap(
                 base = None
                 if base_dir is not None and (base_dir / png_name(entry.file_name)).is_file():
                     base = read_base_mask(base_dir, entry.file_name, image.shape[:2])
-                following = futures[index + 1].result() if index + 1 < len(todo) else None
-                outcome = process_image(image, tags, model, provider, seg, config, base, next_image=following)
+                outcome = process_image(image, tags, model, provider, seg, config, base)
                 if _save(store, records[entry.file_name], entry, outcome):
                     processed.append(entry.file_name)
                 else:

@@ -176,10 +176,6 @@ class SegmenterLease(Segmenter):
         with self.shared._lock:
             self.shared._set(self._key, image)
 
-    def prefetch(self, image: np.ndarray):
-        """The shared model's background encoding of ``image`` (a bootstrap job's next image)."""
-        return self.shared.segmenter.prefetch(image)
-
     def _current(self) -> Segmenter:
         if self._image is None:
             raise RuntimeError("set_image(image) must be called before predict()")
