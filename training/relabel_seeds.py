@@ -10,6 +10,10 @@ The network was trained with DHR in its step, so its prediction already carries 
   it looks like that class, which the network, trained to tell them apart, chose there;
 - ``"dhr"``: DHR's balanced mask and heatmaps of the prediction, all classes rebalanced again.
 
+Before DHR, two rules keep what the labels already hold (``RoundsConfig.min_confidence`` and ``keep_tags``):
+pixels the network is unsure of keep their current labels (:func:`unsure_to_previous`), and a tagged class the
+labels hold but the prediction lacks keeps its current region (:func:`carry_lost_tags`).
+
 Why: on the generated benchmarks (``bench/bench_pipeline.py``, ``bench/bench_rounds.py``; README) a second
 full DHR pass let the weight-free colour features paint look-alike regions as a class and, where the CAM of a
 small class points at its neighbour, put that class on the neighbour; the prediction alone never brings back
@@ -26,7 +30,8 @@ import torch
 from annotate.labeling import Seeds
 from training.evaluate import tag_restricted_probs
 
-__all__ = ["RELABEL_SEEDS", "carry_lost_tags", "lacks_a_tag", "prediction_seeds", "restore_distinct", "unsure_to_previous"]
+__all__ = ["RELABEL_SEEDS", "carry_lost_tags", "lacks_a_tag", "prediction_seeds", "restore_distinct",
+           "unsure_to_previous"]
 
 RELABEL_SEEDS = ("prediction", "restore", "dhr")
 

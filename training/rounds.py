@@ -2,8 +2,9 @@
 
 Each round trains DeepLabv3+ on the project's current labels (DHR in the step, accepted labels as they are),
 predicts every image that is not accepted or rejected with multi-scale + flip inference of the EMA weights,
-turns the predictions (argmax over background and the image's tags, by default with the tagged classes it
-lacks that DHR restores and that look distinct: ``relabel``, :mod:`training.relabel_seeds`) into instances
+turns the predictions (argmax over background and the image's tags; pixels the network is unsure of and tagged
+classes it lacks keep the current labels; by default with the tagged classes still missing that DHR restores and
+that look distinct: ``relabel``, :mod:`training.relabel_seeds`) into instances
 with ``annotate.labeling.label_image`` (SAM prompts, or GrabCut; the network's CAMs as evidence), and saves
 them to the store (optimistic versioning: an image edited meanwhile is left alone). Rounds stop early when
 the share of relabelled pixels falls below ``min_change``.
