@@ -15,7 +15,13 @@ from PIL import Image
 
 from application import cli
 from tests.test_training import make_project
-from training.evaluate import evaluate_labels, format_scores, load_ground_truth, tag_restricted_mask
+from training.evaluate import (
+    evaluate_labels,
+    format_scores,
+    load_ground_truth,
+    tag_restricted_mask,
+    tag_restricted_probs,
+)
 from training.rounds import RoundsConfig, load_model, relabel_plan, run_rounds
 from training.trainer import TrainConfig
 
@@ -343,8 +349,9 @@ def test_unsure_pixels_keep_their_current_labels():
     base = torch.tensor([[1, 1, 1], [1, 1, 1]])
     previous = torch.tensor([[0, 3, 0], [0, 3, 0]])
     seeds = Seeds(base, probs[[0, 1, 3]], [0, 1, 3])
-    mixed = unsure_to_previous(seeds, probs, [1, 3], previous, 0.8)
+    confidence = tag_restricted_probs(probs, [1, 3]).max(0).values
+    mixed = unsure_to_previous(seeds, confidence, previous, 0.8)
     assert mixed.mask.tolist() == [[1, 1, 1], [0, 3, 0]]
-    assert unsure_to_previous(seeds, probs, [1, 3], previous, 0.5).mask.tolist() == base.tolist()
-    assert unsure_to_previous(seeds, probs, [1, 3], previous, 0.0) is seeds
+    assert unsure_to_previous(seeds, confidence, previous, 0.5).mask.tolist() == base.tolist()
+    assert unsure_to_previous(seeds, confidence, previous, 0.0) is seeds
 

@@ -24,8 +24,8 @@ from dhr.labels import IGNORE_INDEX
 from dhr.normalise import normalise_cams
 from models.inference import multiscale_flip
 
-__all__ = ["Prediction", "predict_image", "tag_restricted_mask", "load_ground_truth", "evaluate_masks",
-           "evaluate_labels", "evaluate_model", "format_scores"]
+__all__ = ["Prediction", "predict_image", "tag_restricted_mask", "tag_restricted_probs", "load_ground_truth",
+           "evaluate_masks", "evaluate_labels", "evaluate_model", "format_scores"]
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 import torch
 
 from annotate.labeling import Seeds
-from training.evaluate import tag_restricted_probs
 
 __all__ = ["RELABEL_SEEDS", "carry_lost_tags", "lacks_a_tag", "prediction_seeds", "restore_distinct",
            "unsure_to_previous"]
@@ -66,6 +65,7 @@ def restore_distinct(seeds: Seeds, balanced) -> Seeds:
         heatmaps[rows.index(class_id)] = balanced.heatmaps[list(balanced.classes).index(class_id)].to(heatmaps)
     return Seeds(mask, heatmaps, seeds.classes)
 
+
 def carry_lost_tags(seeds: Seeds, previous: torch.Tensor, tags: Sequence[int]) -> Seeds:
     """``seeds`` with every tagged class they lack but the image's current labels hold carried over.
 
@@ -88,18 +88,17 @@ def carry_lost_tags(seeds: Seeds, previous: torch.Tensor, tags: Sequence[int]) -
     return Seeds(mask, heatmaps, seeds.classes)
 
 
-def unsure_to_previous(seeds: Seeds, probs: torch.Tensor, tags: Sequence[int], previous: torch.Tensor,
-                       min_confidence: float) -> Seeds:
+def unsure_to_previous(seeds: Seeds, confidence: torch.Tensor, previous: torch.Tensor, min_confidence: float) -> Seeds:
     """``seeds`` whose pixels the network is unsure of take the image's current labels instead.
 
-    probs: (N + 1, H, W) class probabilities; previous: (H, W) int64 labels before the round. A pixel keeps the
-    seeds' class where the network's probability of it, over background and the tags, is at least
-    ``min_confidence``; elsewhere it takes ``previous``. Self-training keeps only confident pseudo-labels; here
-    the unsure pixels keep what the labels said, so a round corrects labels where the network is sure and
-    does not paint a look-alike region (an orange suit next to a red ball) with a class it half believes.
+    confidence: (H, W) the network's probability of the predicted class, over background and the tags (the
+    peak of :func:`training.evaluate.tag_restricted_probs`); previous: (H, W) int64 labels before the round. A
+    pixel keeps the seeds' class where ``confidence`` is at least ``min_confidence``; elsewhere it takes
+    ``previous``. Self-training keeps only confident pseudo-labels; here the unsure pixels keep what the labels
+    said, so a round corrects labels where the network is sure and does not paint a look-alike region (an orange
+    suit next to a red ball) with a class it half believes.
     """
     if min_confidence <= 0.0:
         return seeds
-    peak = tag_restricted_probs(probs, tags).max(0).values
-    mask = torch.where(peak >= min_confidence, seeds.mask, previous.to(seeds.mask))
+    mask = torch.where(confidence >= min_confidence, seeds.mask, previous.to(seeds.mask))
     return Seeds(mask, seeds.heatmaps, seeds.classes)

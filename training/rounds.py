@@ -50,7 +50,7 @@ from training.data import (
     project_entries,
 )
 from training.distributed import DistContext, all_reduce_sum, barrier, init_distributed
-from training.evaluate import evaluate_labels, predict_image, tag_restricted_mask
+from training.evaluate import evaluate_labels, predict_image, tag_restricted_probs
 from training.relabel_seeds import (
     RELABEL_SEEDS,
     carry_lost_tags,
@@ -192,12 +192,14 @@ def _instances_from_mask(mask: np.ndarray, tags: Sequence[int], score: float):
 
 @torch.no_grad()
 def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: torch.Tensor, config: RoundsConfig,
-                  segmenter=None) -> tuple[np.ndarray, list, float]:
+                  segmenter=None, previous: np.ndarray | None = None) -> tuple[np.ndarray, list, float]:
     """New labels of one image: prediction -> tag-restricted argmax -> seeds (``config.relabel``,
     :mod:`training.relabel_seeds`) -> segmenter prompts.
 
     As in ``dhr bootstrap``, the network's CAMs of the tags are the labelling's evidence: components of the
     seeds whose CAM peak stays below ``LabelingConfig.min_evidence`` get no prompt.
+
+    ``previous``: the image's (H, W) labels before the round (read from the store when None).
 
     Returns (semantic mask (H, W) int64, list of ``NewInstance``, the image's confidence in [0, 1]
     (:func:`annotate.confidence.image_confidence`)). Without a segmenter the instances are the seeds' classes,
@@ -210,16 +212,18 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
     image = store.load_image(entry.image_id)
     pred = predict_image(model, image, config.scales, config.flip)
     tags = list(entry.tags)
-    base, peak = tag_restricted_mask(pred.probs, tags)
+    sure, base = tag_restricted_probs(pred.probs, tags).max(0)  # (H, W) peak probability and its class
+    peak = float(sure.mean())
     if not tags:  # all background: as confident as the network is of it
         return base.cpu().numpy(), [], image_confidence(pred.probs[:1], [], [])
     cams = pred.cams[[t - 1 for t in tags]]
     seeds = prediction_seeds(base, pred.probs, tags)
     if config.keep_tags or config.min_confidence > 0.0:
-        previous = torch.as_tensor(np.asarray(store.semantic_mask(entry.image_id), np.int64), device=base.device)
-        seeds = unsure_to_previous(seeds, pred.probs, tags, previous, config.min_confidence)
+        held = store.semantic_mask(entry.image_id) if previous is None else previous
+        held = torch.as_tensor(np.asarray(held, np.int64), device=base.device)
+        seeds = unsure_to_previous(seeds, sure, held, config.min_confidence)
         if config.keep_tags:
-            seeds = carry_lost_tags(seeds, previous, tags)
+            seeds = carry_lost_tags(seeds, held, tags)
     if config.relabel == "dhr" or (config.relabel == "restore" and lacks_a_tag(seeds.mask, tags)):
         balanced = rebalance(cams, seeds.mask, tags, uss_features.to(cams.device),
                              [pred.features["C4"], pred.features["C5"]], image=image if config.dhr.crf else None,
@@ -257,8 +261,8 @@ def _relabel(store, model: DeepLabV3Plus, entries: Sequence[ImageEntry], cache: 
         features = cache.get(entry.sha256)
         if features is None:
             raise RuntimeError(f"USS features of image {record.file_name} are missing from {cache.root}")
-        semantic, instances, confidence = relabel_image(store, model, entry, features, config, segmenter)
         old = np.asarray(store.semantic_mask(entry.image_id), np.int64)
+        semantic, instances, confidence = relabel_image(store, model, entry, features, config, segmenter, old)
         instances = list(instances) + [i.to_new() for i in store.instances(entry.image_id) if i.iscrowd]  # kept
         status = "review" if any(i.needs_review for i in instances) else "pseudo"
         try:
