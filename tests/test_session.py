@@ -826,3 +826,15 @@ def test_the_next_image_is_encoded_before_it_is_opened(tmp_path: Path, monkeypat
     session.add_point(40, 30, positive=True)
     assert segmenter.last_prefetched and segmenter.encoder_calls == 1 and session.selected is not None
     store.close()
+
+
+def test_no_image_is_read_ahead_for_a_segmenter_without_an_encoder(project, session, monkeypatch):
+    """GrabCut has nothing to encode ahead: stepping to the next image reads no other image."""
+    from annotate.review.view import Ui, open_neighbour
+
+    store, ids, _, _ = project
+    read: list[int] = []
+    real_load = store.load_image
+    monkeypatch.setattr(store, "load_image", lambda image_id: read.append(image_id) or real_load(image_id))
+    assert session.prefetch_image(ids[2]) is None
+    assert open_neighbour(Ui(session, order="name"), 1) == ids[1] and read == [ids[1]]

@@ -127,6 +127,11 @@ class SharedSegmenter:
             self._set(key, image)
             return self.segmenter.predict(**prompts)
 
+    @property
+    def has_embedding(self) -> bool:
+        """Whether the segmenter encodes images (SAM family): only then is there anything to prefetch."""
+        return self.segmenter is not None and self.segmenter.has_embedding
+
     def prefetch(self, image: np.ndarray) -> None:
         """Start encoding ``image`` (HWC uint8 RGB) in the background (:meth:`Segmenter.prefetch`), so that its first
         click does not wait for the encoder; no lock is taken: the current image stays as it is."""

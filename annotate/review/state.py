@@ -124,10 +124,14 @@ class SessionState:
         if tags:
             self.new_class = self.classes.index(tags[0]) + 1
 
-    def prefetch_image(self, image_id: int) -> threading.Thread:
+    def prefetch_image(self, image_id: int) -> threading.Thread | None:
         """Read image ``image_id`` and encode it for the segmenter in the background (the image the annotator will
-        likely open next), so that its first click does not wait for the encoder; returns the reading thread.
-        A missing or unreadable image is left for :meth:`open_image` to report."""
+        likely open next), so that its first click does not wait for the encoder; returns the reading thread, or
+        None for a segmenter without an image encoder (nothing is read). A missing or unreadable image is left
+        for :meth:`open_image` to report."""
+        if not self.segmenter.has_embedding:
+            return None
+
         def read_and_encode() -> None:
             try:
                 self.segmenter.prefetch(self.store.load_image(int(image_id)))
