@@ -84,12 +84,10 @@ class EncodedImageSegmenter(Segmenter):
         with self._prefetch_lock:
             pending = self._prefetched.pop(digest, None)
         entry = pending.result() if pending is not None and not pending.cancelled() else None  # waits if running
-        self.last_prefetched = entry is not None
+        self.last_prefetched, self.last_from_cache = entry is not None, False
         if entry is None:
             entry = self._cached(digest, image)
             self.last_from_cache = entry is not None
-        else:
-            self.last_from_cache = False
         if entry is None:
             entry = self._encode_and_store(digest, image)
         self._load(entry)
