@@ -3,8 +3,8 @@
 A review session on a temporary copy of the demo project (its photos, an empty embedding cache) with a real-size
 segmenter (random weights: timing does not depend on them). The annotator steps through the queue with "next"
 (``open_neighbour``), spends ``--dwell`` seconds on each image with a click every second, then steps on. Timed,
-per image after the first: the first click on the newly opened image (``ReviewSession.add_point``: with the background encoding it
-finds the encoding ready, or waits for what is left of it; without it runs the encoder itself).
+per image after the first: the first click on the newly opened image (``ReviewSession.add_point``: with the
+background encoding it finds the encoding ready, or waits for what is left of it; without it runs the encoder).
 
     .venv/bin/python bench/bench_open.py [--segmenter light_sam] [--images 4] [--dwell 4] [--threads 2]
 

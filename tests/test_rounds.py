@@ -354,4 +354,3 @@ def test_unsure_pixels_keep_their_current_labels():
     assert mixed.mask.tolist() == [[1, 1, 1], [0, 3, 0]]
     assert unsure_to_previous(seeds, confidence, previous, 0.5).mask.tolist() == base.tolist()
     assert unsure_to_previous(seeds, confidence, previous, 0.0) is seeds
-
