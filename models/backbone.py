@@ -107,6 +107,34 @@ class ResNetFeatures(ResNet):
         load_exact_state_dict(self, dict(state_dict), "this ResNet", drop_prefix="fc.")
 
 
+def centre_cells(maps: torch.Tensor, input_size: tuple[int, int], stride: int) -> torch.Tensor:
+    """Resample a ResNet's (..., h, w) maps onto the cell-centred grid that bilinear resizing assumes.
+
+    Every strided layer here (7 x 7 with padding 3, 3 x 3 with padding 1, 1 x 1 with padding 0, the 3 x 3 max-pool)
+    maps output index i to input pixel 2i, so the cell (i, j) of a stride-``stride`` map looks at input pixel
+    (stride * i, stride * j). ``F.interpolate(..., align_corners=False)``, and every resize after it, puts that cell
+    at the centre of its share of the image, ``(i + 0.5) * H / h - 0.5``: about ``stride / 2`` pixels lower and to
+    the right (7.5 px at stride 16). Left as it is, every CAM and feature map sits that far off its object.
+    ``input_size``: the (H, W) of the batch the maps came from. Returns the same shape: each cell's value at its
+    centre, linear between the network's samples and the border value beyond them.
+    """
+    h, w = maps.shape[-2:]
+    rows = _centre_weights(h, input_size[0], stride, maps.device)
+    cols = _centre_weights(w, input_size[1], stride, maps.device)
+    out = maps.index_select(-2, rows[0]) * rows[2][:, None] + maps.index_select(-2, rows[1]) * rows[3][:, None]
+    return out.index_select(-1, cols[0]) * cols[2] + out.index_select(-1, cols[1]) * cols[3]
+
+
+def _centre_weights(cells: int, size: int, stride: int, device: torch.device):
+    """(low index, high index, low weight, high weight), each (cells,): where each cell centre falls on the network grid."""
+    centre = (torch.arange(cells, dtype=torch.float64) + 0.5) * size / cells - 0.5
+    at = (centre / stride).clamp(0, cells - 1)
+    low = at.floor().long()
+    high = (low + 1).clamp(max=cells - 1)
+    frac = (at - low).float()
+    return low.to(device), high.to(device), (1 - frac).to(device), frac.to(device)
+
+
 def build_resnet(
     name: str = "resnet50",
     state_dict: Mapping[str, torch.Tensor] | None = None,

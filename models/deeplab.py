@@ -7,7 +7,8 @@ average is the multi-label tag logit, so one forward gives what the DHR step nee
 
 Layouts: input images (B, 3, H, W) float, ImageNet-normalised; ``seg`` (B, N + 1, H, W) logits over background
 and the N classes; ``cls`` (B, N) tag logits; ``cams`` (B, N, h, w) >= 0 at the C5 stride; ``C4``/``C5`` the
-backbone features.
+backbone features. CAMs, C4 and C5 are resampled to their cells' centres (``models.backbone.centre_cells``), so
+that a bilinear resize lays them on the image where the network looked.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.backbone import centre_cells
 
 __all__ = ["ASPP", "Decoder", "DeepLabV3Plus", "build_deeplab"]
 
@@ -109,14 +112,19 @@ class DeepLabV3Plus(nn.Module):
         c5 = features["C5"]
         seg = self.decoder(self.aspp(c5), features["C2"])
         seg = F.interpolate(seg, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        scores = self.cam_head(c5)
+        size, stride = images.shape[-2:], self.output_stride
+        centred = centre_cells(c5, size, stride)
         return {
             "seg": seg,
-            "cls": scores.mean(dim=(2, 3)),
-            "cams": torch.relu(scores),
-            "C4": features["C4"],
-            "C5": c5,
+            "cls": self.cam_head(c5).mean(dim=(2, 3)),
+            "cams": torch.relu(self.cam_head(centred)),
+            "C4": centre_cells(features["C4"], size, min(stride, 16)),
+            "C5": centred,
         }
+
+    @property
+    def output_stride(self) -> int:
+        return int(getattr(self.backbone, "output_stride", 16))
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the randomly initialised heads (ASPP, decoder, CAM head): trained at 10x the lr."""

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.backbone import centre_cells
 from models.deeplab import ASPP, DeepLabV3Plus, build_deeplab
 from models.transforms import AugmentConfig, augment, sample_in_box
 from training.dhr_step import in_valid_region, rebalance_batch
@@ -14,16 +15,21 @@ def test_deeplab_outputs(backbone, channels):
     torch.manual_seed(0)
     model = build_deeplab(3, backbone).eval()
     with torch.no_grad():
-        out = model(torch.randn(2, 3, 64, 80))
+        x = torch.randn(2, 3, 64, 80)
+        out = model(x)
     assert out["seg"].shape == (2, 4, 64, 80)
     assert out["cls"].shape == (2, 3)
     assert out["cams"].shape == (2, 3, 4, 5)  # output stride 16
     assert out["C4"].shape == (2, channels[0], 4, 5) and out["C5"].shape == (2, channels[1], 4, 5)
     assert out["cams"].min() >= 0
-    # the tag logit is the spatial mean of the CAM head's scores (CAMs are their positive part)
-    scores = model.cam_head(out["C5"])
-    torch.testing.assert_close(out["cls"], scores.mean(dim=(2, 3)))
-    torch.testing.assert_close(out["cams"], scores.clamp_min(0))
+    # the tag logit is the spatial mean of the CAM head's scores on the network's cells; the CAMs are the
+    # positive part of the scores at the cells' centres (``centre_cells``), as C4 and C5 are
+    with torch.no_grad():
+        raw = model.backbone(x)
+    torch.testing.assert_close(out["cls"], model.cam_head(raw["C5"]).mean(dim=(2, 3)))
+    torch.testing.assert_close(out["C5"], centre_cells(raw["C5"], (64, 80), 16))
+    torch.testing.assert_close(out["C4"], centre_cells(raw["C4"], (64, 80), 16))
+    torch.testing.assert_close(out["cams"], model.cam_head(out["C5"]).clamp_min(0))
 
 
 def test_parameter_groups_split_the_model():
