@@ -5,7 +5,9 @@
 ``dhr.DHRResult`` (the balanced mask and heatmaps) or :class:`Seeds` (for example a segmentation network's
 prediction and class probabilities). With ``evidence`` (e.g. the classifier's CAMs), components of the balanced mask that hold
 no evidence of at least ``min_evidence`` are dropped first (``annotate.prompts.drop_unsupported_components``):
-regions the USS features made look like a class without the classifier ever seeing it there. For each prompt
+regions the USS features made look like a class without the classifier ever seeing it there; with
+``seed_evidence`` above 0 so are the seed pixels whose own class's evidence is below it (the bootstrap's
+from-scratch profile trims DHR's seeds to where the CAM is at least half its peak). For each prompt
 set (``annotate.prompts``) the segmenter returns candidate masks:
 
 - **choose**: each candidate is rated ``seed_weight * IoU(candidate, seed component) + (1 - seed_weight) *
@@ -80,9 +82,11 @@ class LabelingConfig:
     min_seed_cover: float = 0.2  # "inside": the mask must keep at least this share of the seed
     review_quality: float = 0.5  # a kept mask with predicted quality below it is flagged
     min_evidence: float = 0.5  # with evidence maps: components whose peak evidence is below this are dropped
+    seed_evidence: float = 0.0  # with evidence maps: seed pixels whose own class's evidence is below this too
 
     def __post_init__(self) -> None:
-        for name in ("seed_weight", "min_seed_iou", "min_seed_cover", "review_quality", "min_evidence"):
+        for name in ("seed_weight", "min_seed_iou", "min_seed_cover", "review_quality", "min_evidence",
+                     "seed_evidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.gate not in GATES:
@@ -247,7 +251,7 @@ def label_image(
     seed = _numpy(seeds.mask, np.int64)
     if evidence is not None and len(tags):
         seed = drop_unsupported_components(
-            seed, tags, evidence, config.min_evidence, config.prompts.connectivity
+            seed, tags, evidence, config.min_evidence, config.prompts.connectivity, config.seed_evidence
         )
     image = segmenter.check_image(image)
     if image.shape[:2] != seed.shape:

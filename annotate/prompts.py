@@ -151,13 +151,16 @@ def drop_unsupported_components(
     evidence: np.ndarray | torch.Tensor,
     min_peak: float,
     connectivity: int = 8,
+    min_pixel: float = 0.0,
 ) -> np.ndarray:
-    """The mask with the components that no strong evidence supports set to background (0).
+    """The mask with what no strong evidence supports set to background (0).
 
     ``mask``: (H, W) int class ids; ``evidence``: (K, H, W) float maps in [0, 1] in the order of ``tags``
-    (e.g. the classifier's peak-normalised CAMs). A component of class ``tags[k]`` is kept when the highest
-    value of ``evidence[k]`` inside it reaches ``min_peak``; the best-supported component of every class is
-    always kept, so a tagged class present in the mask never vanishes. Returns (H, W) int64.
+    (e.g. the classifier's peak-normalised CAMs). First each pixel of class ``tags[k]`` whose ``evidence[k]`` is
+    below ``min_pixel`` is dropped, unless that would drop every pixel of the class (a class restored where its
+    evidence is weak keeps its region). Then a component of class ``tags[k]`` is kept when the highest value of
+    ``evidence[k]`` inside it reaches ``min_peak``; the best-supported component of every class is always kept,
+    so a tagged class present in the mask never vanishes. Returns (H, W) int64.
     """
     import cv2
 
@@ -168,6 +171,9 @@ def drop_unsupported_components(
     if evidence.shape != (len(tags), *mask.shape):
         raise ValueError(f"evidence must be (K={len(tags)}, {mask.shape[0]}, {mask.shape[1]}), got {evidence.shape}")
     for row, tag in enumerate(tags):
+        weak_pixels = (mask == int(tag)) & (evidence[row] < min_pixel)
+        if weak_pixels.any() and (mask == int(tag)).sum() > weak_pixels.sum():
+            mask[weak_pixels] = 0
         count, labels = cv2.connectedComponents((mask == int(tag)).astype(np.uint8), connectivity=connectivity)
         if count <= 2:  # no component, or only one: nothing to choose
             continue

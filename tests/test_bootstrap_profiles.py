@@ -27,8 +27,10 @@ def test_auto_without_weights_is_the_small_offline_classifier(tmp_path):
     assert model.top_share == SCRATCH.top_share == 1.0  # global average pooling (top_share: see the README)
     resolved = resolved_config(config, model)
     assert resolved.backbone == SCRATCH.backbone
-    for name in ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold"):
+    for name in ("epochs", "lr", "crop_size", "batch_size", "scale_range", "cam_scales", "background_threshold",
+                 "seed_evidence"):
         assert getattr(resolved, name) == getattr(SCRATCH, name), name
+    assert (SCRATCH.seed_evidence, PRETRAINED.seed_evidence) == (0.5, 0.0)  # measured offline only (README)
     assert resolved_config(resolved, model) == resolved  # idempotent
 
 

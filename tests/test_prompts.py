@@ -134,3 +134,19 @@ def test_components_without_evidence_are_dropped_but_each_class_keeps_its_best()
     np.testing.assert_array_equal(drop_unsupported_components(mask, [1, 2, 3], torch.from_numpy(evidence), 0.5), mask)
     with pytest.raises(ValueError, match="evidence must be"):
         drop_unsupported_components(mask, [1, 2], evidence, 0.5)
+
+
+def test_seed_pixels_below_their_evidence_floor_are_dropped_unless_the_class_would_vanish() -> None:
+    mask = np.zeros((20, 30), np.int64)
+    mask[2:18, 2:14] = 1  # class 1: a 16 x 12 block whose evidence covers only its left half
+    mask[5:10, 20:28] = 2  # class 2: evidence everywhere below the floor
+    mask[0, 29] = 255
+    evidence = np.zeros((2, 20, 30), np.float32)
+    evidence[0, :, :8] = 0.9
+    evidence[0, :, 8:] = 0.3
+    evidence[1] = 0.2
+    out = drop_unsupported_components(mask, [1, 2], evidence, min_peak=0.1, min_pixel=0.5)
+    expected = mask.copy()
+    expected[2:18, 8:14] = 0
+    np.testing.assert_array_equal(out, expected)  # class 1 trimmed to its evidence, class 2 whole, ignore kept
+    np.testing.assert_array_equal(drop_unsupported_components(mask, [1, 2], evidence, 0.1, min_pixel=0.0), mask)

@@ -5,6 +5,7 @@ The confidence, which orders the review queue, is :func:`annotate.confidence.ima
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -93,7 +94,8 @@ def process_image(
         feats_list = [feats["C4"], feats["C5"]]
         result = rebalance(cams, base_mask, list(tags), uss, feats_list, image=image, config=config.dhr)
     with clock("prompting"):
-        labels = label_image(image, result, list(tags), segmenter, config.labeling, evidence=cams)
+        labeling = dataclasses.replace(config.labeling, seed_evidence=config.seed_evidence)
+        labels = label_image(image, result, list(tags), segmenter, labeling, evidence=cams)
     return ImageOutcome(result, labels, base_mask, image_confidence(result.heatmaps, labels.instances, tags))
 
 

@@ -12,7 +12,11 @@ asked for ``backbone="auto"`` and found no ImageNet weights gets the from-scratc
 - ``SCRATCH``: the offline default, a width-reduced ResNet (``resnet_small``, 0.6 M parameters) trained from
   random weights for many short epochs on small crops, which learns from tens of images on a CPU. Its logits
   average all CAM cells, as the pretrained profile's do (``Classifier(top_share=...)`` averages only the top
-  cells instead, `dhr bootstrap --top-share`; measured in the README, not the default).
+  cells instead, `dhr bootstrap --top-share`; measured in the README, not the default). Its CAMs are blobs
+  around the objects, and DHR's colour features spread a class over look-alike background, so the segmenter is
+  prompted only with seed pixels where the class's CAM is at least half its peak (``seed_evidence``); the
+  pretrained profile keeps the whole seed, since a fine-tuned ResNet-50's CAM peaks on an object's most telling
+  part.
   The figures behind these values are in ``bench/bench_pipeline.py`` and the README ("Offline defaults").
 """
 
@@ -27,7 +31,8 @@ if TYPE_CHECKING:
     from models.classifier import Classifier
 
 AUTO_BACKBONE = "auto"
-_FIELDS = ("epochs", "lr", "crop_size", "batch_size", "scale_range", "background_threshold", "top_share")
+_FIELDS = ("epochs", "lr", "crop_size", "batch_size", "scale_range", "background_threshold", "top_share",
+           "seed_evidence")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class ClassifierProfile:
     cam_scales: tuple[float, ...]
     background_threshold: float  # base mask: background where the highest CAM is below this
     top_share: float = 1.0  # logits: mean of each class's top share of CAM cells (1.0: global average pooling)
+    seed_evidence: float = 0.0  # prompts: seed pixels whose class's CAM is below this are dropped (0: none)
     cam_flip: bool = True  # CAMs also of the horizontally flipped image
     cpu_cam_scales: tuple[float, ...] | None = None  # CAM scales on a CPU (None: cam_scales)
     cpu_cam_flip: bool | None = None  # flipped pass on a CPU (None: cam_flip)
@@ -80,6 +86,7 @@ SCRATCH = ClassifierProfile(
     scale_range=(0.6, 1.0),
     cam_scales=(1.0, 0.5, 1.5),
     background_threshold=0.3,
+    seed_evidence=0.5,
 )
 
 

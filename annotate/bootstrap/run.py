@@ -99,6 +99,7 @@ class BootstrapConfig:
     cam_flip: bool | None = None  # CAMs also of the flipped image (None: the profile's, by device)
     background_threshold: float | None = None  # base mask: background where the highest CAM is below this
     top_share: float | None = None  # classifier logits: mean of each class's top share of CAM cells (1.0: average)
+    seed_evidence: float | None = None  # prompts: seed pixels whose class's CAM is below this are dropped
     base_masks: str | Path | None = (
         None  # folder of base masks (PNG class ids, <name>.png) from another method
     )
@@ -117,9 +118,10 @@ class BootstrapConfig:
         i, n = self.shard
         if n < 1 or not 0 <= i < n:
             raise ValueError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
-        threshold = self.background_threshold
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"background_threshold must be in [0, 1], got {threshold}")
+        for name in ("background_threshold", "seed_evidence"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
 @dataclass

@@ -125,6 +125,12 @@ def register(subparsers) -> None:
         help="classifier logits: mean of each class's top share of CAM cells, 1 = global average "
         + _profiles("top_share"),
     )
+    p.add_argument(
+        "--seed-evidence",
+        type=float,
+        help="prompts: drop seed pixels whose class's CAM is below this share of its peak, 0 = keep all "
+        + _profiles("seed_evidence"),
+    )
     p.add_argument("--base-masks", help="folder of base masks (<name>.png class ids) instead of CAM masks")
     p.add_argument("--segmenter", default="auto", choices=["auto", *SEGMENTER_NAMES], help="prompted segmenter")
     p.add_argument(
@@ -204,6 +210,7 @@ def run_bootstrap_command(args: argparse.Namespace) -> int:
         cam_flip=args.cam_flip,
         background_threshold=args.bg_threshold,
         top_share=args.top_share,
+        seed_evidence=args.seed_evidence,
         base_masks=args.base_masks,
         uss=args.uss,
         models=ModelSettings(device=args.device, weights_dir=args.weights_dir, segmenter=args.segmenter,
