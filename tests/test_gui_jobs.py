@@ -186,20 +186,30 @@ def test_the_segmenter_list_comes_from_the_registry_and_a_switch_loads_once(jobs
 
 
 def test_a_finished_job_refreshes_each_tab_once(jobs):
+    from application.gui.jobs_panel import IDLE_POLL_SECONDS, POLL_SECONDS
+
     ui = jobs.review.on_load(None)["state"]
     first = jobs.on_tick(ui, None)
     seen = first["seen"]
     assert first["job_md"].startswith("No job running") and "queue_df" not in first
+    assert first["timer"] == IDLE_POLL_SECONDS  # with no job running the tab polls slowly
     assert jobs.on_tick(ui, seen) == {"seen": seen}  # nothing changed: nothing sent
     image_id = ui.session.image_id
+    go = threading.Event()
 
     def work(progress):
+        go.wait(30)
         jobs.store.save_labels(image_id, [NewInstance(1, _mask(2, 10))], user="bootstrap", status="pseudo")
         return "1 image(s) labelled"
 
     jobs.runner.start("Automatic labelling", work)
+    running = jobs.on_tick(ui, seen)
+    assert running["timer"] == POLL_SECONDS and "Automatic labelling" in running["job_md"]  # a job: fast polls
+    seen = running["seen"]
+    go.set()
     assert jobs.runner.wait(30)
     done = jobs.on_tick(ui, seen)
+    assert done["timer"] == IDLE_POLL_SECONDS
     assert "finished" in done["job_md"] and "1 image(s) labelled" in done["job_md"]
     assert [row[2] for row in done["queue_df"] if row[0] == image_id] == ["pseudo"]  # the queue is refreshed
     assert "changed the open image" in done["message_md"] and len(ui.session.instances) == 1  # and reloaded

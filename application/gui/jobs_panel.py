@@ -30,6 +30,8 @@ logger = logging.getLogger("dhr.app")
 
 POLL_SECONDS = 1.0
 """How often each tab asks how the running job is doing."""
+IDLE_POLL_SECONDS = 3.0
+"""How often a tab looks for a job while none runs (each poll is a request, which a click would wait behind)."""
 IDLE_TEXT = (
     "No job running. Automatic labelling and training rounds run in the background: keep reviewing meanwhile."
 )
@@ -76,7 +78,7 @@ def build_jobs_accordion(panel: JobsPanel) -> None:
             value=False, label="Also relabel images edited by hand (their edits are replaced)", elem_id="relabel-edited"
         )
     panel.accordion = accordion
-    panel.timer = gr.Timer(POLL_SECONDS)
+    panel.timer = gr.Timer(IDLE_POLL_SECONDS)
     panel.seen = gr.State(None)
 
 
@@ -169,7 +171,8 @@ class JobHandlers:
     # ------------------------------------------------------------------ starting jobs
     def _start(self, title: str, work: Callable[[Callable[[float, str], None]], str], first: str) -> dict:
         self.runner.start(title, work)
-        return {self.panel.job_md: progress_markdown(self.runner.status()), self.page.message_md: first}
+        return {self.panel.job_md: progress_markdown(self.runner.status()), self.page.message_md: first,
+                self.panel.timer: POLL_SECONDS}
 
     def start_bootstrap(self, ui: Ui, scope: str, redo: bool, relabel_edited: bool) -> dict:
         review, store = self.review, self.store
@@ -247,6 +250,9 @@ class JobHandlers:
             seen["job"] = status.number
             if ui is not None:
                 out.update(self._refresh(ui, status))
+        interval = POLL_SECONDS if status.running else IDLE_POLL_SECONDS
+        if seen.get("interval") != interval:
+            out[self.panel.timer] = seen["interval"] = interval
         name = segmenter_name(self.review.shared)
         if seen.setdefault("segmenter", name) != name:
             seen["segmenter"] = name
@@ -351,7 +357,7 @@ def wire(panel: JobsPanel, handlers: JobHandlers, state: Any, view_outputs: list
     quick = {"show_progress": "hidden", "concurrency_id": "jobs"}
     options = [state, panel.redo_cb, panel.edited_cb]
     plan_outputs = [panel.plan_md, panel.models_md, handlers.page.message_md]
-    start_outputs = [panel.job_md, panel.models_md, handlers.page.message_md]
+    start_outputs = [panel.job_md, panel.models_md, handlers.page.message_md, panel.timer]
     for scope, button in panel.buttons.items():
         button.click(getattr(handlers, f"on_bootstrap_{scope}"), options, start_outputs, **quick)
     panel.train_btn.click(handlers.on_train, [state, panel.steps_nb, panel.edited_cb], start_outputs, **quick)
@@ -359,7 +365,7 @@ def wire(panel: JobsPanel, handlers: JobHandlers, state: Any, view_outputs: list
     panel.redo_cb.input(handlers.on_plan, options, plan_outputs, **quick)
     panel.edited_cb.input(handlers.on_plan, options, plan_outputs, **quick)
     tick_outputs = [
-        panel.job_md, panel.seen, panel.banner_md, panel.segmenter_dd, *queue_outputs, *view_outputs,
+        panel.job_md, panel.seen, panel.banner_md, panel.segmenter_dd, panel.timer, *queue_outputs, *view_outputs,
     ]
     panel.timer.tick(
         handlers.on_tick, [state, panel.seen], tick_outputs, show_progress="hidden", concurrency_id="poll",
