@@ -354,3 +354,36 @@ def test_unsure_pixels_keep_their_current_labels():
     assert mixed.mask.tolist() == [[1, 1, 1], [0, 3, 0]]
     assert unsure_to_previous(seeds, confidence, previous, 0.5).mask.tolist() == base.tolist()
     assert unsure_to_previous(seeds, confidence, previous, 0.0) is seeds
+
+
+def test_a_round_moves_each_held_class_by_a_bounded_step():
+    """Known answer of ``bounded_change`` (factor 2): a class that would grow past twice its area gives its gains
+    back, one that would keep less than half of it takes its losses back, a moderate change and a class the
+    labels did not hold (restored) pass; 0 turns the bound off; a bad factor is refused."""
+    from annotate.labeling import Seeds
+    from training.relabel_seeds import bounded_change
+
+    previous = torch.zeros(20, 20, dtype=torch.long)
+    previous[0:10, 0:10] = 1  # 100 px
+    previous[12:16, 12:16] = 2  # 16 px
+    previous[0:5, 14:20] = 3  # 30 px
+    new = previous.clone()
+    new[10:20, 0:10] = 1  # class 1 would grow to 200 + ... px: 2x is the bound, one more row is over it
+    new[10, 10] = 1
+    new[12:16, 12:16] = 0
+    new[12:14, 12:14] = 2  # class 2 would keep 4 px of 16
+    new[5:7, 14:20] = 3  # class 3 grows to 42 px: within the bound
+    new[18:20, 18:20] = 4  # class 4 appears (restored): not bounded
+    seeds = Seeds(new, torch.zeros(5, 20, 20), [0, 1, 2, 3, 4])
+    out = bounded_change(seeds, previous, [1, 2, 3, 4], 2.0).mask
+    expected = previous.clone()
+    expected[5:7, 14:20] = 3
+    expected[18:20, 18:20] = 4
+    assert torch.equal(out, expected)
+    within = previous.clone()
+    within[10:19, 0:10] = 1  # 190 px: kept
+    assert torch.equal(bounded_change(Seeds(within, seeds.heatmaps, seeds.classes), previous, [1, 2, 3], 2.0).mask,
+                       within)
+    assert bounded_change(seeds, previous, [1, 2, 3, 4], 0.0) is seeds
+    with pytest.raises(ValueError, match="max_area_ratio"):
+        RoundsConfig(max_area_ratio=0.5)

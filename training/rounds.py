@@ -53,6 +53,7 @@ from training.distributed import DistContext, all_reduce_sum, barrier, init_dist
 from training.evaluate import evaluate_labels, predict_image, tag_restricted_probs
 from training.relabel_seeds import (
     RELABEL_SEEDS,
+    bounded_change,
     carry_lost_tags,
     lacks_a_tag,
     prediction_seeds,
@@ -92,6 +93,7 @@ class RoundsConfig:
     relabel: str = "restore"  # seeds of the relabelling: training.relabel_seeds.RELABEL_SEEDS
     keep_tags: bool = True  # a tagged class the labels hold and the new seeds lack is carried over
     min_confidence: float = 0.8  # seeds: pixels the network is less sure of keep their current labels (0: off)
+    max_area_ratio: float = 2.0  # seeds: no class the labels hold grows or shrinks more than this in a round (0: off)
     min_change: float = 0.002  # stop when fewer than this share of pixels changed in a round
     reinit: bool = False  # start every round from the backbone weights instead of the last round's model
     accepted_repeat: int = 1  # accepted (reviewed) images appear this many times per epoch
@@ -108,6 +110,8 @@ class RoundsConfig:
             raise ValueError(f"accepted_repeat must be >= 1, got {self.accepted_repeat}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.max_area_ratio != 0.0 and self.max_area_ratio < 1.0:
+            raise ValueError(f"max_area_ratio must be 0 (off) or >= 1, got {self.max_area_ratio}")
         if self.relabel not in RELABEL_SEEDS:
             raise ValueError(f"relabel must be one of {RELABEL_SEEDS}, got {self.relabel!r}")
         if not self.scales or any(s <= 0 for s in self.scales):
@@ -218,10 +222,11 @@ def relabel_image(store, model: DeepLabV3Plus, entry: ImageEntry, uss_features: 
         return base.cpu().numpy(), [], image_confidence(pred.probs[:1], [], [])
     cams = pred.cams[[t - 1 for t in tags]]
     seeds = prediction_seeds(base, pred.probs, tags)
-    if config.keep_tags or config.min_confidence > 0.0:
+    if config.keep_tags or config.min_confidence > 0.0 or config.max_area_ratio > 0.0:
         held = store.semantic_mask(entry.image_id) if previous is None else previous
         held = torch.as_tensor(np.asarray(held, np.int64), device=base.device)
         seeds = unsure_to_previous(seeds, sure, held, config.min_confidence)
+        seeds = bounded_change(seeds, held, tags, config.max_area_ratio)
         if config.keep_tags:
             seeds = carry_lost_tags(seeds, held, tags)
     if config.relabel == "dhr" or (config.relabel == "restore" and lacks_a_tag(seeds.mask, tags)):

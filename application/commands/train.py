@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--min-confidence", type=float, default=0.8,
                        help="relabelling: pixels whose network probability is below this keep their current "
                             "labels (default 0.8; 0: the prediction everywhere)")
+    train.add_argument("--max-area-change", type=float, default=2.0,
+                       help="relabelling: a class the labels hold may grow or shrink by at most this factor in a "
+                            "round, else its change is undone (default 2; 0: no bound)")
     train.add_argument("--uss", default="color", help="USS feature provider (models.uss; default color)")
     train.add_argument("--segmenter", default="auto",
                        help="SAM variant, grabcut, auto (SAM ViT-B if present) or none (keep DHR masks)")
@@ -120,7 +123,7 @@ def _train(args: argparse.Namespace) -> int:
         scales=args.scales, flip=not args.no_flip, use_segmenter=args.segmenter != "none", min_change=args.min_change,
         reinit=args.reinit, accepted_repeat=args.accepted_repeat, out_dir=args.out, dhr=DHRConfig(crf=args.crf),
         relabel_edited=args.relabel_edited, relabel=args.relabel,
-        keep_tags=args.keep_tags, min_confidence=args.min_confidence)
+        keep_tags=args.keep_tags, min_confidence=args.min_confidence, max_area_ratio=args.max_area_change)
     settings = ModelSettings(device=args.device, weights_dir=args.weights_dir,
                              segmenter="auto" if args.segmenter == "none" else args.segmenter,
                              download=not args.no_download)
