@@ -262,7 +262,7 @@ def test_relabel_prompts_only_components_with_cam_evidence(monkeypatch):
 
 
 def _two_square_relabel(monkeypatch, relabel: str, blue: tuple[int, int, int], previous: np.ndarray | None = None,
-                        keep_tags: bool = True) -> np.ndarray:
+                        keep_tags: bool = True, max_area_ratio: float = 2.0) -> np.ndarray:
     """Relabel a 64 x 64 image tagged (1, 2) whose network predicts only the red square (class 1) while its CAM
     of class 2 lights the second square, coloured ``blue``; ``previous``: the labels before the round
     (default background only). Returns the semantic mask."""
@@ -296,7 +296,7 @@ def _two_square_relabel(monkeypatch, relabel: str, blue: tuple[int, int, int], p
 
     uss = ColorTextureFeatures()(image_to_tensor(image))
     config = RoundsConfig(rounds=1, scales=(1.0,), dhr=rounds.DHRConfig(crf=False), relabel=relabel,
-                          keep_tags=keep_tags)
+                          keep_tags=keep_tags, max_area_ratio=max_area_ratio)
     entry = ImageEntry(1, "0" * 64, (1, 2), False, True)
     return rounds.relabel_image(Store(), None, entry, uss, config, GrabCutSegmenter())[0]
 
@@ -324,7 +324,8 @@ def test_relabel_seeds_restore_a_missing_class_only_where_it_looks_distinct(monk
 def test_a_round_keeps_a_tagged_class_the_labels_hold(monkeypatch, relabel):
     """A tagged class the network predicts nowhere but the current labels hold (the second square, as red as the
     first, so ``restore`` does not bring it back) keeps its region: the tags say it is there. With
-    ``keep_tags=False`` the ``prediction`` and ``restore`` seeds drop it."""
+    ``keep_tags=False`` and no area bound (which also keeps a class from losing more than half its area) the
+    ``prediction`` and ``restore`` seeds drop it."""
     previous = np.zeros((64, 64), np.uint8)
     previous[8:24, 8:24] = 1
     previous[42:54, 42:54] = 2  # a little inside the square: its labels before the round
@@ -332,7 +333,9 @@ def test_a_round_keeps_a_tagged_class_the_labels_hold(monkeypatch, relabel):
     assert (kept[8:24, 8:24] == 1).mean() > 0.8
     assert (kept[42:54, 42:54] == 2).mean() > 0.8
     assert (kept[:, :32] == 2).sum() == 0  # nothing of class 2 on the first square's side
-    dropped = _two_square_relabel(monkeypatch, relabel, (220, 30, 30), previous, keep_tags=False)
+    bounded = _two_square_relabel(monkeypatch, relabel, (220, 30, 30), previous, keep_tags=False)
+    assert (bounded[42:54, 42:54] == 2).mean() > 0.8
+    dropped = _two_square_relabel(monkeypatch, relabel, (220, 30, 30), previous, keep_tags=False, max_area_ratio=0)
     if relabel != "dhr":
         assert not (dropped == 2).any()
 
