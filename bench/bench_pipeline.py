@@ -17,7 +17,8 @@ final labels must equal the CLI's; the script checks it) and scored against the 
 - classifier: tag accuracy (logit > 0 against the tags, on the dataset it was trained on) and CAM pointing
   (share of tagged classes whose CAM peak lies on that class);
 - CAM argmax with the conventional fixed background score 0.3, and the base mask (the run's threshold);
-- DHR's balanced mask; the segmenter's masks as they come (each prompt's mask painted in prompt order, with
+- DHR's balanced mask; the prompt seeds (that mask without the components and, with ``--seed-evidence``, the
+  pixels that lack CAM evidence, as ``annotate.labeling`` prompts from it); the segmenter's masks as they come (each prompt's mask painted in prompt order, with
   the share of prompts whose mask became an instance); the final labels (after the gate and the merge,
   as saved by the CLI);
 - baselines: all background, and a centre disc (as large as the mean ground-truth foreground) labelled with
@@ -129,6 +130,7 @@ def stage_figures(
     from PIL import Image
 
     from annotate.bootstrap import build_bootstrap_segmenter, process_image
+    from annotate.prompts import drop_unsupported_components
     from dhr.uss import image_to_tensor
     from models.classifier import cams_to_mask, compute_cams
     from models.uss import build_uss_provider
@@ -137,7 +139,8 @@ def stage_figures(
     n = len(classes) + 1
     segmenter = RecordingSegmenter(build_bootstrap_segmenter(config.models.segmenter, config))
     provider = build_uss_provider(config.uss, config.models, segmenter.inner)
-    stages = ("CAM argmax, background 0.3", "base mask", "DHR balanced mask", "segmenter masks", "final labels")
+    stages = ("CAM argmax, background 0.3", "base mask", "DHR balanced mask", "prompt seeds", "segmenter masks",
+              "final labels")
     confusion = {name: torch.zeros(n, n + 1, dtype=torch.int64) for name in stages}
     share = float(np.mean([(s.gt > 0).mean() for s in samples]))
     confusion["all background"] = torch.zeros(n, n + 1, dtype=torch.int64)
@@ -167,8 +170,10 @@ def stage_figures(
         if saved is not None:
             final = np.array(Image.open(saved / (Path(sample.name).stem + ".png"))).astype(np.int64)
             same += int(np.array_equal(final, outcome.labels.semantic))
+        seeds = drop_unsupported_components(outcome.dhr.mask, tags, cams, config.labeling.min_evidence,
+                                            config.labeling.prompts.connectivity, config.seed_evidence)
         for name, pred in zip(
-            stages[1:], (outcome.base_mask, outcome.dhr.mask, painted, final), strict=True
+            stages[1:], (outcome.base_mask, outcome.dhr.mask, seeds, painted, final), strict=True
         ):
             confusion[name] += _confusion(pred.cpu() if isinstance(pred, torch.Tensor) else pred, sample.gt, n)
         confusion["all background"] += _confusion(np.zeros_like(sample.gt, np.int64), sample.gt, n)
@@ -181,6 +186,7 @@ def stage_figures(
         "same as CLI": same / len(samples),
         "segmenter masks kept": kept / max(1, prompted),
         "background threshold": config.background_threshold,
+        "seed evidence": config.seed_evidence,
     }
     return confusion, figures
 
@@ -206,6 +212,7 @@ def table_lines(confusion: dict[str, torch.Tensor], figures: dict[str, float], c
              f"{100 * figures['CAM pointing']:.1f} | |"
              + " | ".join(f"{100 * v:.1f}" for v in figures["CAM pointing by class"]) + " | | |"]
     notes = {"base mask": f"background below {figures['background threshold']:g}",
+             "prompt seeds": f"DHR's mask where the class's CAM is at least {figures['seed evidence']:g} of its peak",
              "segmenter masks": f"{100 * figures['segmenter masks kept']:.0f} % of the prompts keep them as instances",
              "final labels": f"`dhr bootstrap`; {100 * figures['same as CLI']:.0f} % of images equal to the "
              "in-process rerun"}
