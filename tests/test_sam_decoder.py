@@ -77,7 +77,7 @@ def test_click_decoder_is_the_package_decoder(config: str, device: torch.device)
             sparse, dense = prompt_encoder(**prompt)
             for multimask in (True, False):
                 expected, expected_iou = decoder(embedding, prompt_encoder.get_dense_pe(), sparse, dense, multimask)
-                logits, iou = ours(sparse, dense if prompt["masks"] is not None else None, multimask)
+                logits, iou = ours(sparse, prompt["masks"], multimask)
                 assert logits.shape == expected.shape[1:] and iou.shape == expected_iou.shape[1:], kind
                 assert (expected > 0).any() and (expected < 0).any(), kind  # masks neither empty nor full
                 torch.testing.assert_close(logits, expected[0], atol=LOGIT_TOLERANCE, rtol=0, msg=kind)
@@ -95,11 +95,11 @@ def test_click_decoder_keeps_the_current_images_state_only() -> None:
     prompts = _prompts(side, prompt_encoder.mask_input_size[0], np.random.default_rng(7))
     with torch.inference_mode():
         for kind in ("click", "points and mask"):
-            sparse, dense = prompt_encoder(**prompts[kind])
-            dense = dense if prompts[kind]["masks"] is not None else None
-            moved(sparse, dense, True)
+            sparse, _ = prompt_encoder(**prompts[kind])
+            masks = prompts[kind]["masks"]
+            moved(sparse, masks, True)
             moved.set_embedding(second)
-            for a, b in zip(moved(sparse, dense, True), fresh(sparse, dense, True), strict=True):
+            for a, b in zip(moved(sparse, masks, True), fresh(sparse, masks, True), strict=True):
                 assert torch.equal(a, b), kind
             moved.set_embedding(first)
 

@@ -209,8 +209,8 @@ class SamSegmenter(EncodedImageSegmenter):
                 boxes = torch.as_tensor(self.transform.apply_boxes(box, size), dtype=torch.float, device=device)
             if mask_input is not None:
                 masks = torch.as_tensor(mask_input, dtype=torch.float, device=device)[None]
-            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
-            low_res, iou = self.decoder(sparse, dense if masks is not None else None, multimask)
+            sparse, _ = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
+            low_res, iou = self.decoder(sparse, masks, multimask)
             low_res, iou = low_res.float().cpu().numpy(), iou.float().cpu().numpy()
         return SegmenterOutput(
             scores=np.clip(iou, 0.0, 1.0).astype(np.float32),

@@ -10,8 +10,11 @@ rearranges the image-side steps, where the time goes:
   are taken through the tokens' side (``(q W_q^T)(W_k k)^T = q (W_q^T W_k) k^T``), so a projection of the N cells
   (N x C x D multiply-adds, D = C / 2 = 128) becomes a product with h x T rows (h = 8 heads): 56 for one click.
   Used while h x T <= D (up to 11 clicks with SAM's 256-channel decoder); above that, the package's module runs;
-- once per image: the positional encoding of the cells and, for a prompt without a mask, the cells with the
-  no-mask embedding added and their three projections in the first block that do not depend on the tokens;
+- once per image: the positional encoding of the cells and the cells with the no-mask embedding added, and their
+  three projections in the first block that do not depend on the tokens. A mask prompt's dense embedding ends in a
+  1 x 1 convolution of 16 channels (the package's ``mask_downscaling``), so it changes those projections by a rank-16
+  product: ``W (E + D) = W (E + n) + (W W_d) h + W (b_d - n)`` for the no-mask embedding n and the 16-channel map h,
+  16 x D multiply-adds a cell instead of C x D;
 - the output upscaling as two matrix products over channel-last cells (a 2 x 2, stride-2 transposed convolution
   maps each cell to its own 2 x 2 block), with its channel layer norm as one ``layer_norm`` call, and mask
   logits for the masks returned only (three with ``multimask``, else one).
@@ -156,21 +159,44 @@ class ClickDecoder:
 
     @torch.inference_mode()
     def __call__(
-        self, sparse: torch.Tensor, dense: torch.Tensor | None, multimask: bool
+        self, sparse: torch.Tensor, masks: torch.Tensor | None, multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1, P, C) sparse and (1, C, g, g) dense prompt embeddings (or None: no mask) -> low-resolution mask
+        """(1, P, C) sparse prompt embeddings and the (1, 1, 4g, 4g) mask prompt (or None) -> low-resolution mask
         logits (M, 4g, 4g) and predicted IoUs (M,), M = 3 with ``multimask`` else 1 (the package's choice)."""
         decoder, image = self.decoder, self._current()
         tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight, sparse[0]], dim=0)  # (T, C)
-        if dense is None:
+        if masks is None:
             cells, first = image.cells, self._first_block(image)
         else:
-            cells, first = _cells(self._embedding + dense), None
+            cells, first = self._with_mask(image, masks)
         queries, cells = self._transformer(tokens, cells, image.pe, first)
         used = list(range(1, decoder.num_mask_tokens)) if multimask else [0]
         hyper = torch.stack([decoder.output_hypernetworks_mlps[i](queries[1 + i]) for i in used])  # (M, C / 8)
         iou = decoder.iou_prediction_head(queries[:1])[0, used]
         return self._masks(cells, hyper), iou
+
+    def _with_mask(self, image: _Image, masks: torch.Tensor) -> tuple[torch.Tensor, _FirstBlock | None]:
+        """The cells (N, C) of a mask prompt (the embedding plus the mask's dense embedding) and their first-block
+        projections, the per-image ones corrected by the rank-16 term (module notes); None when the package's mask
+        embedding does not end in a 1 x 1 convolution (the projections are then taken through the tokens)."""
+        steps = self.prompt_encoder.mask_downscaling
+        last = steps[-1]
+        if not (isinstance(last, nn.Conv2d) and last.kernel_size == (1, 1) and last.groups == 1):
+            return _cells(self._embedding + steps(masks)), None
+        hidden = _cells(steps[:-1](masks))  # (N, 16)
+        weight, offset = last.weight.flatten(1), last.bias - self.prompt_encoder.no_mask_embed.weight[0]  # W_d, b_d - n
+        change = torch.addmm(offset, hidden, weight.t())  # (N, C): the dense embedding minus the no-mask one
+        first, layer = self._first_block(image), self.decoder.transformer.layers[0]
+        t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+
+        def projected(linear: nn.Linear) -> torch.Tensor:  # W (D - n) for every cell: (N, D) through 16 channels
+            return torch.addmm(linear.weight @ offset, hidden, (linear.weight @ weight).t())
+
+        return image.cells + change, _FirstBlock(
+            keys=first.keys + _heads(projected(t2i.k_proj), t2i.num_heads).transpose(1, 2),
+            values=first.values + _heads(projected(t2i.v_proj), t2i.num_heads),
+            queries=first.queries + _heads(projected(i2t.q_proj), i2t.num_heads).transpose(1, 2),
+        )
 
     def _transformer(
         self, tokens: torch.Tensor, cells: torch.Tensor, pe: torch.Tensor, first: _FirstBlock | None
