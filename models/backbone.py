@@ -125,6 +125,14 @@ def centre_cells(maps: torch.Tensor, input_size: tuple[int, int], stride: int) -
     return out.index_select(-1, cols[0]) * cols[2] + out.index_select(-1, cols[1]) * cols[3]
 
 
+def centre_wss_features(features: Mapping[str, torch.Tensor], input_size: tuple[int, int],
+                        output_stride: int) -> dict[str, torch.Tensor]:
+    """``centre_cells`` of the C4 and C5 maps of a ResNet at ``output_stride`` (C4 at stride 16, or 8 when the
+    network is dilated to 8): the WSS features DHR reads, on the grid a resize assumes."""
+    return {"C4": centre_cells(features["C4"], input_size, min(output_stride, 16)),
+            "C5": centre_cells(features["C5"], input_size, output_stride)}
+
+
 def _centre_weights(cells: int, size: int, stride: int, device: torch.device):
     """(low index, high index, low weight, high weight), each (cells,): where each cell centre falls on the network grid."""
     centre = (torch.arange(cells, dtype=torch.float64) + 0.5) * size / cells - 0.5

@@ -24,7 +24,7 @@ from core.files import load_torch, save_torch
 from dhr.normalise import normalise_cams
 from dhr.uss import image_to_tensor
 from models import optim
-from models.backbone import BACKBONES, build_resnet, centre_cells, imagenet_state_dict
+from models.backbone import BACKBONES, build_resnet, centre_wss_features, imagenet_state_dict
 from models.inference import multiscale_flip
 from models.transforms import AugmentConfig, augment
 
@@ -70,10 +70,8 @@ class Classifier(nn.Module):
 
         All three are resampled to the cell centres (``centre_cells``), so that a resize puts them on their objects.
         """
-        feats = self.backbone(x)
-        size, stride = x.shape[-2:], self.output_stride
-        c4, c5 = centre_cells(feats["C4"], size, min(stride, 16)), centre_cells(feats["C5"], size, stride)
-        return self.head(c5), {"C4": c4, "C5": c5}
+        centred = centre_wss_features(self.backbone(x), x.shape[-2:], self.output_stride)
+        return self.head(centred["C5"]), centred
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> multi-label logits (B, N): the mean of each class's top ``top_share`` CAM cells."""

@@ -7,7 +7,7 @@ average is the multi-label tag logit, so one forward gives what the DHR step nee
 
 Layouts: input images (B, 3, H, W) float, ImageNet-normalised; ``seg`` (B, N + 1, H, W) logits over background
 and the N classes; ``cls`` (B, N) tag logits; ``cams`` (B, N, h, w) >= 0 at the C5 stride; ``C4``/``C5`` the
-backbone features. CAMs, C4 and C5 are resampled to their cells' centres (``models.backbone.centre_cells``), so
+backbone features. CAMs, C4 and C5 are resampled to their cells' centres (``models.backbone.centre_wss_features``), so
 that a bilinear resize lays them on the image where the network looked.
 """
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import centre_cells
+from models.backbone import centre_wss_features
 
 __all__ = ["ASPP", "Decoder", "DeepLabV3Plus", "build_deeplab"]
 
@@ -112,14 +112,12 @@ class DeepLabV3Plus(nn.Module):
         c5 = features["C5"]
         seg = self.decoder(self.aspp(c5), features["C2"])
         seg = F.interpolate(seg, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        size, stride = images.shape[-2:], self.output_stride
-        centred = centre_cells(c5, size, stride)
+        centred = centre_wss_features(features, images.shape[-2:], self.output_stride)
         return {
             "seg": seg,
             "cls": self.cam_head(c5).mean(dim=(2, 3)),
-            "cams": torch.relu(self.cam_head(centred)),
-            "C4": centre_cells(features["C4"], size, min(stride, 16)),
-            "C5": centred,
+            "cams": torch.relu(self.cam_head(centred["C5"])),
+            **centred,
         }
 
     @property
