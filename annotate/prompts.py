@@ -171,10 +171,12 @@ def drop_unsupported_components(
     if evidence.shape != (len(tags), *mask.shape):
         raise ValueError(f"evidence must be (K={len(tags)}, {mask.shape[0]}, {mask.shape[1]}), got {evidence.shape}")
     for row, tag in enumerate(tags):
-        weak_pixels = (mask == int(tag)) & (evidence[row] < min_pixel)
-        if weak_pixels.any() and (mask == int(tag)).sum() > weak_pixels.sum():
+        region = mask == int(tag)
+        weak_pixels = region & (evidence[row] < min_pixel)
+        if weak_pixels.any() and region.sum() > weak_pixels.sum():
             mask[weak_pixels] = 0
-        count, labels = cv2.connectedComponents((mask == int(tag)).astype(np.uint8), connectivity=connectivity)
+            region &= ~weak_pixels
+        count, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=connectivity)
         if count <= 2:  # no component, or only one: nothing to choose
             continue
         peaks = np.full(count, -np.inf, np.float32)

@@ -120,14 +120,13 @@ def bounded_change(seeds: Seeds, previous: torch.Tensor, tags: Sequence[int], ma
         return seeds
     previous = previous.to(seeds.mask)
     mask = seeds.mask.clone()
-    held = [int(t) for t in tags if bool((previous == t).any())]
-    for class_id in held:
-        before = int((previous == class_id).sum())
+    areas = {int(t): int((previous == t).sum()) for t in tags}
+    held = {class_id: before for class_id, before in areas.items() if before}
+    for class_id, before in held.items():
         if int((mask == class_id).sum()) > max_ratio * before:
             gained = (mask == class_id) & (previous != class_id)
             mask[gained] = previous[gained]
-    for class_id in held:
-        before = int((previous == class_id).sum())
+    for class_id, before in held.items():
         if int((mask == class_id).sum()) * max_ratio < before:
             mask[(previous == class_id) & (mask != class_id)] = class_id
     return Seeds(mask, seeds.heatmaps, seeds.classes)
