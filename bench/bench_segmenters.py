@@ -79,7 +79,9 @@ def _segmenter(name: str, device: str = "cpu"):
         return SamSegmenter(build_sam(name, device=device), f"{name}@random")
     if name in SAM2_VARIANTS:
         return Sam2Segmenter(build_sam2_model(name, device=device), f"{name}@random")
-    return HqSamSegmenter(build_sam_hq(name, device=device), f"{name}@random")
+    from models.segmenters.sam_hq import with_fused_encoder
+
+    return HqSamSegmenter(with_fused_encoder(build_sam_hq(name, device=device)), f"{name}@random")
 
 
 def measure(name: str, clicks: int, threads: int) -> dict:

@@ -55,7 +55,9 @@ class _PerImageMemo:
         return self._out
 
 
-__all__ = ["HQ_VARIANTS", "HqSamSegmenter", "build_sam_hq", "build_sam_hq_segmenter", "build_tiny_sam_hq"]
+__all__ = [
+    "HQ_VARIANTS", "HqSamSegmenter", "build_sam_hq", "build_sam_hq_segmenter", "build_tiny_sam_hq", "with_fused_encoder",
+]
 
 HQ_VARIANTS: dict[str, str] = {
     "sam_hq_vit_tiny": "vit_tiny",
@@ -150,8 +152,21 @@ def build_sam_hq_segmenter(
     cache: EmbeddingCache | None = None,
     download: bool = True,
 ) -> HqSamSegmenter:
-    """HQ-SAM ``name`` with its official checkpoint, the registry's builder (see ``from_official_checkpoint``)."""
-    return from_official_checkpoint(HqSamSegmenter, build_sam_hq, name, weights_dir, device, cache, download)
+    """HQ-SAM ``name`` with its official checkpoint, the registry's builder (see ``from_official_checkpoint``);
+    Light HQ-SAM's TinyViT encoder runs fused (:func:`with_fused_encoder`)."""
+    def build(model_name: str, checkpoint: Path, on: str | torch.device) -> Sam:
+        return with_fused_encoder(build_sam_hq(model_name, checkpoint, on))
+
+    return from_official_checkpoint(HqSamSegmenter, build, name, weights_dir, device, cache, download)
+
+
+def with_fused_encoder(model: Sam) -> Sam:
+    """``model`` (eval mode) with a TinyViT image encoder replaced by its fused form
+    (:func:`~models.segmenters.tiny_vit.fuse_tiny_vit`: same outputs, faster); a ViT encoder is left as it is."""
+    from models.segmenters.tiny_vit import fused_if_tiny_vit
+
+    model.image_encoder = fused_if_tiny_vit(model.eval().image_encoder)
+    return model
 
 
 class HqSamSegmenter(EncodedImageSegmenter):
