@@ -17,7 +17,7 @@ from PIL import Image
 
 from annotate.review.brush import stroke_mask, strokes_from_layers
 from annotate.review.demo import DEMO_ASSETS, demo_classes, demo_tags, ensure_demo_project
-from annotate.review.overlay import PALETTE, OverlayCache, class_color, outline_pixels, render_overlay
+from annotate.review.overlay import PALETTE, OverlayCache, class_color, outline, render_overlay
 from annotate.review.refine import EditableInstance
 from annotate.review.session import EditConflict, ReviewSession
 from annotate.store import NewInstance, ProjectStore
@@ -544,39 +544,65 @@ def test_overlay_drawn_at_display_scale_matches_the_full_size_drawing():
     assert tuple(with_point[50, 75]) == (40, 220, 40)  # the click at (300, 200) lands at (75, 50)
 
 
+def _painted(shape: tuple[int, int], found) -> np.ndarray:
+    """The pixels an outline (or None) paints on an image of ``shape`` (H, W)."""
+    canvas = np.zeros((*shape, 3), np.uint8)
+    if found is not None:
+        found.paint(canvas, (255, 0, 9))
+    assert set(np.unique(canvas[..., 1])) == {0}
+    return canvas[..., 0] > 0
+
+
+def test_outline_known_answers():
+    square = np.zeros((60, 80), bool)
+    square[20:30, 30:40] = True
+    ring = square.copy()
+    ring[21:29, 31:39] = False  # the square's 36 edge pixels
+    np.testing.assert_array_equal(_painted(square.shape, outline(square, 1)), ring)
+    wide = np.zeros_like(square)
+    wide[19:31, 29:41] = True
+    wide[22:28, 32:38] = False  # 3 px across: one more pixel each side of the edge
+    np.testing.assert_array_equal(_painted(square.shape, outline(square, 3)), wide)
+    holed = square.copy()
+    holed[23:27, 33:37] = False  # a 4 x 4 hole: the 16 pixels beside it are outlined too
+    drawn = _painted(square.shape, outline(holed, 1))
+    assert drawn.sum() == 36 + 16 and drawn[22, 33:37].all() and not drawn[22, 32] and not drawn[23:27, 33:37].any()
+    left = np.zeros((60, 80), bool)
+    left[:, :10] = True  # the image's border is not an edge: only column 9
+    drawn = _painted(left.shape, outline(left, 1))
+    assert drawn[:, 9].all() and drawn.sum() == 60
+    assert outline(np.zeros((60, 80), bool), 2) is None
+    with pytest.raises(ValueError, match="thickness"):
+        outline(square, 0)
+
+
 @pytest.mark.parametrize("thickness", [1, 2, 4])
-def test_outline_pixels_are_the_pixels_drawcontours_paints(thickness):
+def test_outline_in_the_bounding_box_equals_the_whole_image_computation(thickness):
     import cv2
 
-    mask = np.random.default_rng(thickness).random((60, 80)) > 0.6  # ragged: many contours, holes, specks
-    mask[10:40, 20:50] = True
-    small = np.zeros((60, 80), bool)  # one piece away from the borders: drawn in its own box
-    small[30:41, 50:58] = True
-    for shape in (mask, small, np.zeros((60, 80), bool)):
-        contours, _ = cv2.findContours(shape.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        drawn = np.full((60, 80, 3), 7, np.uint8)
-        cv2.drawContours(drawn, contours, -1, (10, 200, 30), thickness)
-        painted = np.full((60, 80, 3), 7, np.uint8)
-        painted.reshape(-1, 3)[outline_pixels(shape, thickness)] = (10, 200, 30)
-        np.testing.assert_array_equal(painted, drawn)
-    assert (drawn != 7).any(axis=2).sum() == 0 and len(outline_pixels(small, thickness)) > 30
+    rng = np.random.default_rng(thickness)
+    ragged = np.zeros((60, 80), bool)
+    ragged[5:50, 12:70] = rng.random((45, 58)) > 0.5  # many pieces, holes and specks
+    ragged[10:40, 20:50] = True
+    for mask in (ragged, np.pad(ragged[5:50, 12:70], ((15, 0), (22, 0)))):  # inside, and touching two borders
+        m = mask.view(np.uint8)
+        edge = m - cv2.erode(m, np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8))
+        expected = cv2.dilate(edge, np.ones((thickness, thickness), np.uint8)) > 0
+        np.testing.assert_array_equal(_painted(mask.shape, outline(mask, thickness)), expected)
+        assert expected.sum() > 500
 
 
 def test_cached_overlay_redraws_only_the_changed_outline_and_matches_a_fresh_drawing(monkeypatch):
     from annotate.review import overlay
 
     made: list[int] = []
-    real = overlay.outline_pixels
+    real = overlay.outline
 
-    found: list[int] = []
-    real_contours = overlay.outer_contours
-
-    def counted(mask, width, contours):
+    def counted(mask, width):
         made.append(width)
-        return real(mask, width, contours)
+        return real(mask, width)
 
-    monkeypatch.setattr(overlay, "outline_pixels", counted)
-    monkeypatch.setattr(overlay, "outer_contours", lambda mask: found.append(1) or real_contours(mask))
+    monkeypatch.setattr(overlay, "outline", counted)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     instances = [
@@ -592,15 +618,13 @@ def test_cached_overlay_redraws_only_the_changed_outline_and_matches_a_fresh_dra
         instances[1].mask[20:60, 30:90] = filled
         again = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale, cache=cache)
         assert len(made) == 6  # only the changed instance's two outlines were computed again
-        assert len(found) == 4  # its contours once, for both outlines
         fresh = render_overlay(image, instances, selected=1, opacity=0.4, scale=scale)
         np.testing.assert_array_equal(again, fresh)
         assert not np.array_equal(first, again)
         made.clear()
-        found.clear()
         cache = OverlayCache()
     render_overlay(image, instances[:1], selected=None, scale=0.5, cache=cache)
-    assert len(cache) == 4  # the resized image and mask, its contours and outline; the rest was dropped
+    assert len(cache) == 3  # the resized image and mask, and its outline; the rest was dropped
 
 
 # ---------------------------------------------------------------- clean-up, canvas picks, undo and status
