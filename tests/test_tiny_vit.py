@@ -8,6 +8,7 @@ import pytest
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
+import models.segmenters.onednn as onednn
 import models.segmenters.tiny_vit as tiny_vit
 from models.segmenters import SamSegmenter, build_tiny_sam_hq
 from models.segmenters.light_sam import light_sam_from_hq
@@ -41,7 +42,8 @@ def test_fused_tiny_vit_equals_the_package(seed: int, onednn: bool, monkeypatch:
     with torch.no_grad():
         embedding, interm = encoder(x)
         if not onednn:
-            monkeypatch.setattr(tiny_vit, "_onednn", lambda tensor: False)
+            monkeypatch.setattr(onednn, "fusable", lambda tensor: False)
+            monkeypatch.setattr(tiny_vit, "fusable", lambda tensor: False)
         fused_embedding, fused_interm = fuse_tiny_vit(encoder)(x)
     assert fused_embedding.shape == embedding.shape == (1, 256, 64, 64) and fused_embedding.is_contiguous()
     assert len(fused_interm) == len(interm) == 1 and fused_interm[0].shape == interm[0].shape

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.segmenters.onednn import linear_gelu
+
 __all__ = ["ClickDecoder"]
 
 
@@ -72,13 +74,16 @@ def _cells_to_tokens(
     attn: nn.Module,
     k: torch.Tensor,
     v: torch.Tensor,
+    residual: torch.Tensor,
     *,
     cells: torch.Tensor | None = None,
     projected: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``attn(q, k, v)`` of cells over tokens k, v (T, C) -> (N, C), the output projection folded into the tokens'
-    values; the cells' queries are ``cells`` (N, C), their query projection folded into the tokens' keys, or their
-    query projection already computed, ``projected`` (h, d, N)."""
+    """``residual + attn(q, k, v)`` of cells over tokens k, v (T, C) -> (N, C), the output projection folded into
+    the tokens' values; the cells' queries are ``cells`` (N, C), their query projection folded into the tokens'
+    keys, or their query projection already computed, ``projected`` (h, d, N). Each head's weights over the
+    tokens sum to 1, so the output bias is added to every head's values as 1 / h of it, and the residual is the
+    product's starting value: one pass over the (N, C) output."""
     heads, tokens = attn.num_heads, k.shape[0]
     per_head = attn.internal_dim // heads
     keys = _heads(attn.k_proj(k), heads)  # (h, T, d)
@@ -92,8 +97,9 @@ def _cells_to_tokens(
     weights = torch.softmax(logits.view(heads, tokens, -1), dim=1)  # over the tokens, for each head and cell
     out_weight = attn.out_proj.weight  # (C, D)
     values = _heads(attn.v_proj(v), heads)  # (h, T, d)
-    through_out = torch.bmm(values, out_weight.view(out_weight.shape[0], heads, per_head).permute(1, 2, 0))
-    return torch.addmm(attn.out_proj.bias, weights.view(heads * tokens, -1).t(), through_out.view(heads * tokens, -1))
+    through_out = torch.baddbmm((attn.out_proj.bias / heads).view(1, 1, -1), values,
+                                out_weight.view(out_weight.shape[0], heads, per_head).permute(1, 2, 0))
+    return torch.addmm(residual, weights.view(heads * tokens, -1).t(), through_out.view(heads * tokens, -1))
 
 
 @dataclass
@@ -112,6 +118,7 @@ class _Image:
     pe: torch.Tensor  # (N, C) positional encoding of the cells
     cells: torch.Tensor  # (N, C) embedding + no-mask embedding: the cells of a prompt without a mask
     first: _FirstBlock | None = None
+    mask_base: torch.Tensor | None = None  # (N, C) embedding + the mask embedding's last bias: a mask prompt's start
 
 
 class ClickDecoder:
@@ -185,14 +192,16 @@ class ClickDecoder:
             return _cells(self._embedding + steps(masks)), None
         hidden = _cells(steps[:-1](masks))  # (N, 16)
         weight, offset = last.weight.flatten(1), last.bias - self.prompt_encoder.no_mask_embed.weight[0]  # W_d, b_d - n
-        change = torch.addmm(offset, hidden, weight.t())  # (N, C): the dense embedding minus the no-mask one
+        if image.mask_base is None:
+            image.mask_base = image.cells + offset
+        cells = torch.addmm(image.mask_base, hidden, weight.t())  # (N, C): the embedding plus the dense one
         first, layer = self._first_block(image), self.decoder.transformer.layers[0]
         t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
 
         def projected(linear: nn.Linear) -> torch.Tensor:  # W (D - n) for every cell: (N, D) through 16 channels
             return torch.addmm(linear.weight @ offset, hidden, (linear.weight @ weight).t())
 
-        return image.cells + change, _FirstBlock(
+        return cells, _FirstBlock(
             keys=first.keys + _heads(projected(t2i.k_proj), t2i.num_heads).transpose(1, 2),
             values=first.values + _heads(projected(t2i.v_proj), t2i.num_heads),
             queries=first.queries + _heads(projected(i2t.q_proj), i2t.num_heads).transpose(1, 2),
@@ -217,7 +226,10 @@ class ClickDecoder:
         grid = math.isqrt(cells.shape[0])
         x = _stride2(first, cells)  # (4N, C / 4): each cell's 2 x 2 block, channel last
         x = act1(F.layer_norm(x, (x.shape[1],), norm.weight, norm.bias, norm.eps))
-        x = act2(_stride2(second, x))  # (16N, C / 8)
+        if _is_exact_gelu(act2):
+            x = _stride2(second, x, gelu=True)  # (16N, C / 8)
+        else:
+            x = act2(_stride2(second, x))
         logits = x @ hyper.t()  # (16N, M), rows ordered (i, j, dy, dx, dy', dx')
         m = hyper.shape[0]
         return logits.view(grid, grid, 2, 2, 2, 2, m).permute(6, 0, 2, 4, 1, 3, 5).reshape(m, 4 * grid, 4 * grid)
@@ -228,11 +240,18 @@ def _cells(x: torch.Tensor) -> torch.Tensor:
     return x[0].flatten(1).t().contiguous()
 
 
-def _stride2(conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+def _stride2(conv: nn.ConvTranspose2d, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
     """A 2 x 2, stride-2 transposed convolution of channel-last pixels x (P, C_in) -> (4P, C_out), each pixel's
-    output block in (dy, dx) order."""
+    output block in (dy, dx) order; with ``gelu``, the exact GELU of it, in the same pass where oneDNN can."""
     weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.in_channels, 4 * conv.out_channels)
+    if gelu:
+        return linear_gelu(x, weight.t(), conv.bias.repeat(4)).view(-1, conv.out_channels)
     return torch.addmm(conv.bias.repeat(4), x, weight).view(-1, conv.out_channels)
+
+
+def _is_exact_gelu(module: nn.Module) -> bool:
+    """Whether ``module`` is ``nn.GELU()`` (the erf form)."""
+    return isinstance(module, nn.GELU) and module.approximate == "none"
 
 
 def _token_attention(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -269,12 +288,12 @@ def _block(
     queries = layer.norm3(queries + layer.mlp(queries))
     q = queries + query_pe
     if first is not None:
-        attn_out = _cells_to_tokens(i2t, q, queries, projected=first.queries)
+        cells = _cells_to_tokens(i2t, q, queries, cells, projected=first.queries)
     elif _folds(i2t, q.shape[0]):
-        attn_out = _cells_to_tokens(i2t, q, queries, cells=with_pe)
+        cells = _cells_to_tokens(i2t, q, queries, cells, cells=with_pe)
     else:
-        attn_out = i2t(q=with_pe[None], k=q[None], v=queries[None])[0]
-    return queries, layer.norm4(cells + attn_out)
+        cells = cells + i2t(q=with_pe[None], k=q[None], v=queries[None])[0]
+    return queries, layer.norm4(cells)
 
 
 def _is_stride2(module: nn.Module) -> bool:

@@ -22,12 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.segmenters.onednn import fusable, linear_gelu
+
 __all__ = ["FusedTinyViT", "fuse_tiny_vit", "fused_if_tiny_vit"]
-
-
-def _onednn(x: torch.Tensor) -> bool:
-    """Whether ``x`` can go through oneDNN's fused primitives (a float32 CPU tensor, oneDNN built in)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
 
 
 class _Conv(nn.Module):
@@ -45,7 +42,7 @@ class _Conv(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C_in, H, W) channel-last -> (B, C_out, H', W') channel-last: GELU(conv(x) [+ residual])."""
-        if _onednn(x):
+        if fusable(x):
             geometry = (self.padding, self.stride, self.dilation, self.groups)
             if residual is None:
                 return torch.ops.mkldnn._convolution_pointwise(
@@ -61,13 +58,6 @@ class _Conv(nn.Module):
         if residual is not None:
             y = y + residual
         return F.gelu(y) if self.gelu else y
-
-
-def _linear_gelu(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """GELU(linear(x)) for x (..., C_in) -> (..., C_out), one oneDNN primitive where it can be."""
-    if _onednn(x):
-        return torch.ops.mkldnn._linear_pointwise(x, linear.weight, linear.bias, "gelu", [], "none")
-    return F.gelu(linear(x))
 
 
 def _map(tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -138,7 +128,7 @@ class _Block(nn.Module):
         x = x + self._attention(x)
         x = _tokens(self.local_conv(_map(x, self.size)))
         mlp = self.mlp
-        return x + mlp.fc2(_linear_gelu(mlp.fc1, mlp.norm(x)))
+        return x + mlp.fc2(linear_gelu(mlp.norm(x), mlp.fc1.weight, mlp.fc1.bias))
 
 
 def _layer_norm_2d(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
