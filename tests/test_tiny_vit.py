@@ -35,13 +35,13 @@ def _trained_looking(seed: int):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("onednn", [True, False])
-def test_fused_tiny_vit_equals_the_package(seed: int, onednn: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("use_onednn", [True, False])
+def test_fused_tiny_vit_equals_the_package(seed: int, use_onednn: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     encoder = _trained_looking(seed).image_encoder
     x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(10 + seed))
     with torch.no_grad():
         embedding, interm = encoder(x)
-        if not onednn:
+        if not use_onednn:
             monkeypatch.setattr(onednn, "fusable", lambda tensor: False)
             monkeypatch.setattr(tiny_vit, "fusable", lambda tensor: False)
         fused_embedding, fused_interm = fuse_tiny_vit(encoder)(x)
