@@ -8,15 +8,30 @@ dtypes, a build without oneDNN); both compute the same function up to float roun
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 __all__ = ["fusable", "linear_gelu"]
 
 
+@functools.cache
+def _built_in() -> bool:
+    """Whether this PyTorch build has oneDNN and its fused convolution and linear operators."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        torch.ops.mkldnn._convolution_pointwise.default  # noqa: B018 - looked up to see that it exists
+        torch.ops.mkldnn._linear_pointwise.default  # noqa: B018
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
 def fusable(x: torch.Tensor) -> bool:
-    """Whether ``x`` can go through oneDNN's fused primitives (a float32 CPU tensor, oneDNN built in)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+    """Whether ``x`` can go through oneDNN's fused primitives (a float32 CPU tensor, oneDNN's operators built in)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _built_in()
 
 
 def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
