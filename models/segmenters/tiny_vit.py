@@ -6,10 +6,11 @@ computes the same function from the same weights, rearranged for inference:
 - every ``Conv2d_BN`` has its batch norm folded into the convolution (the package's own ``Conv2d_BN.fuse``);
 - feature maps stay channel-last (NHWC memory) from the stem to the neck. The package's token layout (B, H W, C)
   *is* NHWC memory, so moving between tokens and maps is a view, where the package copies both ways;
-- on a CPU with oneDNN, a convolution and the GELU after it, or a convolution, a residual and the GELU after them,
-  run as one oneDNN primitive (``torch.ops.mkldnn._convolution_pointwise``), as do an MLP's first linear layer and
-  its GELU: the activation is applied while the output is still in cache, not in a separate pass over it. Elsewhere
-  (CUDA, or a build without oneDNN) the same steps run as plain ``torch.nn.functional`` calls.
+- on a CPU with oneDNN, a convolution and the GELU after it run as one oneDNN primitive
+  (``torch.ops.mkldnn._convolution_pointwise``), as do an MLP's first linear layer and its GELU, and a convolution
+  and the residual added to it: the second step is applied while the output is still in cache, not in a separate
+  pass over it. Elsewhere (CUDA, or a build without oneDNN) the same steps run as plain ``torch.nn.functional``
+  calls.
 
 Most of the encoder's time at 1024 x 1024 is the first stage: 256-channel maps of 256 x 256 cells, where each
 batch norm and GELU of the package is a pass over 64 MiB. The result equals the package's up to float rounding
