@@ -101,8 +101,15 @@ def _string_runs(counts: bytes) -> list[int]:
     values = np.add.reduceat((codes & 0x1F) << shift, starts)
     negative = (codes[ends] & 0x10) != 0
     values[negative] -= np.int64(1) << (shift[ends[negative]] + 5)
+    # Undo the delta coding: runs[m] += runs[m - 2] for m > 2, along the odd and the even runs. When no partial
+    # sum can leave int64 (every value and the count bound them), numpy's running sums are exact; else Python's.
+    if len(values) > 3 and int(np.abs(values).max()) * len(values) < 1 << 62:
+        for parity in (3, 4):
+            if len(values) > parity:
+                values[parity::2] = np.cumsum(values[parity::2]) + values[parity - 2]
+        return values.tolist()
     runs = values.tolist()
-    for parity in (3, 4):  # undo the delta coding: runs[m] += runs[m - 2] for m > 2
+    for parity in (3, 4):
         if len(runs) > parity:
             runs[parity::2] = list(accumulate(runs[parity::2], initial=runs[parity - 2]))[1:]
     return runs

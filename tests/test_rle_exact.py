@@ -49,6 +49,21 @@ def _runs(mask: np.ndarray) -> list[int]:
     return np.diff(bounds).tolist()
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_counts_strings_decode_to_the_exact_runs(seed: int) -> None:
+    """Ragged masks (many runs, the running sums in numpy) and long runs decode to the runs that made them."""
+    from annotate.rle import _string_runs
+
+    rng = np.random.default_rng(seed)
+    ragged = rng.random((97, 131)) > 0.5
+    blocks = np.zeros((400, 300), bool)
+    blocks[50:390, 20 + seed : 280] = True
+    for mask in (ragged, blocks, ~blocks):
+        counts = encode_mask(mask)["counts"]
+        assert _string_runs(counts.encode("ascii")) == _runs(mask)
+    assert _string_runs(counts_string(WRAPPING).encode("ascii")) == WRAPPING  # too large for int64 sums: Python's
+
+
 def test_wrapping_runs_are_refused() -> None:
     assert int(np.array(WRAPPING, dtype=np.int64).sum()) == H * W  # what a 64-bit sum sees
     with pytest.raises(ValueError, match=rf"cover {H * W + 2**64} pixels"):
