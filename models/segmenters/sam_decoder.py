@@ -15,9 +15,12 @@ rearranges the image-side steps, where the time goes:
   1 x 1 convolution of 16 channels (the package's ``mask_downscaling``), so it changes those projections by a rank-16
   product: ``W (E + D) = W (E + n) + (W W_d) h + W (b_d - n)`` for the no-mask embedding n and the 16-channel map h,
   16 x D multiply-adds a cell instead of C x D;
+- the cells' update by the image-to-token attention as one product that starts from the residual (each head's
+  weights over the tokens sum to 1, so the output bias rides on the tokens' values);
 - the output upscaling as two matrix products over channel-last cells (a 2 x 2, stride-2 transposed convolution
-  maps each cell to its own 2 x 2 block), with its channel layer norm as one ``layer_norm`` call, and mask
-  logits for the masks returned only (three with ``multimask``, else one).
+  maps each cell to its own 2 x 2 block), with its channel layer norm as one ``layer_norm`` call, the last GELU in
+  the second product's pass (oneDNN, :mod:`models.segmenters.onednn`), and mask logits for the masks returned only
+  (three with ``multimask``, else one).
 
 The logits equal the package's up to float rounding (other summation orders; its softmax drops the constant that a
 key bias adds to a row); ``tests/test_sam_decoder.py`` bounds the difference.
