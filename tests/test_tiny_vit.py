@@ -72,3 +72,20 @@ def test_fusing_a_training_encoder_is_refused() -> None:
     encoder = build_tiny_sam_hq("tinyvit", seed=0).image_encoder.train()
     with pytest.raises(ValueError, match="eval mode"):
         fuse_tiny_vit(encoder)
+
+
+def test_the_fused_operators_run_in_inference_only() -> None:
+    from models.segmenters.onednn import fusable
+
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        assert fusable(x) == torch.backends.mkldnn.is_available()
+        assert not fusable(x.double())
+    with torch.enable_grad():
+        assert not fusable(x)  # the fused operators have no backward: the plain calls run
+    encoder = fuse_tiny_vit(_trained_looking(4).image_encoder)
+    image = torch.randn(1, 3, 1024, 1024, requires_grad=True)
+    embedding, _ = encoder(image)
+    embedding.square().mean().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+

@@ -2,8 +2,9 @@
 
 PyTorch's CPU builds carry oneDNN and expose its fused operators (``torch.ops.mkldnn``), which apply an activation
 while each block of the output is still in cache instead of in a separate pass over memory. The helpers here use
-them for float32 CPU tensors and fall back to the plain ``torch.nn.functional`` calls elsewhere (CUDA, other
-dtypes, a build without oneDNN); both compute the same function up to float rounding.
+them for float32 CPU tensors in inference (no gradient recorded) and fall back to the plain
+``torch.nn.functional`` calls elsewhere (CUDA, other dtypes, training, a build without oneDNN); both compute the
+same function up to float rounding.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def _built_in() -> bool:
 
 
 def fusable(x: torch.Tensor) -> bool:
-    """Whether ``x`` can go through oneDNN's fused primitives (a float32 CPU tensor, oneDNN's operators built in)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and _built_in()
+    """Whether ``x`` can go through oneDNN's fused primitives: a float32 CPU tensor, oneDNN's operators built in,
+    and no gradient being recorded (the fused operators have no backward)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled() and _built_in()
 
 
 def linear_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
