@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.backbone import centre_wss_features
+from models.backbone import centre_cells, centre_wss_features
 
 __all__ = ["ASPP", "Decoder", "DeepLabV3Plus", "build_deeplab"]
 
@@ -112,12 +112,15 @@ class DeepLabV3Plus(nn.Module):
         c5 = features["C5"]
         seg = self.decoder(self.aspp(c5), features["C2"])
         seg = F.interpolate(seg, size=images.shape[-2:], mode="bilinear", align_corners=False)
-        centred = centre_wss_features(features, images.shape[-2:], self.output_stride)
+        scores = self.cam_head(c5)
+        size = images.shape[-2:]
         return {
             "seg": seg,
-            "cls": self.cam_head(c5).mean(dim=(2, 3)),
-            "cams": torch.relu(self.cam_head(centred["C5"])),
-            **centred,
+            "cls": scores.mean(dim=(2, 3)),
+            # The 1 x 1 head commutes with the centring (each centred cell is a weighted mean of cells), so the
+            # head runs once, on the network's grid.
+            "cams": torch.relu(centre_cells(scores, size, self.output_stride)),
+            **centre_wss_features(features, size, self.output_stride),
         }
 
     @property
